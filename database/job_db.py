@@ -1,0 +1,269 @@
+"""JobDB: every read and write of ``job`` and ``job_archive``.
+
+Each operation is one statement (COPY plus one NOTIFY for batches), so a job
+is never half-written and a claim never selects then updates in two trips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Sequence
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import dict_row, tuple_row
+
+from database.connection import Database
+from model.job import Job, JobStatus
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job ready to insert: arguments already serialized to JSON text."""
+
+    rid: UUID
+    task_name: str
+    parameters: str
+    parameters_keyed: str
+    options: str | None
+    priority: int = 0
+    scheduled_at: datetime | None = None
+    delay_seconds: float = 0.0
+    max_attempts: int = 1
+    timeout_seconds: float | None = None
+    unique_key: str | None = None
+    origin_rid: UUID | None = None
+    schedule_count: int = 0
+
+
+@dataclass
+class ClaimedJob:
+    """One attempt this worker holds: (id, attempt) is its fencing identity."""
+
+    id: int
+    rid: UUID
+    task_name: str
+    parameters: list[Any]
+    parameters_keyed: dict[str, Any]
+    options: dict[str, Any] | None
+    priority: int
+    scheduled_at: datetime
+    attempt: int
+    max_attempts: int
+    timeout_seconds: float | None
+    schedule_count: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one attempt ended. status is SUCCEEDED, FAILED, CANCELLED or RETRY."""
+
+    id: int
+    attempt: int
+    status: str
+    results: str | None = None  # JSON text
+    error: str | None = None
+    retry_delay: float = 0.0
+
+
+_COPY_COLUMNS = (
+    "rid, task_name, parameters, parameters_keyed, options, priority, status, scheduled_at,"
+    " max_attempts, timeout_seconds, unique_key, origin_rid, schedule_count"
+)
+
+
+class JobDB:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.q = db.queries
+
+    # -- producing ------------------------------------------------------------
+
+    def _insert_params(self, job: NewJob) -> dict[str, Any]:
+        scheduled_at = job.scheduled_at
+        return {
+            "rid": job.rid,
+            "task_name": job.task_name,
+            "parameters": job.parameters,
+            "parameters_keyed": job.parameters_keyed,
+            "options": job.options,
+            "priority": job.priority,
+            "scheduled_at": scheduled_at,
+            "delay_seconds": job.delay_seconds,
+            "max_attempts": job.max_attempts,
+            "timeout_seconds": job.timeout_seconds,
+            "unique_key": job.unique_key,
+            "origin_rid": job.origin_rid,
+            "schedule_count": job.schedule_count,
+            "channel": self.db.channel,
+        }
+
+    def insert_job(self, job: NewJob, conn: psycopg.Connection[Any] | None = None) -> Job:
+        """Insert one job (and NOTIFY) in one statement; on ``conn`` when given (transactional)."""
+        params = self._insert_params(job)
+        if conn is not None:
+            row = conn.cursor(row_factory=dict_row).execute(self.q.insert_job, params).fetchone()  # type: ignore[arg-type]
+        else:
+            row = self.db.execute_one(self.q.insert_job, params)
+        assert row is not None
+        return Job.from_row(row)
+
+    def insert_jobs(self, jobs: Sequence[NewJob], conn: psycopg.Connection[Any] | None = None) -> list[UUID]:
+        """Insert many jobs with COPY and one NOTIFY, all in one transaction."""
+        if not jobs:
+            return []
+        if conn is None:
+            with self.db.connection() as own:
+                return self.insert_jobs(jobs, own)
+        with conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            # now() is the transaction's start: the same value a DEFAULT would give.
+            now = cur.execute("SELECT now() AS now").fetchone()["now"]  # type: ignore[index]
+            copy_sql = f"COPY {self.q.schema_quoted}.job ({_COPY_COLUMNS}) FROM STDIN"
+            with cur.copy(copy_sql) as copy:  # type: ignore[arg-type]
+                for job in jobs:
+                    at = job.scheduled_at
+                    if at is None:
+                        at = now + timedelta(seconds=job.delay_seconds)
+                    copy.write_row(
+                        (
+                            job.rid,
+                            job.task_name,
+                            job.parameters,
+                            job.parameters_keyed,
+                            job.options,
+                            job.priority,
+                            "SCHEDULED" if at > now else "QUEUED",
+                            at,
+                            job.max_attempts,
+                            job.timeout_seconds,
+                            job.unique_key,
+                            job.origin_rid,
+                            job.schedule_count,
+                        )
+                    )
+            task_names = sorted({job.task_name for job in jobs})
+            cur.execute(self.q.notify_inserted_tasks, {"channel": self.db.channel, "task_names": task_names})
+        return [job.rid for job in jobs]
+
+    # -- consuming ------------------------------------------------------------
+
+    def claim(
+        self,
+        worker_rid: UUID,
+        task_names: Sequence[str],
+        limit: int,
+        default_max_attempts: int,
+        default_timeout: float | None,
+    ) -> list[ClaimedJob]:
+        with self.db.connection() as conn:
+            cur = conn.cursor(row_factory=tuple_row)
+            rows = cur.execute(
+                self.q.claim_jobs,  # type: ignore[arg-type]
+                {
+                    "worker_rid": worker_rid,
+                    "task_names": list(task_names),
+                    "limit": limit,
+                },
+                prepare=True,
+            ).fetchall()
+        claimed = []
+        for (id_, rid, task_name, params, params_keyed, options, priority, scheduled_at, attempt,
+             max_attempts, timeout, schedule_count, _created_at) in rows:
+            if not (options and "on_error" in options):
+                # No policy stored with the job: this worker's defaults apply.
+                max_attempts, timeout = default_max_attempts, default_timeout
+            claimed.append(
+                ClaimedJob(id_, rid, task_name, params, params_keyed, options, priority, scheduled_at,
+                           attempt, max_attempts, timeout, schedule_count)
+            )
+        # UPDATE ... RETURNING has no order: restore claim order.
+        claimed.sort(key=lambda c: (-c.priority, c.scheduled_at, c.id))
+        return claimed
+
+    def seconds_until_next_due(self, task_names: Sequence[str]) -> float | None:
+        row = self.db.execute_one(self.q.next_due_in, {"task_names": list(task_names)})
+        value = row["wait_seconds"] if row else None
+        return None if value is None else max(0.0, float(value))
+
+    def record_outcomes(self, worker_rid: UUID, outcomes: Sequence[Outcome]) -> set[int]:
+        """Apply a batch of outcomes; return the job ids whose outcome was applied."""
+        params = {
+            "ids": [o.id for o in outcomes],
+            "attempts": [o.attempt for o in outcomes],
+            "statuses": [o.status for o in outcomes],
+            "results": [o.results for o in outcomes],
+            "errors": [o.error for o in outcomes],
+            "delays": [o.retry_delay for o in outcomes],
+            "worker_rid": worker_rid,
+            "channel": self.db.channel,
+        }
+        with self.db.connection() as conn:
+            row = conn.execute(self.q.record_outcomes, params, prepare=True).fetchone()  # type: ignore[arg-type]
+        return set(row["applied_ids"] if row else [])
+
+    def release(self, worker_rid: UUID, attempts: Iterable[tuple[int, int]]) -> int:
+        pairs = list(attempts)
+        if not pairs:
+            return 0
+        row = self.db.execute_one(
+            self.q.release_jobs,
+            {
+                "ids": [p[0] for p in pairs],
+                "attempts": [p[1] for p in pairs],
+                "worker_rid": worker_rid,
+                "channel": self.db.channel,
+            },
+        )
+        return int(row["released"]) if row else 0
+
+    def held_by(self, worker_rid: UUID) -> list[tuple[int, int]]:
+        rows = self.db.execute(self.q.running_jobs_of_worker, {"worker_rid": worker_rid})
+        return [(r["id"], r["attempts"]) for r in rows]
+
+    def rescue_orphans(self) -> tuple[int, int]:
+        row = self.db.execute_one(self.q.rescue_orphaned_jobs, {"channel": self.db.channel})
+        return (int(row["requeued"]), int(row["failed"])) if row else (0, 0)
+
+    # -- managing -------------------------------------------------------------
+
+    def cancel(self, rid: UUID, reason: str) -> Job | None:
+        row = self.db.execute_one(self.q.cancel_job, {"rid": rid, "reason": reason, "channel": self.db.channel})
+        return Job.from_row(row) if row else None
+
+    def status_of(self, rid: UUID) -> JobStatus | None:
+        row = self.db.execute_one(self.q.get_job_status_anywhere, {"rid": rid})
+        return JobStatus(row["status"]) if row else None
+
+    def get_job(self, rid: UUID) -> Job | None:
+        row = self.db.execute_one(self.q.get_job, {"rid": rid})
+        return Job.from_row(row) if row else None
+
+    def get_job_ended(self, rid: UUID) -> Job | None:
+        row = self.db.execute_one(self.q.get_job_ended, {"rid": rid})
+        return Job.from_row(row) if row else None
+
+    def get_jobs(
+        self,
+        *,
+        ended: bool = False,
+        status: JobStatus | None = None,
+        task_name: str | None = None,
+        worker_rid: UUID | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        after_id: int | None = None,
+    ) -> list[Job]:
+        rows = self.db.execute(
+            self.q.get_jobs_ended if ended else self.q.get_jobs,
+            {
+                "status": status.value if status else None,
+                "task_name": task_name,
+                "worker_rid": worker_rid,
+                "limit": limit,
+                "offset": offset,
+                "after_id": after_id,
+            },
+        )
+        return [Job.from_row(r) for r in rows]

@@ -1,0 +1,98 @@
+"""Numbered schema migrations (``database/migrations/NNNN_name.sql``).
+
+They are applied in order under a transaction-scoped advisory lock, so any
+number of processes starting at once install the schema exactly once. A fast
+check without the lock lets an up-to-date schema start with one query, and
+lets roles without DDL rights (see the README's "Security") connect.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import psycopg
+from psycopg.rows import tuple_row
+
+from helper.config import quote_identifier
+
+log = logging.getLogger("queuer.migrations")
+
+_FILE_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def available_migrations() -> list[Migration]:
+    folder = resources.files("database") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        match = _FILE_NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"migration files are not numbered 1..n without gaps: {versions}")
+    return found
+
+
+def latest_version() -> int:
+    return len(available_migrations())
+
+
+def installed_version(conn: psycopg.Connection, schema: str) -> int:
+    """The schema's version, 0 when queuer is not installed there."""
+    quoted = quote_identifier(schema)
+    cur = conn.cursor(row_factory=tuple_row)
+    row = cur.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{quoted}.schema_version",)).fetchone()
+    if not row or not row[0]:
+        return 0
+    row = cur.execute(f"SELECT coalesce(max(version), 0) FROM {quoted}.schema_version").fetchone()  # type: ignore[arg-type]
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: psycopg.Connection, schema: str, target: int | None = None) -> list[int]:
+    """Bring ``schema`` up to ``target`` (default: latest); return the versions applied."""
+    migrations = available_migrations()
+    target = len(migrations) if target is None else target
+    if installed_version(conn, schema) >= target:
+        return []
+    quoted = quote_identifier(schema)
+    applied: list[int] = []
+    with conn.transaction():
+        # Serialize installers of this schema; the lock ends with the transaction.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('queuer.migrate'), hashtext(%s))", (schema,))
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {quoted}.schema_version ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        current = installed_version(conn, schema)
+        for migration in migrations:
+            if current < migration.version <= target:
+                log.info("applying migration %04d_%s to schema %s", migration.version, migration.name, schema)
+                conn.execute(migration.sql.replace("{schema}", quoted))  # type: ignore[arg-type]
+                conn.execute(
+                    f"INSERT INTO {quoted}.schema_version (version, name) VALUES (%s, %s)",
+                    (migration.version, migration.name),
+                )
+                applied.append(migration.version)
+    return applied
+
+
+def uninstall(conn: psycopg.Connection, schema: str) -> None:
+    """Drop queuer's tables from ``schema`` (the schema itself stays)."""
+    quoted = quote_identifier(schema)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('queuer.migrate'), hashtext(%s))", (schema,))
+        for table in ("job", "job_archive", "worker", "master", "schema_version"):
+            conn.execute(f"DROP TABLE IF EXISTS {quoted}.{table} CASCADE")  # type: ignore[arg-type]

@@ -1,0 +1,58 @@
+"""Named SQL statements, kept as SQL in ``database/sql/*.sql``.
+
+A file holds blocks that start with ``-- name: <name>``. ``{schema}`` in the text
+is replaced by the quoted schema name once, when the statements are loaded, so
+each statement is a constant string that psycopg can prepare.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from importlib import resources
+
+from helper.config import quote_identifier
+
+_NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+
+
+def _parse(text: str) -> dict[str, str]:
+    statements: dict[str, str] = {}
+    parts = _NAME_LINE.split(text)
+    # parts = [preamble, name1, body1, name2, body2, ...]
+    for name, body in zip(parts[1::2], parts[2::2]):
+        if name in statements:
+            raise ValueError(f"SQL statement {name!r} is defined twice")
+        statements[name] = body.strip().rstrip(";")
+    return statements
+
+
+@lru_cache(maxsize=None)
+def _templates() -> dict[str, str]:
+    statements: dict[str, str] = {}
+    folder = resources.files("database") / "sql"
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".sql"):
+            for name, body in _parse(entry.read_text(encoding="utf-8")).items():
+                if name in statements:
+                    raise ValueError(f"SQL statement {name!r} is defined in two files")
+                statements[name] = body
+    return statements
+
+
+class Queries:
+    """The statements for one schema: ``Queries("app").claim_jobs`` is SQL text."""
+
+    def __init__(self, schema: str) -> None:
+        quoted = quote_identifier(schema)
+        self.schema = schema
+        self.schema_quoted = quoted
+        self._statements = {
+            name: body.replace("{schema}", quoted) for name, body in _templates().items()
+        }
+
+    def __getattr__(self, name: str) -> str:
+        try:
+            return self._statements[name]
+        except KeyError:
+            raise AttributeError(f"no SQL statement named {name!r}") from None

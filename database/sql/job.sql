@@ -1,0 +1,242 @@
+-- Statements on the job and job_archive tables.
+-- Each block starts with "-- name: <name>"; {schema} is the quoted schema.
+-- Statements that end jobs also NOTIFY, once per statement, never per row:
+-- the payload is {"j": [[event, rid, status-or-task], ...]} in chunks of 100.
+
+-- name: insert_job
+WITH inserted AS (
+    INSERT INTO {schema}.job (rid, task_name, parameters, parameters_keyed, options, priority,
+                              status, scheduled_at, max_attempts, timeout_seconds,
+                              unique_key, origin_rid, schedule_count)
+    VALUES (%(rid)s, %(task_name)s, %(parameters)s::jsonb, %(parameters_keyed)s::jsonb,
+            %(options)s::jsonb, %(priority)s,
+            CASE WHEN COALESCE(%(scheduled_at)s::timestamptz,
+                               now() + make_interval(secs => %(delay_seconds)s)) > now()
+                 THEN 'SCHEDULED' ELSE 'QUEUED' END,
+            COALESCE(%(scheduled_at)s::timestamptz, now() + make_interval(secs => %(delay_seconds)s)),
+            %(max_attempts)s, %(timeout_seconds)s,
+            %(unique_key)s, %(origin_rid)s, %(schedule_count)s)
+    RETURNING *
+)
+SELECT inserted.*,
+       pg_notify(%(channel)s, json_build_object(
+           'j', json_build_array(json_build_array('insert', rid, task_name)))::text) AS notified
+FROM inserted;
+
+-- name: notify_inserted_tasks
+-- After a COPY: one notification naming the tasks that got new jobs.
+SELECT pg_notify(%(channel)s, json_build_object(
+    'j', (SELECT json_agg(json_build_array('insert', NULL, t))
+          FROM unnest(%(task_names)s::text[]) AS t))::text);
+
+-- name: claim_jobs
+-- One statement: pick the next claimable rows in claim order, skipping rows
+-- another worker holds, and take them for this attempt.
+WITH picked AS (
+    SELECT id
+    FROM {schema}.job
+    WHERE status IN ('QUEUED', 'SCHEDULED')
+      AND scheduled_at <= now()
+      AND task_name = ANY(%(task_names)s::text[])
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {schema}.job AS j
+SET status = 'RUNNING',
+    attempts = j.attempts + 1,
+    worker_rid = %(worker_rid)s,
+    started_at = now(),
+    cancel_requested = false,
+    updated_at = now()
+FROM picked
+WHERE j.id = picked.id
+RETURNING j.id, j.rid, j.task_name, j.parameters, j.parameters_keyed, j.options, j.priority,
+          j.scheduled_at, j.attempts, j.max_attempts, j.timeout_seconds, j.schedule_count,
+          j.created_at;
+
+-- name: next_due_in
+-- Seconds until the next scheduled job of these tasks becomes claimable.
+SELECT extract(epoch FROM min(scheduled_at) - now()) AS wait_seconds
+FROM {schema}.job
+WHERE status = 'SCHEDULED' AND task_name = ANY(%(task_names)s::text[]);
+
+-- name: running_jobs_of_worker
+SELECT id, attempts FROM {schema}.job WHERE worker_rid = %(worker_rid)s AND status = 'RUNNING';
+
+-- name: record_outcomes
+-- The completer's one statement per batch. Every change is fenced by the
+-- attempt's identity (worker_rid, attempts) and status RUNNING: an outcome of a
+-- rescued, cancelled or timed-out attempt changes nothing.
+WITH outcome AS (
+    SELECT *
+    FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(statuses)s::text[],
+                %(results)s::text[], %(errors)s::text[], %(delays)s::double precision[])
+         AS o(id, attempt, status, results, error, delay)
+), retried AS (
+    UPDATE {schema}.job AS j
+    SET status = CASE WHEN o.delay > 0 THEN 'SCHEDULED' ELSE 'QUEUED' END,
+        scheduled_at = now() + make_interval(secs => o.delay),
+        worker_rid = NULL,
+        error = o.error,
+        updated_at = now()
+    FROM outcome AS o
+    WHERE o.status = 'RETRY'
+      AND j.id = o.id AND j.attempts = o.attempt
+      AND j.worker_rid = %(worker_rid)s AND j.status = 'RUNNING'
+    RETURNING j.id, j.rid, j.task_name
+), ended AS (
+    DELETE FROM {schema}.job AS j
+    USING outcome AS o
+    WHERE o.status <> 'RETRY'
+      AND j.id = o.id AND j.attempts = o.attempt
+      AND j.worker_rid = %(worker_rid)s AND j.status = 'RUNNING'
+    RETURNING j.*, o.status AS final_status, o.results AS final_results, o.error AS final_error
+), archived AS (
+    INSERT INTO {schema}.job_archive (
+        id, rid, task_name, parameters, parameters_keyed, options, priority, status,
+        scheduled_at, started_at, worker_rid, attempts, max_attempts, timeout_seconds,
+        schedule_count, unique_key, origin_rid, results, error, created_at, updated_at, ended_at)
+    SELECT id, rid, task_name, parameters, parameters_keyed, options, priority, final_status,
+           scheduled_at, started_at, worker_rid, attempts, max_attempts, timeout_seconds,
+           schedule_count, unique_key, origin_rid, final_results::jsonb, final_error,
+           created_at, now(), now()
+    FROM ended
+    RETURNING id, rid, status
+), events AS (
+    SELECT id, 'end' AS event, rid, status AS detail FROM archived
+    UNION ALL
+    SELECT id, 'retry', rid, task_name FROM retried
+), notified AS (
+    SELECT pg_notify(%(channel)s, json_build_object(
+               'j', json_agg(json_build_array(event, rid, detail)))::text)
+    FROM (SELECT *, (row_number() OVER () - 1) / 100 AS chunk FROM events) AS e
+    GROUP BY chunk
+)
+SELECT (SELECT coalesce(array_agg(id), '{}') FROM events) AS applied_ids,
+       (SELECT count(*) FROM notified) AS notifications;
+
+-- name: release_jobs
+-- Give claimed but unstarted jobs back, as if never claimed (no attempt counted).
+WITH released AS (
+    UPDATE {schema}.job AS j
+    SET status = CASE WHEN j.scheduled_at > now() THEN 'SCHEDULED' ELSE 'QUEUED' END,
+        attempts = j.attempts - 1,
+        worker_rid = NULL,
+        started_at = NULL,
+        updated_at = now()
+    FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS r(id, attempt)
+    WHERE j.id = r.id AND j.attempts = r.attempt
+      AND j.worker_rid = %(worker_rid)s AND j.status = 'RUNNING'
+    RETURNING j.task_name
+)
+SELECT count(*) AS released,
+       CASE WHEN count(*) > 0 THEN pg_notify(%(channel)s, json_build_object(
+           'j', (SELECT json_agg(DISTINCT jsonb_build_array('insert', NULL, task_name))
+                 FROM released))::text) END AS notified
+FROM released;
+
+-- name: cancel_job
+-- Cancel a queued or running job: archive it as CANCELLED at once and tell
+-- its worker, which sets the job's cancellation flag and discards its outcome.
+WITH gone AS (
+    DELETE FROM {schema}.job WHERE rid = %(rid)s RETURNING *
+), archived AS (
+    INSERT INTO {schema}.job_archive (
+        id, rid, task_name, parameters, parameters_keyed, options, priority, status,
+        scheduled_at, started_at, worker_rid, attempts, max_attempts, timeout_seconds,
+        schedule_count, unique_key, origin_rid, results, error, created_at, updated_at, ended_at)
+    SELECT id, rid, task_name, parameters, parameters_keyed, options, priority, 'CANCELLED',
+           scheduled_at, started_at, worker_rid, attempts, max_attempts, timeout_seconds,
+           schedule_count, unique_key, origin_rid, NULL, %(reason)s, created_at, now(), now()
+    FROM gone
+    RETURNING *
+)
+SELECT archived.*,
+       pg_notify(%(channel)s, json_build_object('j', json_build_array(
+           json_build_array('cancel', rid, worker_rid),
+           json_build_array('end', rid, 'CANCELLED')))::text) AS notified
+FROM archived;
+
+-- name: rescue_orphaned_jobs
+-- The master's sweep: RUNNING jobs whose worker is no longer alive go back to
+-- the queue (their attempt was counted when claimed) or, when no attempt is
+-- left, to the archive as FAILED.
+WITH orphan AS (
+    SELECT j.id
+    FROM {schema}.job AS j
+    WHERE j.status = 'RUNNING'
+      AND NOT EXISTS (SELECT 1 FROM {schema}.worker AS w
+                      WHERE w.rid = j.worker_rid AND w.status IN ('READY', 'RUNNING', 'STOPPING'))
+    FOR UPDATE OF j SKIP LOCKED
+), requeued AS (
+    UPDATE {schema}.job AS j
+    SET status = 'QUEUED',
+        worker_rid = NULL,
+        error = format('worker %%s stopped heartbeating during attempt %%s', j.worker_rid, j.attempts),
+        updated_at = now()
+    FROM orphan
+    WHERE j.id = orphan.id AND j.attempts < j.max_attempts
+    RETURNING j.id, j.rid, j.task_name
+), failed AS (
+    DELETE FROM {schema}.job AS j
+    USING orphan
+    WHERE j.id = orphan.id AND j.attempts >= j.max_attempts
+    RETURNING j.*
+), archived AS (
+    INSERT INTO {schema}.job_archive (
+        id, rid, task_name, parameters, parameters_keyed, options, priority, status,
+        scheduled_at, started_at, worker_rid, attempts, max_attempts, timeout_seconds,
+        schedule_count, unique_key, origin_rid, results, error, created_at, updated_at, ended_at)
+    SELECT id, rid, task_name, parameters, parameters_keyed, options, priority, 'FAILED',
+           scheduled_at, started_at, worker_rid, attempts, max_attempts, timeout_seconds,
+           schedule_count, unique_key, origin_rid, NULL,
+           format('worker %%s stopped heartbeating during the last attempt (%%s of %%s)',
+                  worker_rid, attempts, max_attempts),
+           created_at, now(), now()
+    FROM failed
+    RETURNING id, rid, status
+), events AS (
+    SELECT id, 'end' AS event, rid, status AS detail FROM archived
+    UNION ALL
+    SELECT id, 'retry', rid, task_name FROM requeued
+), notified AS (
+    SELECT pg_notify(%(channel)s, json_build_object(
+               'j', json_agg(json_build_array(event, rid, detail)))::text)
+    FROM (SELECT *, (row_number() OVER () - 1) / 100 AS chunk FROM events) AS e
+    GROUP BY chunk
+)
+SELECT (SELECT count(*) FROM requeued) AS requeued,
+       (SELECT count(*) FROM archived) AS failed,
+       (SELECT count(*) FROM notified) AS notifications;
+
+-- name: get_job
+SELECT * FROM {schema}.job WHERE rid = %(rid)s;
+
+-- name: get_job_ended
+SELECT * FROM {schema}.job_archive WHERE rid = %(rid)s;
+
+-- name: get_job_status_anywhere
+SELECT status FROM {schema}.job WHERE rid = %(rid)s
+UNION ALL
+SELECT status FROM {schema}.job_archive WHERE rid = %(rid)s
+LIMIT 1;
+
+-- name: get_jobs
+-- Keyset pagination on id: pass the last id seen as after_id.
+SELECT * FROM {schema}.job
+WHERE (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(task_name)s::text IS NULL OR task_name = %(task_name)s)
+  AND (%(worker_rid)s::uuid IS NULL OR worker_rid = %(worker_rid)s)
+  AND (%(after_id)s::bigint IS NULL OR id > %(after_id)s)
+ORDER BY id
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: get_jobs_ended
+SELECT * FROM {schema}.job_archive
+WHERE (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(task_name)s::text IS NULL OR task_name = %(task_name)s)
+  AND (%(worker_rid)s::uuid IS NULL OR worker_rid = %(worker_rid)s)
+  AND (%(after_id)s::bigint IS NULL OR id > %(after_id)s)
+ORDER BY id
+LIMIT %(limit)s OFFSET %(offset)s;

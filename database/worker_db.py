@@ -1,0 +1,88 @@
+"""WorkerDB: the ``worker`` rows, heartbeats, stop requests and the master lease."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from typing import Any, Sequence
+from uuid import UUID
+
+from database.connection import Database
+from model.worker import Worker, WorkerStatus
+
+
+class WorkerDB:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.q = db.queries
+
+    def insert(
+        self,
+        rid: UUID,
+        name: str,
+        max_concurrency: int,
+        task_names: Sequence[str],
+        options: dict[str, Any] | None,
+        status: WorkerStatus = WorkerStatus.RUNNING,
+    ) -> Worker:
+        row = self.db.execute_one(
+            self.q.insert_worker,
+            {
+                "rid": rid,
+                "name": name,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "max_concurrency": max_concurrency,
+                "available_tasks": list(task_names),
+                "options": json.dumps(options) if options else None,
+                "status": status.value,
+            },
+        )
+        assert row is not None
+        return Worker.from_row(row)
+
+    def update_tasks(self, rid: UUID, task_names: Sequence[str]) -> None:
+        self.db.execute(self.q.update_worker_tasks, {"rid": rid, "available_tasks": list(task_names)})
+
+    def set_status(self, rid: UUID, status: WorkerStatus) -> Worker | None:
+        row = self.db.execute_one(self.q.set_worker_status, {"rid": rid, "status": status.value})
+        return Worker.from_row(row) if row else None
+
+    def heartbeat(self, rid: UUID) -> tuple[WorkerStatus, str | None] | None:
+        """Renew the heartbeat; None when the master declared this worker dead."""
+        row = self.db.execute_one(self.q.heartbeat, {"rid": rid})
+        return (WorkerStatus(row["status"]), row["stop_requested"]) if row else None
+
+    def request_stop(self, rid: UUID, graceful: bool) -> bool:
+        row = self.db.execute_one(
+            self.q.request_worker_stop,
+            {"rid": rid, "mode": "graceful" if graceful else "now", "channel": self.db.channel},
+        )
+        return row is not None
+
+    def get(self, rid: UUID) -> Worker | None:
+        row = self.db.execute_one(self.q.get_worker, {"rid": rid})
+        return Worker.from_row(row) if row else None
+
+    def list(self, status: WorkerStatus | None = None, limit: int = 100, offset: int = 0) -> list[Worker]:
+        rows = self.db.execute(
+            self.q.get_workers, {"status": status.value if status else None, "limit": limit, "offset": offset}
+        )
+        return [Worker.from_row(r) for r in rows]
+
+    # -- master ---------------------------------------------------------------
+
+    def acquire_master(self, rid: UUID, lease_seconds: float) -> bool:
+        row = self.db.execute_one(self.q.acquire_master_lease, {"rid": rid, "lease_seconds": lease_seconds})
+        return row is not None
+
+    def release_master(self, rid: UUID) -> None:
+        self.db.execute(self.q.release_master_lease, {"rid": rid})
+
+    def mark_silent_dead(self, dead_after_seconds: float) -> list[tuple[UUID, str]]:
+        rows = self.db.execute(self.q.mark_silent_workers_dead, {"dead_after_seconds": dead_after_seconds})
+        return [(r["rid"], r["name"]) for r in rows]
+
+    def prune(self, older_than_seconds: float) -> None:
+        self.db.execute(self.q.prune_workers, {"older_than_seconds": older_than_seconds})

@@ -1,0 +1,125 @@
+"""Database configuration, read from ``QUEUER_DB_*`` environment variables.
+
+Values are handed to libpq as keyword arguments, never pasted into a
+connection string, so a password with spaces, quotes or nothing at all works.
+The password is kept out of every repr and error message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+from psycopg.conninfo import conninfo_to_dict
+
+ENV_PREFIX = "QUEUER_DB_"
+DEFAULT_SCHEMA = "public"
+
+# A schema is an SQL identifier: we accept the plain form only, so it can be
+# quoted without escaping, and short enough that "queuer." + schema stays a
+# valid NOTIFY channel name (63 bytes at most).
+_SCHEMA_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
+
+
+class ConfigurationError(ValueError):
+    """The database configuration is invalid; the message says what to fix."""
+
+
+def validate_schema_name(schema: str) -> str:
+    """Return ``schema`` if it is a safe identifier, else raise ConfigurationError."""
+    if not isinstance(schema, str) or not _SCHEMA_PATTERN.match(schema):
+        raise ConfigurationError(
+            f"invalid schema name {schema!r}: use 1 to 48 letters, digits or "
+            "underscores, starting with a letter or underscore"
+        )
+    return schema
+
+
+def quote_identifier(name: str) -> str:
+    """Quote a validated identifier for use in SQL text."""
+    return '"' + validate_schema_name(name) + '"'
+
+
+@dataclass(frozen=True)
+class DatabaseConfiguration:
+    """Where the queue lives. ``password`` never shows in repr or messages."""
+
+    host: str | None = None
+    port: int | None = None
+    database: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    schema: str = DEFAULT_SCHEMA
+    sslmode: str | None = None
+    # Extra libpq keywords (from QUEUER_DB_URL or given explicitly).
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        validate_schema_name(self.schema)
+        if self.port is not None and not (0 < int(self.port) < 65536):
+            raise ConfigurationError(f"invalid port {self.port!r}: use 1 to 65535")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "DatabaseConfiguration":
+        """Build a configuration from ``QUEUER_DB_*`` variables (or ``QUEUER_DB_URL``)."""
+        env = os.environ if environ is None else environ
+        get = lambda key: env.get(ENV_PREFIX + key)  # noqa: E731
+        extra: dict[str, Any] = {}
+        url = get("URL")
+        if url:
+            try:
+                extra = dict(conninfo_to_dict(url))
+            except Exception:  # psycopg's message may echo the URL, password included
+                raise ConfigurationError(
+                    "QUEUER_DB_URL is not a valid PostgreSQL URL or conninfo string"
+                ) from None
+        port = get("PORT") or extra.pop("port", None)
+        try:
+            port_number = int(port) if port else None
+        except ValueError:
+            raise ConfigurationError(f"QUEUER_DB_PORT must be a number, not {port!r}") from None
+        return cls(
+            host=get("HOST") or extra.pop("host", None),
+            port=port_number,
+            database=get("DATABASE") or extra.pop("dbname", None),
+            username=get("USERNAME") or extra.pop("user", None),
+            password=get("PASSWORD") if get("PASSWORD") is not None else extra.pop("password", None),
+            schema=get("SCHEMA") or DEFAULT_SCHEMA,
+            sslmode=get("SSLMODE") or extra.pop("sslmode", None),
+            extra=extra,
+        )
+
+    @staticmethod
+    def is_configured(environ: Mapping[str, str] | None = None) -> bool:
+        """True when any ``QUEUER_DB_*`` variable is set."""
+        env = os.environ if environ is None else environ
+        return any(key.startswith(ENV_PREFIX) for key in env)
+
+    def with_schema(self, schema: str) -> "DatabaseConfiguration":
+        return replace(self, schema=schema)
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``psycopg.connect``; unset values are left to libpq."""
+        kwargs: dict[str, Any] = dict(self.extra)
+        for key, value in (
+            ("host", self.host),
+            ("port", self.port),
+            ("dbname", self.database),
+            ("user", self.username),
+            ("password", self.password),
+            ("sslmode", self.sslmode),
+        ):
+            if value is not None:
+                kwargs[key] = value
+        kwargs.setdefault("application_name", "queuer")
+        return kwargs
+
+    def describe(self) -> str:
+        """A human-readable target for messages: never includes the password."""
+        host = self.host or "(libpq default host)"
+        port = f":{self.port}" if self.port else ""
+        db = self.database or "(libpq default database)"
+        user = f"{self.username}@" if self.username else ""
+        return f"{user}{host}{port}/{db} schema {self.schema}"

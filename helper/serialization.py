@@ -1,0 +1,23 @@
+"""JSON for parameters and results: compact, strict, with errors that say what to fix."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+
+
+def to_json(value: Any, what: str) -> str:
+    """Serialize ``value`` or raise TypeError naming ``what`` could not be stored."""
+    try:
+        return _encoder.encode(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise TypeError(
+            f"{what} is not JSON-serializable ({exc}); pass only dicts, lists, str, "
+            "int, float (finite), bool and None, or convert the value first"
+        ) from None
+
+
+def from_json(text: str | bytes | None) -> Any:
+    return None if text is None else json.loads(text)

@@ -1,0 +1,16 @@
+"""One entry of a batch insert (``Queuer.add_jobs``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from model.options import Options
+
+
+@dataclass
+class BatchJob:
+    task: Callable[..., Any] | str
+    parameters: list[Any] = field(default_factory=list)
+    parameters_keyed: dict[str, Any] = field(default_factory=dict)
+    options: Options | None = None

@@ -1,0 +1,91 @@
+"""A job as stored in ``job`` (active) or ``job_archive`` (ended)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+from model.options import Options
+
+
+class JobStatus(str, Enum):
+    QUEUED = "QUEUED"
+    SCHEDULED = "SCHEDULED"  # waiting for its scheduled_at
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def ended(self) -> bool:
+        return self in ENDED_STATUSES
+
+    @classmethod
+    def parse(cls, value: "JobStatus | str") -> "JobStatus":
+        """Accept a JobStatus or its name in any case; a clear ValueError otherwise."""
+        if isinstance(value, JobStatus):
+            return value
+        try:
+            return cls(str(value).upper())
+        except ValueError:
+            choices = ", ".join(s.value for s in cls)
+            raise ValueError(f"unknown job status {value!r}: use one of {choices}") from None
+
+
+ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RUNNING)
+ENDED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+@dataclass
+class Job:
+    rid: UUID
+    task_name: str
+    status: JobStatus
+    parameters: list[Any] = field(default_factory=list)
+    parameters_keyed: dict[str, Any] = field(default_factory=dict)
+    options: Options | None = None
+    priority: int = 0
+    attempts: int = 0
+    max_attempts: int = 1
+    scheduled_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    worker_rid: UUID | None = None
+    schedule_count: int = 0
+    results: Any = None
+    error: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    origin_rid: UUID | None = None  # the archived job this one was re-added from
+    id: int | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "Job":
+        options = row.get("options")
+        return cls(
+            id=row.get("id"),
+            rid=row["rid"],
+            task_name=row["task_name"],
+            status=JobStatus(row["status"]),
+            parameters=list(row.get("parameters") or []),
+            parameters_keyed=dict(row.get("parameters_keyed") or {}),
+            options=Options.from_dict(options, row.get("priority", 0), row.get("unique_key"))
+            if options is not None or row.get("unique_key") or row.get("priority")
+            else None,
+            priority=row.get("priority", 0),
+            attempts=row.get("attempts", 0),
+            max_attempts=row.get("max_attempts", 1),
+            scheduled_at=row.get("scheduled_at"),
+            started_at=row.get("started_at"),
+            ended_at=row.get("ended_at"),
+            worker_rid=row.get("worker_rid"),
+            schedule_count=row.get("schedule_count", 0),
+            results=row.get("results"),
+            error=row.get("error"),
+            created_at=row.get("created_at"),
+            updated_at=row.get("updated_at"),
+            origin_rid=row.get("origin_rid"),
+        )

@@ -1,0 +1,125 @@
+"""Per-job and per-worker options: error handling, priority, scheduling, dedupe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from model.schedule import Schedule
+
+
+class RetryBackoff(str, Enum):
+    """How the delay grows between retries of a failed attempt."""
+
+    NONE = "none"
+    LINEAR = "linear"
+    EXPONENTIAL = "exponential"
+
+
+@dataclass
+class OnError:
+    """What happens when an attempt fails or runs too long.
+
+    ``timeout`` is seconds per attempt (``None`` or ``0`` for no limit);
+    ``max_retries`` is how many more attempts follow a failed one, so a job runs
+    at most ``1 + max_retries`` times.
+    """
+
+    timeout: float | None = 30.0
+    max_retries: int = 3
+    retry_delay: float = 1.0
+    retry_backoff: RetryBackoff | str = RetryBackoff.NONE
+
+    def __post_init__(self) -> None:
+        try:
+            self.retry_backoff = RetryBackoff(self.retry_backoff)
+        except ValueError:
+            choices = ", ".join(b.value for b in RetryBackoff)
+            raise ValueError(
+                f"unknown retry_backoff {self.retry_backoff!r}: use one of {choices}"
+            ) from None
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise ValueError(f"max_retries must be an integer >= 0, not {self.max_retries!r}")
+        if not isinstance(self.retry_delay, (int, float)) or self.retry_delay < 0:
+            raise ValueError(f"retry_delay must be a number of seconds >= 0, not {self.retry_delay!r}")
+        if self.timeout is not None and (not isinstance(self.timeout, (int, float)) or self.timeout < 0):
+            raise ValueError(f"timeout must be a number of seconds >= 0 or None, not {self.timeout!r}")
+
+    @property
+    def max_attempts(self) -> int:
+        return 1 + self.max_retries
+
+    @property
+    def timeout_seconds(self) -> float | None:
+        return self.timeout if self.timeout else None
+
+    def retry_delay_after(self, attempt: int) -> float:
+        """Seconds to wait before the attempt that follows failed attempt number ``attempt`` (1-based)."""
+        if self.retry_backoff is RetryBackoff.LINEAR:
+            return self.retry_delay * attempt
+        if self.retry_backoff is RetryBackoff.EXPONENTIAL:
+            return self.retry_delay * (2 ** (attempt - 1))
+        return self.retry_delay
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
+            "retry_delay": self.retry_delay,
+            "retry_backoff": RetryBackoff(self.retry_backoff).value,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "OnError":
+        return cls(
+            timeout=data.get("timeout"),
+            max_retries=int(data.get("max_retries", 0)),
+            retry_delay=float(data.get("retry_delay", 0.0)),
+            retry_backoff=data.get("retry_backoff", RetryBackoff.NONE.value),
+        )
+
+
+@dataclass
+class Options:
+    """Options for one job. Anything left unset falls back to the worker's defaults."""
+
+    on_error: OnError | None = None
+    schedule: Schedule | None = None
+    priority: int = 0
+    unique_key: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.priority, bool) or not isinstance(self.priority, int):
+            raise ValueError(f"priority must be an integer, not {self.priority!r}")
+        if not -(2**31) <= self.priority < 2**31:
+            raise ValueError(f"priority {self.priority} is out of range for a 32-bit integer")
+        if self.unique_key is not None and (not isinstance(self.unique_key, str) or not self.unique_key):
+            raise ValueError("unique_key must be a non-empty string or None")
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.on_error is not None:
+            data["on_error"] = self.on_error.to_dict()
+        if self.schedule is not None:
+            data["schedule"] = self.schedule.to_dict()
+        if self.extra:
+            data["extra"] = self.extra
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, priority: int = 0, unique_key: str | None = None) -> "Options":
+        data = data or {}
+        on_error = data.get("on_error")
+        schedule = data.get("schedule")
+        return cls(
+            on_error=OnError.from_dict(on_error) if on_error else None,
+            schedule=Schedule.from_dict(schedule) if schedule else None,
+            priority=priority,
+            unique_key=unique_key,
+            extra=dict(data.get("extra") or {}),
+        )
+
+
+__all__ = ["OnError", "Options", "RetryBackoff", "Schedule"]

@@ -1,0 +1,29 @@
+"""A registered task: a plain function and the name jobs refer to it by."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    fn: Callable[..., Any] = field(compare=False)
+    # Flow controls, enforced across all workers (see the README's "Limits").
+    concurrency_limit: int | None = None
+    requests_per_second: float | None = None
+    serialized: bool = False
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+
+def task_name_of(fn: Callable[..., Any]) -> str:
+    """The name a function is registered under when none is given."""
+    name = getattr(fn, "__name__", None)
+    if not name or name == "<lambda>":
+        raise ValueError("cannot derive a task name from this callable: pass name=... explicitly")
+    return name

@@ -1,0 +1,50 @@
+"""A worker process as stored in the ``worker`` table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+
+class WorkerStatus(str, Enum):
+    READY = "READY"  # created, not yet claiming
+    RUNNING = "RUNNING"
+    STOPPING = "STOPPING"  # asked to stop; finishing in-flight jobs
+    STOPPED = "STOPPED"
+    DEAD = "DEAD"  # heartbeat went silent; its jobs were rescued
+
+
+@dataclass
+class Worker:
+    rid: UUID
+    name: str
+    status: WorkerStatus
+    max_concurrency: int
+    available_tasks: list[str] = field(default_factory=list)
+    host: str | None = None
+    pid: int | None = None
+    id: int | None = None
+    heartbeat_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    stop_requested: str | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "Worker":
+        return cls(
+            id=row.get("id"),
+            rid=row["rid"],
+            name=row["name"],
+            status=WorkerStatus(row["status"]),
+            max_concurrency=row["max_concurrency"],
+            available_tasks=list(row.get("available_tasks") or []),
+            host=row.get("host"),
+            pid=row.get("pid"),
+            heartbeat_at=row.get("heartbeat_at"),
+            created_at=row.get("created_at"),
+            updated_at=row.get("updated_at"),
+            stop_requested=row.get("stop_requested"),
+        )

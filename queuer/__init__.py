@@ -1,0 +1,70 @@
+"""queuer: a PostgreSQL job queue for Python, synchronous and thread-pooled.
+
+Everything public is importable from here::
+
+    import queuer
+    from queuer import new_queuer, Options, OnError, RetryBackoff, Schedule, BatchJob, JobStatus
+"""
+
+from helper.config import ConfigurationError, DatabaseConfiguration
+from model import (
+    BatchJob,
+    Job,
+    JobStatus,
+    OnError,
+    Options,
+    RetryBackoff,
+    Schedule,
+    Task,
+    Worker,
+    WorkerStatus,
+)
+from queuer.context import JobContext, current_job
+from queuer.errors import (
+    DatabaseUnreachableError,
+    DuplicateJobError,
+    DuplicateTaskError,
+    JobAlreadyEndedError,
+    JobNotFoundError,
+    JobWaitTimeoutError,
+    QueuerError,
+    QueuerStoppedError,
+    TaskNotRegisteredError,
+)
+from queuer.factory import new_queuer, new_queuer_with_db
+from queuer.queuer import Queuer
+from queuer.registry import task
+from queuer.settings import WorkerSettings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BatchJob",
+    "ConfigurationError",
+    "DatabaseConfiguration",
+    "DatabaseUnreachableError",
+    "DuplicateJobError",
+    "DuplicateTaskError",
+    "Job",
+    "JobAlreadyEndedError",
+    "JobContext",
+    "JobNotFoundError",
+    "JobStatus",
+    "JobWaitTimeoutError",
+    "OnError",
+    "Options",
+    "Queuer",
+    "QueuerError",
+    "QueuerStoppedError",
+    "RetryBackoff",
+    "Schedule",
+    "Task",
+    "TaskNotRegisteredError",
+    "Worker",
+    "WorkerSettings",
+    "WorkerStatus",
+    "current_job",
+    "new_queuer",
+    "new_queuer_with_db",
+    "task",
+]

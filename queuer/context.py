@@ -1,0 +1,62 @@
+"""The running job's context, readable from inside a task with ``queuer.current_job()``."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+from uuid import UUID
+
+
+@dataclass
+class JobContext:
+    """What a task may know about its own attempt.
+
+    ``cancelled`` is set when the job is cancelled, times out, or its worker
+    loses it; a long task should poll ``is_cancelled()`` or wait on it and stop.
+    """
+
+    id: int
+    rid: UUID
+    task_name: str
+    attempt: int
+    max_attempts: int
+    parameters: list[Any]
+    parameters_keyed: dict[str, Any]
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+    cancel_reason: str | None = None
+
+    def is_cancelled(self) -> bool:
+        return self.cancelled.is_set()
+
+    def wait_cancelled(self, timeout: float | None = None) -> bool:
+        """Block until the job is cancelled (True) or ``timeout`` passes (False)."""
+        return self.cancelled.wait(timeout)
+
+    def cancel(self, reason: str) -> None:
+        if not self.cancelled.is_set():
+            self.cancel_reason = reason
+            self.cancelled.set()
+
+
+_current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(
+    "queuer_current_job", default=None
+)
+
+
+def current_job() -> JobContext:
+    """The context of the job running in this thread; RuntimeError outside a task."""
+    ctx = _current.get()
+    if ctx is None:
+        raise RuntimeError("queuer.current_job() is only available inside a running task")
+    return ctx
+
+
+def set_current(ctx: JobContext | None) -> contextvars.Token[JobContext | None]:
+    return _current.set(ctx)
+
+
+def reset_current(token: contextvars.Token[JobContext | None]) -> None:
+    _current.reset(token)

@@ -1,0 +1,45 @@
+"""queuerPy's constructors."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from helper.config import DatabaseConfiguration
+from model.options import OnError
+from queuer.queuer import Queuer
+from queuer.settings import WorkerSettings
+
+
+def new_queuer(
+    name: str,
+    max_concurrency: int,
+    *options: OnError,
+    settings: WorkerSettings | None = None,
+    resources: Mapping[str, Any] | None = None,
+) -> Queuer:
+    """A Queuer configured from ``QUEUER_DB_*`` and ``QUEUER_ENCRYPTION_KEY``; schema installed if missing."""
+    return new_queuer_with_db(
+        name,
+        max_concurrency,
+        os.environ.get("QUEUER_ENCRYPTION_KEY") or None,
+        None,
+        *options,
+        settings=settings,
+        resources=resources,
+    )
+
+
+def new_queuer_with_db(
+    name: str,
+    max_concurrency: int,
+    encryption_key: str | None,
+    db_config: DatabaseConfiguration | None,
+    *options: OnError,
+    settings: WorkerSettings | None = None,
+    resources: Mapping[str, Any] | None = None,
+) -> Queuer:
+    """A Queuer on an explicit database (``None``: from the environment)."""
+    return Queuer(
+        name, max_concurrency, encryption_key, db_config, *options, settings=settings, resources=resources
+    )

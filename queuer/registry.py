@@ -1,0 +1,90 @@
+"""The module-level task registry behind ``@queuer.task``.
+
+This is the one piece of module-level mutable state: every Queuer created
+after a decorated function was imported picks its tasks up from here.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, TypeVar
+
+from model.task import Task, task_name_of
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_lock = threading.Lock()
+_tasks: dict[str, Task] = {}
+
+
+def validate_task_name(name: str) -> str:
+    if not isinstance(name, str) or not name or len(name) > 200:
+        raise ValueError("a task name must be a non-empty string of at most 200 characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise ValueError(f"task name {name!r} contains control characters")
+    return name
+
+
+def make_task(
+    fn: Callable[..., Any],
+    name: str | None = None,
+    *,
+    concurrency_limit: int | None = None,
+    requests_per_second: float | None = None,
+    serialized: bool = False,
+) -> Task:
+    if not callable(fn):
+        raise TypeError(f"a task must be callable, not {type(fn).__name__}")
+    if concurrency_limit is not None and (not isinstance(concurrency_limit, int) or concurrency_limit < 1):
+        raise ValueError("concurrency_limit must be a positive integer or None")
+    if requests_per_second is not None and (
+        not isinstance(requests_per_second, (int, float)) or requests_per_second <= 0
+    ):
+        raise ValueError("requests_per_second must be a positive number or None")
+    return Task(
+        name=validate_task_name(name if name is not None else task_name_of(fn)),
+        fn=fn,
+        concurrency_limit=concurrency_limit,
+        requests_per_second=requests_per_second,
+        serialized=serialized,
+    )
+
+
+def task(
+    name: str | None = None,
+    *,
+    concurrency_limit: int | None = None,
+    requests_per_second: float | None = None,
+    serialized: bool = False,
+) -> Callable[[F], F]:
+    """Register a function as a task for every Queuer created afterwards."""
+
+    def decorate(fn: F) -> F:
+        registered = make_task(
+            fn,
+            name,
+            concurrency_limit=concurrency_limit,
+            requests_per_second=requests_per_second,
+            serialized=serialized,
+        )
+        with _lock:
+            existing = _tasks.get(registered.name)
+            if existing is not None and existing.fn is not fn and _qualname(existing.fn) != _qualname(fn):
+                raise ValueError(f"another function is already registered as task {registered.name!r}")
+            _tasks[registered.name] = registered
+        return fn
+
+    if callable(name):  # used bare: @queuer.task
+        fn, name = name, None
+        return decorate(fn)  # type: ignore[return-value]
+    return decorate
+
+
+def registered_tasks() -> dict[str, Task]:
+    with _lock:
+        return dict(_tasks)
+
+
+def _qualname(fn: Callable[..., Any]) -> str:
+    # A module imported twice (as __main__ and by name) defines "the same" function twice.
+    return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}".replace("__main__.", "")

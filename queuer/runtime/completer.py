@@ -1,0 +1,106 @@
+"""Completer: collects attempt outcomes and writes them in batches.
+
+A batch is flushed when it reaches ``batch_size`` or ``flush_interval`` after
+its first outcome, in one fenced statement (see ``record_outcomes`` in
+``database/sql/job.sql``). A failed flush keeps the outcomes and retries: the
+statement is idempotent, as an outcome applies only while its attempt still
+owns the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+from uuid import UUID
+
+from database.job_db import JobDB, Outcome
+from queuer.runtime.loop import BackgroundLoop
+
+log = logging.getLogger("queuer.completer")
+
+
+class Completer(BackgroundLoop):
+    interval = 1.0
+
+    def __init__(
+        self,
+        job_db: JobDB,
+        worker_rid: Callable[[], UUID],
+        batch_size: int = 200,
+        flush_interval: float = 0.002,
+    ) -> None:
+        super().__init__("completer")
+        self.job_db = job_db
+        self.worker_rid = worker_rid
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self._lock = threading.Lock()
+        self._pending: list[Outcome] = []
+        self._first_at = 0.0
+        self.applied_total = 0
+        self.discarded_total = 0
+
+    def add(self, outcome: Outcome) -> None:
+        with self._lock:
+            if not self._pending:
+                self._first_at = time.monotonic()
+                wake = True
+            else:
+                wake = len(self._pending) + 1 >= self.batch_size
+            self._pending.append(outcome)
+        if wake:
+            self.wake()
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def tick(self) -> float | None:
+        with self._lock:
+            if not self._pending:
+                return None
+            age = time.monotonic() - self._first_at
+            if len(self._pending) < self.batch_size and age < self.flush_interval and not self.stopping:
+                return self.flush_interval - age
+        self.flush()
+        return 0.0 if self.pending() else None
+
+    def flush(self) -> None:
+        with self._lock:
+            batch = self._pending[: self.batch_size]
+            del self._pending[: self.batch_size]
+            if self._pending:
+                self._first_at = time.monotonic()
+        if not batch:
+            return
+        try:
+            applied = self.job_db.record_outcomes(self.worker_rid(), batch)
+        except Exception:
+            with self._lock:  # keep them, in order, for the retry
+                self._pending[:0] = batch
+                self._first_at = time.monotonic()
+            raise
+        self.applied_total += len(applied)
+        discarded = [o for o in batch if o.id not in applied]
+        if discarded:
+            self.discarded_total += len(discarded)
+            log.warning(
+                "%d outcome(s) discarded: those jobs were cancelled, timed out or rescued "
+                "from this worker first (job ids %s)",
+                len(discarded), ", ".join(str(o.id) for o in discarded[:10]),
+            )
+
+    def drain(self, timeout: float) -> bool:
+        """Flush everything pending (used at shutdown); False if it could not."""
+        deadline = time.monotonic() + timeout
+        while self.pending():
+            try:
+                self.flush()
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    log.error("could not write %d outcome(s) at shutdown: %s", self.pending(), exc)
+                    return False
+                time.sleep(0.2)
+        return True

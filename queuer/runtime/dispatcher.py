@@ -1,0 +1,274 @@
+"""Dispatcher: the local job buffer and the thread pool that runs tasks.
+
+Claimed attempts wait in a FIFO buffer (claim order = priority order); each is
+paired with one submission to a ``ThreadPoolExecutor(max_concurrency)``, which
+pops the next buffered attempt when a thread is free. An attempt that has not
+started can therefore be taken back (released) at shutdown or on cancel.
+
+The first outcome of an attempt wins locally: a timeout or cancellation ends
+the attempt at once, and whatever the task returns later is discarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import traceback
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+from uuid import UUID
+
+from database.job_db import ClaimedJob, Outcome
+from helper.serialization import to_json
+from model.options import OnError
+from model.task import Task
+from queuer.context import JobContext, reset_current, set_current
+
+log = logging.getLogger("queuer.worker")
+
+
+@dataclass
+class Attempt:
+    job: ClaimedJob
+    context: JobContext
+    on_error: OnError | None
+    state: str = "buffered"  # buffered -> running -> ended
+    deadline: float | None = None  # time.monotonic() after which it times out
+    thread_busy: bool = field(default=False)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        tasks: Mapping[str, Task],
+        max_concurrency: int,
+        prefetch: int,
+        on_outcome: Callable[[Outcome], None],
+        on_capacity: Callable[[], None],
+        default_on_error: OnError | None,
+        resources: Mapping[str, Any],
+    ) -> None:
+        self.tasks = tasks
+        self.max_concurrency = max_concurrency
+        self.prefetch = prefetch
+        self._on_outcome = on_outcome
+        self._on_capacity = on_capacity
+        self.default_on_error = default_on_error
+        self.resources = resources
+        self._executor = ThreadPoolExecutor(max_concurrency, thread_name_prefix="queuer-job")
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._buffer: deque[Attempt] = deque()
+        self._attempts: dict[int, Attempt] = {}  # job id -> attempt, buffered or running
+        self._busy_threads = 0
+        self._loops = threading.local()
+        self.accepting = True
+        # Wake the poller when this many slots are free, so claims come in batches.
+        self._refill_at = max(1, (max_concurrency + prefetch) // 2)
+
+    # -- capacity -------------------------------------------------------------
+
+    def capacity(self) -> int:
+        """How many more attempts this worker can take (free threads + prefetch)."""
+        with self._lock:
+            return self.max_concurrency + self.prefetch - len(self._buffer) - self._busy_threads
+
+    def busy(self) -> int:
+        with self._lock:
+            return self._busy_threads
+
+    def held(self) -> list[tuple[int, int]]:
+        """(job id, attempt) of every attempt buffered or running here."""
+        with self._lock:
+            return [(a.job.id, a.job.attempt) for a in self._attempts.values() if a.state != "ended"]
+
+    # -- intake -----------------------------------------------------------------
+
+    def submit(self, jobs: list[ClaimedJob]) -> None:
+        attempts = []
+        for job in jobs:
+            stored = job.options.get("on_error") if job.options else None
+            on_error = OnError.from_dict(stored) if stored else self.default_on_error
+            ctx = JobContext(
+                id=job.id,
+                rid=job.rid,
+                task_name=job.task_name,
+                attempt=job.attempt,
+                max_attempts=job.max_attempts,
+                parameters=job.parameters,
+                parameters_keyed=job.parameters_keyed,
+                resources=self.resources,
+            )
+            attempts.append(Attempt(job, ctx, on_error))
+        with self._lock:
+            for attempt in attempts:
+                self._buffer.append(attempt)
+                self._attempts[attempt.job.id] = attempt
+        for _ in attempts:
+            self._executor.submit(self._run_next)
+
+    def take_back_unstarted(self) -> list[tuple[int, int]]:
+        """Remove every attempt that has not started; return their fencing identities."""
+        with self._lock:
+            taken = list(self._buffer)
+            self._buffer.clear()
+            for attempt in taken:
+                attempt.state = "ended"
+                self._attempts.pop(attempt.job.id, None)
+        return [(a.job.id, a.job.attempt) for a in taken]
+
+    # -- running ----------------------------------------------------------------
+
+    def _run_next(self) -> None:
+        with self._lock:
+            if not self._buffer:
+                return  # taken back (shutdown or cancel) before a thread got to it
+            attempt = self._buffer.popleft()
+            attempt.state = "running"
+            attempt.thread_busy = True
+            self._busy_threads += 1
+            timeout = attempt.job.timeout_seconds
+            attempt.deadline = time.monotonic() + timeout if timeout else None
+        try:
+            outcome = self._execute(attempt)
+        finally:
+            with self._lock:
+                self._busy_threads -= 1
+                attempt.thread_busy = False
+                first = attempt.state == "running"
+                attempt.state = "ended"
+                if self._attempts.get(attempt.job.id) is attempt:
+                    del self._attempts[attempt.job.id]
+                free = self.max_concurrency + self.prefetch - len(self._buffer) - self._busy_threads
+                if self._busy_threads == 0:
+                    self._idle.notify_all()
+        if first:
+            self._on_outcome(outcome)
+        else:
+            log.info(
+                "job %s attempt %d returned after it had already ended (%s); its result is discarded",
+                attempt.job.rid, attempt.job.attempt, attempt.context.cancel_reason or "ended",
+            )
+        if free >= self._refill_at or not self._buffer:
+            self._on_capacity()
+
+    def _execute(self, attempt: Attempt) -> Outcome:
+        job = attempt.job
+        task = self.tasks.get(job.task_name)
+        if task is None:  # claimed only for registered tasks, but a task can be removed
+            error = f"TaskNotRegisteredError: task {job.task_name!r} is not registered on this worker"
+            return self._failure(attempt, error, retry=False)
+        token = set_current(attempt.context)
+        try:
+            if task.is_async:
+                result = self._event_loop().run_until_complete(task.fn(*job.parameters, **job.parameters_keyed))
+            else:
+                result = task.fn(*job.parameters, **job.parameters_keyed)
+        except BaseException as exc:  # noqa: BLE001 - a task's failure, whatever it is, fails the attempt
+            error = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exception(exc))
+            return self._failure(attempt, error)
+        finally:
+            reset_current(token)
+        try:
+            results = to_json(result, f"the result of task {job.task_name!r}")
+        except TypeError as exc:
+            return self._failure(attempt, f"TypeError: {exc}", retry=False)
+        return Outcome(job.id, job.attempt, "SUCCEEDED", results=results)
+
+    def _failure(self, attempt: Attempt, error: str, retry: bool = True) -> Outcome:
+        job = attempt.job
+        if retry and job.attempt < job.max_attempts:
+            delay = attempt.on_error.retry_delay_after(job.attempt) if attempt.on_error else 0.0
+            return Outcome(job.id, job.attempt, "RETRY", error=error, retry_delay=delay)
+        return Outcome(job.id, job.attempt, "FAILED", error=error)
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        # One event loop per worker thread, reused by every async task it runs.
+        loop = getattr(self._loops, "loop", None)
+        if loop is None or loop.is_closed():
+            loop = asyncio.new_event_loop()
+            self._loops.loop = loop
+        return loop
+
+    # -- ending attempts early ----------------------------------------------------
+
+    def end_attempt(self, job_id: int, reason: str, outcome: Outcome | None) -> bool:
+        """End an attempt now (cancel, timeout, lost): set its flag, record ``outcome``.
+
+        A buffered attempt is dropped before it starts. A running one keeps its
+        thread until the task returns (Python cannot kill a thread), but its
+        result will be discarded.
+        """
+        with self._lock:
+            attempt = self._attempts.pop(job_id, None)
+            if attempt is None or attempt.state == "ended":
+                return False
+            if attempt.state == "buffered":
+                self._buffer.remove(attempt)
+            still_running = attempt.thread_busy
+            attempt.state = "ended"
+        attempt.context.cancel(reason)
+        if outcome is not None:
+            self._on_outcome(outcome)
+        if still_running:
+            log.warning(
+                "job %s (%s) attempt %d ended: %s; its thread keeps running and "
+                "holds 1 of %d slots until the task returns",
+                attempt.job.rid, attempt.job.task_name, attempt.job.attempt, reason, self.max_concurrency,
+            )
+        self._on_capacity()
+        return True
+
+    def attempt_for_rid(self, rid: UUID) -> Attempt | None:
+        with self._lock:
+            for attempt in self._attempts.values():
+                if attempt.job.rid == rid:
+                    return attempt
+        return None
+
+    def expire_timeouts(self) -> float | None:
+        """End attempts past their deadline; return seconds until the next deadline."""
+        now = time.monotonic()
+        expired: list[Attempt] = []
+        next_deadline: float | None = None
+        with self._lock:
+            for attempt in self._attempts.values():
+                if attempt.state != "running" or attempt.deadline is None:
+                    continue
+                if attempt.deadline <= now:
+                    expired.append(attempt)
+                elif next_deadline is None or attempt.deadline < next_deadline:
+                    next_deadline = attempt.deadline
+        for attempt in expired:
+            timeout = attempt.job.timeout_seconds
+            error = f"TimeoutError: attempt {attempt.job.attempt} ran longer than its timeout of {timeout:g} s"
+            self.end_attempt(attempt.job.id, f"timed out after {timeout:g} s", self._failure(attempt, error))
+        return None if next_deadline is None else max(0.0, next_deadline - now)
+
+    def end_all(self, reason: str) -> None:
+        """Mark every attempt ended without recording anything (the worker lost them)."""
+        with self._lock:
+            ids = list(self._attempts)
+        for job_id in ids:
+            self.end_attempt(job_id, reason, None)
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    def wait_idle(self, timeout: float | None) -> bool:
+        """Wait until no task runs; False when ``timeout`` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._busy_threads:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    def shutdown(self) -> None:
+        # Runaway threads cannot be joined; do not wait for them.
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,78 @@
+"""Heartbeat: keeps this worker's row alive and watches the worker's health.
+
+Each tick renews ``heartbeat_at`` on the database clock, reacts to a stop
+request from another process, and, when the master has declared this worker
+dead, drops every attempt it holds (their jobs were rescued elsewhere). Every
+few ticks it reconciles: a RUNNING job the database says this worker holds,
+but the worker does not know (a claim whose reply was lost), is released.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+from uuid import UUID
+
+from database.job_db import JobDB
+from database.worker_db import WorkerDB
+from queuer.runtime.loop import BackgroundLoop
+
+log = logging.getLogger("queuer.heartbeat")
+
+
+class WorkerRuntimeLike(Protocol):
+    """The part of WorkerRuntime the heartbeat drives."""
+
+    @property
+    def worker_rid(self) -> UUID: ...
+    def restart_dead_loops(self) -> None: ...
+    def declared_dead(self) -> None: ...
+    def stop_requested(self, graceful: bool) -> None: ...
+    def held(self) -> list[tuple[int, int]]: ...
+
+
+class Heartbeat(BackgroundLoop):
+    def __init__(
+        self,
+        worker_db: WorkerDB,
+        job_db: JobDB,
+        runtime: WorkerRuntimeLike,
+        interval: float,
+        reconcile_every: int = 5,
+    ) -> None:
+        super().__init__("heartbeat")
+        self.worker_db = worker_db
+        self.job_db = job_db
+        self.runtime = runtime
+        self.interval = interval
+        self.reconcile_every = reconcile_every
+        self._ticks = 0
+        self._suspects: set[tuple[int, int]] = set()
+
+    def tick(self) -> float | None:
+        self.runtime.restart_dead_loops()
+        state = self.worker_db.heartbeat(self.runtime.worker_rid)
+        if state is None:
+            self.runtime.declared_dead()
+            return 0.0
+        _status, stop_requested = state
+        if stop_requested:
+            self.runtime.stop_requested(graceful=stop_requested == "graceful")
+            return None
+        self._ticks += 1
+        if self._ticks % self.reconcile_every == 0:
+            self._reconcile()
+        return None
+
+    def _reconcile(self) -> None:
+        in_db = set(self.job_db.held_by(self.runtime.worker_rid))
+        known = set(self.runtime.held())
+        unknown = in_db - known
+        # Only release what stayed unknown over two rounds: a claim may be on its way in.
+        lost = unknown & self._suspects
+        self._suspects = unknown - lost
+        if lost:
+            released = self.job_db.release(self.runtime.worker_rid, sorted(lost))
+            log.warning("released %d job(s) this worker held in the database but not in memory", released)
+
+

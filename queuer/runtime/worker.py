@@ -1,0 +1,198 @@
+"""WorkerRuntime: wires the loops of one running worker together.
+
+    Notifier ──wakes──▶ Poller ──claims──▶ Dispatcher (buffer + thread pool)
+                                             │ outcomes
+    Heartbeat, MasterLoop, Watchdog          ▼
+                                           Completer ──▶ job / job_archive
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from typing import Any, Callable, Mapping
+from uuid import UUID
+
+from database.job_db import JobDB
+from database.worker_db import WorkerDB
+from model.options import OnError
+from model.task import Task
+from model.worker import Worker, WorkerStatus
+from queuer.runtime.completer import Completer
+from queuer.runtime.dispatcher import Dispatcher
+from queuer.runtime.heartbeat import Heartbeat
+from queuer.runtime.loop import BackgroundLoop
+from queuer.runtime.master import MasterLoop
+from queuer.runtime.notifier import Event, Notifier
+from queuer.runtime.poller import Poller
+from queuer.runtime.watchdog import Watchdog
+from queuer.settings import WorkerSettings
+
+log = logging.getLogger("queuer.worker")
+
+
+class WorkerRuntime:
+    def __init__(
+        self,
+        name: str,
+        max_concurrency: int,
+        tasks: Mapping[str, Task],
+        job_db: JobDB,
+        worker_db: WorkerDB,
+        notifier: Notifier,
+        settings: WorkerSettings,
+        default_on_error: OnError | None,
+        resources: Mapping[str, Any],
+        on_stopped: Callable[[], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.max_concurrency = max_concurrency
+        self.tasks = tasks
+        self.job_db = job_db
+        self.worker_db = worker_db
+        self.notifier = notifier
+        self.settings = settings
+        self._worker_rid: UUID = uuid.uuid4()
+        self.worker: Worker | None = None
+        self._stop_lock = threading.Lock()
+        self.stopped = threading.Event()
+        self._stopping = False
+        self._on_stopped = on_stopped
+        prefetch = settings.prefetch if settings.prefetch is not None else max_concurrency
+        self.completer = Completer(
+            job_db, lambda: self._worker_rid, settings.completer_batch_size, settings.completer_flush_interval
+        )
+        self.dispatcher = Dispatcher(
+            tasks, max_concurrency, prefetch, self.completer.add, self._wake_poller, default_on_error, resources
+        )
+        self.poller = Poller(
+            job_db,
+            self.dispatcher,
+            lambda: self._worker_rid,
+            lambda: list(self.tasks),
+            settings.poll_interval,
+            default_on_error.max_attempts if default_on_error else 1,
+            default_on_error.timeout_seconds if default_on_error else None,
+        )
+        self.heartbeat = Heartbeat(worker_db, job_db, self, settings.heartbeat_interval)
+        self.master = MasterLoop(
+            worker_db, job_db, lambda: self._worker_rid,
+            settings.master_lease, settings.dead_after, settings.prune_workers_after,
+        )
+        self.watchdog = Watchdog(self.dispatcher)
+        self.loops: list[BackgroundLoop] = [
+            self.completer, self.poller, self.watchdog, self.heartbeat, self.master,
+        ]
+
+    @property
+    def worker_rid(self) -> UUID:
+        return self._worker_rid
+
+    # -- life cycle -------------------------------------------------------------
+
+    def start(self) -> Worker:
+        self.worker = self.worker_db.insert(
+            self._worker_rid, self.name, self.max_concurrency, list(self.tasks), None, WorkerStatus.RUNNING
+        )
+        self.notifier.subscribe(self._on_events)
+        self.notifier.on_reconnect(self._wake_poller)
+        self.notifier.ensure_started()
+        for loop in self.loops:
+            loop.start()
+        log.info("worker %s (%s) started: %d threads, tasks %s",
+                 self.name, self._worker_rid, self.max_concurrency, ", ".join(self.tasks) or "(none)")
+        return self.worker
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop claiming, release unstarted jobs, let running ones finish, flush, mark STOPPED."""
+        with self._stop_lock:
+            if self._stopping:
+                self.stopped.wait()
+                return
+            self._stopping = True
+        timeout = self.settings.shutdown_timeout if timeout is None else timeout
+        self.dispatcher.accepting = False
+        self.poller.stop()
+        self._release_unstarted()
+        self._set_status(WorkerStatus.STOPPING)
+        if not self.dispatcher.wait_idle(timeout):
+            log.warning(
+                "%d job(s) still running after the %.1fs shutdown timeout; they will be re-queued by the master",
+                self.dispatcher.busy(), timeout,
+            )
+            self.dispatcher.end_all("the worker shut down before the attempt finished")
+        self.watchdog.stop()
+        self.completer.stop()
+        self.completer.drain(timeout=10.0)
+        self.heartbeat.stop()
+        self.master.stop()
+        self.notifier.unsubscribe(self._on_events)
+        self.dispatcher.shutdown()
+        self._set_status(WorkerStatus.STOPPED)
+        log.info("worker %s (%s) stopped", self.name, self._worker_rid)
+        self.stopped.set()
+        if self._on_stopped is not None:
+            self._on_stopped()
+
+    def _release_unstarted(self) -> None:
+        unstarted = self.dispatcher.take_back_unstarted()
+        if unstarted:
+            try:
+                released = self.job_db.release(self._worker_rid, unstarted)
+                log.info("released %d claimed but unstarted job(s) back to the queue", released)
+            except Exception:
+                log.exception("could not release %d unstarted job(s); the master will re-queue them", len(unstarted))
+
+    def _set_status(self, status: WorkerStatus) -> None:
+        try:
+            self.worker_db.set_status(self._worker_rid, status)
+        except Exception:
+            log.exception("could not mark worker %s %s", self._worker_rid, status.value)
+
+    # -- callbacks from the loops -----------------------------------------------------
+
+    def _wake_poller(self) -> None:
+        self.poller.wake()
+
+    def _on_events(self, events: list[Event]) -> None:
+        wake = False
+        for event in events:
+            if event.kind in ("insert", "retry"):
+                wake = wake or event.detail is None or event.detail in self.tasks
+            elif event.kind == "cancel" and event.detail == str(self._worker_rid) and event.rid is not None:
+                attempt = self.dispatcher.attempt_for_rid(event.rid)
+                if attempt is not None:
+                    self.dispatcher.end_attempt(attempt.job.id, "cancelled", None)
+            elif event.kind == "stop" and event.rid == self._worker_rid:
+                self.stop_requested(graceful=event.detail == "graceful")
+        if wake:
+            self.poller.wake()
+
+    def held(self) -> list[tuple[int, int]]:
+        return self.dispatcher.held()
+
+    def restart_dead_loops(self) -> None:
+        if self._stopping:
+            return
+        for loop in [*self.loops, self.notifier]:
+            if loop.started and not loop.alive and not loop.stopping:
+                log.error("background loop %s died; restarting it", loop.name)
+                loop.start()
+
+    def declared_dead(self) -> None:
+        """The master declared us dead: our jobs were rescued. Drop them, re-register."""
+        old = self._worker_rid
+        self.dispatcher.end_all("the worker was declared dead; the job was rescued by another worker")
+        self._worker_rid = uuid.uuid4()
+        self.worker = self.worker_db.insert(
+            self._worker_rid, self.name, self.max_concurrency, list(self.tasks), None, WorkerStatus.RUNNING
+        )
+        log.error("worker %s was declared dead (heartbeat too late); re-registered as %s", old, self._worker_rid)
+
+    def stop_requested(self, graceful: bool) -> None:
+        if self._stopping:
+            return
+        log.info("stop requested from outside (%s)", "graceful" if graceful else "now")
+        timeout = None if graceful else 0.0
+        threading.Thread(target=self.stop, args=(timeout,), name="queuer-stop", daemon=True).start()

@@ -1,0 +1,47 @@
+"""Tuning of a worker's background loops; every value can come from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    #: fallback poll when no NOTIFY arrives (seconds)
+    poll_interval: float = 2.0
+    #: jobs claimed beyond free threads, run from the local buffer; None = max_concurrency
+    prefetch: int | None = None
+    heartbeat_interval: float = 2.0
+    #: a worker silent this long is declared dead and its jobs rescued
+    dead_after: float = 20.0
+    master_lease: float = 10.0
+    #: dead and stopped worker rows are deleted after this long
+    prune_workers_after: float = 24 * 3600.0
+    #: how long stop() lets running jobs finish before giving up on them
+    shutdown_timeout: float = 30.0
+    completer_batch_size: int = 200
+    completer_flush_interval: float = 0.002
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None and value < 0:
+                raise ValueError(f"WorkerSettings.{f.name} must not be negative")
+        if self.dead_after <= self.heartbeat_interval:
+            raise ValueError("dead_after must be longer than heartbeat_interval")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "WorkerSettings":
+        """Read ``QUEUER_<FIELD>`` variables, e.g. ``QUEUER_HEARTBEAT_INTERVAL=5``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, float | int] = {}
+        for f in fields(cls):
+            raw = env.get("QUEUER_" + f.name.upper())
+            if raw:
+                try:
+                    values[f.name] = int(raw) if f.name in ("prefetch", "completer_batch_size") else float(raw)
+                except ValueError:
+                    raise ValueError(f"QUEUER_{f.name.upper()} must be a number, not {raw!r}") from None
+        return cls(**values)  # type: ignore[arg-type]
