@@ -70,28 +70,27 @@ class Database:
     # -- life cycle ---------------------------------------------------------
 
     def open(self) -> None:
-        """Open the pool and make sure the server answers; raise DatabaseUnreachableError if not."""
+        """Check the server answers (failing fast with libpq's reason), then open the pool."""
+        try:
+            psycopg.connect(**self._kwargs).close()
+        except psycopg.Error as exc:
+            raise DatabaseUnreachableError(
+                f"cannot connect to PostgreSQL at {self.config.describe()}: {_first_line(exc)}. "
+                "Check QUEUER_DB_HOST/PORT/DATABASE/USERNAME/PASSWORD (or QUEUER_DB_URL) "
+                "and that the server is running."
+            ) from None
         try:
             self.pool.open(wait=True, timeout=self.connect_timeout)
         except PoolTimeout:
             self.pool.close(timeout=0)
-            reason = self._probe_reason()
             raise DatabaseUnreachableError(
-                f"cannot connect to PostgreSQL at {self.config.describe()}: {reason}. "
-                "Check QUEUER_DB_HOST/PORT/DATABASE/USERNAME/PASSWORD (or QUEUER_DB_URL) "
-                "and that the server is running."
+                f"PostgreSQL at {self.config.describe()} accepted one connection but the pool "
+                f"could not open {self.pool.min_size} within {self.connect_timeout:g}s; "
+                "check max_connections on the server"
             ) from None
 
     def close(self) -> None:
         self.pool.close(timeout=5)
-
-    def _probe_reason(self) -> str:
-        try:
-            psycopg.connect(**{**self._kwargs, "connect_timeout": 3}).close()
-            return "the pool timed out"
-        except psycopg.Error as exc:
-            # libpq messages name host and port, never the password.
-            return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
     # -- connections --------------------------------------------------------
 
@@ -129,3 +128,9 @@ class Database:
     def execute_one(self, query: str, params: Any = None) -> dict[str, Any] | None:
         rows = self.execute(query, params)
         return rows[0] if rows else None
+
+
+def _first_line(exc: BaseException) -> str:
+    # libpq's messages name host and port, never the password.
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

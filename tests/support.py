@@ -1,0 +1,91 @@
+"""Shared helpers for the tests: fast worker settings, waiting with deadlines, worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import psycopg
+
+from helper.config import DatabaseConfiguration
+from queuer import WorkerSettings
+
+T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+FAST = WorkerSettings(
+    poll_interval=0.5,
+    heartbeat_interval=0.25,
+    dead_after=2.0,
+    master_lease=1.0,
+    shutdown_timeout=10.0,
+)
+
+
+def wait_until(condition: Callable[[], T], timeout: float = 20.0, interval: float = 0.02, message: str = "") -> T:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}")
+        time.sleep(interval)
+
+
+def db_env(config: DatabaseConfiguration) -> dict[str, str]:
+    """Environment variables that point a subprocess at ``config``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUER_DB_")}
+    env.update(
+        {
+            "QUEUER_DB_HOST": str(config.host or ""),
+            "QUEUER_DB_PORT": str(config.port or 5432),
+            "QUEUER_DB_DATABASE": str(config.database or "postgres"),
+            "QUEUER_DB_USERNAME": str(config.username or "postgres"),
+            "QUEUER_DB_SCHEMA": config.schema,
+            "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+        }
+    )
+    if config.password:
+        env["QUEUER_DB_PASSWORD"] = config.password
+    return env
+
+
+def start_worker_process(config: DatabaseConfiguration, *args: str, **env: str) -> subprocess.Popen[bytes]:
+    """Run ``tests/worker_process.py`` as a separate OS process."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "worker_process.py"), *args],
+        env={**db_env(config), **env},
+        cwd=str(ROOT),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+def sql(config: DatabaseConfiguration, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+    """Run one statement on a fresh connection (autocommit) and return its rows."""
+    with psycopg.connect(**config.connect_kwargs(), autocommit=True) as conn:
+        cur = conn.execute(query.replace("{schema}", f'"{config.schema}"'), params)  # type: ignore[arg-type]
+        return cur.fetchall() if cur.description else []
+
+
+def count(config: DatabaseConfiguration, query: str, params: Any = None) -> int:
+    return int(sql(config, query, params)[0][0])

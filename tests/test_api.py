@@ -1,0 +1,325 @@
+"""The public API, call by call, against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+
+import pytest
+
+import queuer
+from queuer import (
+    BatchJob,
+    JobAlreadyEndedError,
+    JobNotFoundError,
+    JobStatus,
+    JobWaitTimeoutError,
+    OnError,
+    Options,
+    RetryBackoff,
+    WorkerStatus,
+)
+from tests.support import count, wait_until
+
+
+def add(a, b=0):
+    return a + b
+
+
+def fail(message):
+    raise ValueError(message)
+
+
+def test_add_job_positional_and_keyword_arguments_reach_the_task(make_queuer):
+    seen = []
+
+    def record(*args, **kwargs):
+        seen.append((args, kwargs))
+        return {"args": list(args), "kwargs": kwargs}
+
+    q = make_queuer()
+    q.add_task(record)
+    q.start()
+    job = q.add_job(record, 5, "12", paramKeyed1="test", debug=True)
+    assert job.status == JobStatus.QUEUED and job.task_name == "record"
+    done = q.wait_for_job_finished(job.rid, timeout_seconds=10)
+    assert done.status == JobStatus.SUCCEEDED
+    assert done.results == {"args": [5, "12"], "kwargs": {"paramKeyed1": "test", "debug": True}}
+    assert seen == [((5, "12"), {"paramKeyed1": "test", "debug": True})]
+    assert done.attempts == 1 and done.ended_at is not None
+
+
+def test_task_by_name_and_module_decorator(make_queuer):
+    @queuer.task(name="decorated-square")
+    def square(x):
+        return x * x
+
+    q = make_queuer()  # created after the decorator: picks the task up
+    q.start()
+    done = q.wait_for_job_finished(q.add_job("decorated-square", 7).rid, 10)
+    assert done.results == 49
+
+
+def test_instance_decorator_and_add_task_with_name(make_queuer):
+    q = make_queuer()
+
+    @q.task(name="triple")
+    def triple(x):
+        return 3 * x
+
+    q.add_task_with_name(add, "adder")
+    q.start()
+    assert q.wait_for_job_finished(q.add_job(triple, 2).rid, 10).results == 6
+    assert q.wait_for_job_finished(q.add_job("adder", 2, b=5).rid, 10).results == 7
+    assert sorted(q.worker.available_tasks) == sorted(q.tasks)
+
+
+def test_async_task_runs_on_an_event_loop(make_queuer):
+    async def slow_add(a, b):
+        await asyncio.sleep(0.01)
+        return a + b
+
+    q = make_queuer()
+    q.add_task(slow_add)
+    q.start()
+    assert q.wait_for_job_finished(q.add_job(slow_add, 1, 2).rid, 10).results == 3
+
+
+def test_add_jobs_batch_with_copy(make_queuer, db_config):
+    q = make_queuer()
+    q.add_task(add)
+    rids = q.add_jobs(
+        [
+            BatchJob(task=add, parameters=[1, 2]),
+            BatchJob(task=add, parameters=[2], parameters_keyed={"b": 3}),
+            BatchJob(task="add", parameters_keyed={"a": 3, "b": 4}),
+        ]
+    )
+    assert len(rids) == 3 and all(isinstance(r, uuid.UUID) for r in rids)
+    assert count(db_config, "SELECT count(*) FROM {schema}.job WHERE status = 'QUEUED'") == 3
+    q.start()
+    results = [q.wait_for_job_finished(r, 10).results for r in rids]
+    assert results == [3, 5, 7]
+
+
+def test_wait_for_job_finished_times_out_clearly(make_queuer):
+    q = make_queuer()
+    q.add_task(add)
+    job = q.add_job(add, 1)  # no worker started
+    started = time.monotonic()
+    with pytest.raises(JobWaitTimeoutError, match="still QUEUED"):
+        q.wait_for_job_finished(job.rid, timeout_seconds=0.3)
+    assert time.monotonic() - started < 3
+    with pytest.raises(JobNotFoundError):
+        q.wait_for_job_finished(uuid.uuid4(), timeout_seconds=0.1)
+
+
+def test_wait_is_woken_by_notify_not_by_polling(make_queuer):
+    q = make_queuer()
+    q.add_task(add)
+    q.start()
+    job = q.add_job(add, 1, 1)
+    started = time.monotonic()
+    q.wait_for_job_finished(job.rid, timeout_seconds=10)
+    # The fallback re-check runs every 5 s: finishing well before means NOTIFY woke us.
+    assert time.monotonic() - started < 2.0
+
+
+def test_get_job_get_job_ended_and_get_jobs(make_queuer):
+    q = make_queuer()
+    q.add_task(add)
+    jobs = [q.add_job(add, i) for i in range(5)]
+    assert q.get_job(jobs[0].rid).status == JobStatus.QUEUED
+    with pytest.raises(JobNotFoundError):
+        q.get_job_ended(jobs[0].rid)
+    queued = q.get_jobs(status="queued")
+    assert [j.rid for j in queued] == [j.rid for j in jobs]
+    page1 = q.get_jobs(limit=2)
+    page2 = q.get_jobs(limit=2, after_id=page1[-1].id)
+    page3 = q.get_jobs(limit=2, offset=4)
+    assert [j.rid for j in page1 + page2 + page3] == [j.rid for j in jobs]
+    q.start()
+    for job in jobs:
+        q.wait_for_job_finished(job.rid, 10)
+    assert q.get_job(jobs[0].rid).status == JobStatus.SUCCEEDED
+    assert q.get_job_ended(jobs[1].rid).results == 1
+    assert len(q.get_jobs(status=JobStatus.SUCCEEDED)) == 5
+    assert q.get_jobs(status="QUEUED") == []
+    with pytest.raises(JobNotFoundError):
+        q.get_job(uuid.uuid4())
+
+
+def test_get_jobs_by_worker_rid_shows_running_jobs(make_queuer):
+    release = threading.Event()
+
+    def hold():
+        release.wait(10)
+        return "held"
+
+    q = make_queuer()
+    q.add_task(hold)
+    q.start()
+    job = q.add_job(hold)
+    running = wait_until(lambda: q.get_jobs_by_worker_rid(q.worker.rid), message="job running")
+    assert [j.rid for j in running] == [job.rid]
+    assert running[0].status == JobStatus.RUNNING
+    assert q.get_jobs(status=JobStatus.RUNNING)[0].worker_rid == q.worker.rid
+    release.set()
+    assert q.wait_for_job_finished(job.rid, 10).results == "held"
+
+
+def test_cancel_queued_job_and_cancel_ended_job(make_queuer, db_config):
+    q = make_queuer()
+    q.add_task(add)
+    job = q.add_job(add, 1)
+    cancelled = q.cancel_job(job.rid)
+    assert cancelled.status == JobStatus.CANCELLED
+    assert count(db_config, "SELECT count(*) FROM {schema}.job") == 0
+    assert q.get_job_ended(job.rid).status == JobStatus.CANCELLED
+    with pytest.raises(JobAlreadyEndedError, match="already ended as CANCELLED"):
+        q.cancel_job(job.rid)
+    with pytest.raises(JobNotFoundError):
+        q.cancel_job(uuid.uuid4())
+
+
+def test_failed_attempts_retry_with_backoff_then_fail(make_queuer):
+    calls = []
+
+    def flaky(tag):
+        calls.append(time.monotonic())
+        raise RuntimeError(f"flaky {tag}")
+
+    q = make_queuer()
+    q.add_task(flaky)
+    q.start()
+    options = Options(on_error=OnError(max_retries=2, retry_delay=0.2, retry_backoff=RetryBackoff.EXPONENTIAL, timeout=0))
+    job = q.add_job_with_options(options, flaky, "x")
+    done = q.wait_for_job_finished(job.rid, 20)
+    assert done.status == JobStatus.FAILED
+    assert done.attempts == 3 and len(calls) == 3  # exactly 1 + max_retries runs
+    assert "RuntimeError: flaky x" in done.error and "Traceback" in done.error
+    gaps = [b - a for a, b in zip(calls, calls[1:])]
+    assert gaps[0] >= 0.18 and gaps[1] >= 0.38  # 0.2 s, then 0.4 s
+
+
+def test_retry_succeeds_on_a_later_attempt(make_queuer):
+    def second_time_lucky():
+        if queuer.current_job().attempt < 2:
+            raise RuntimeError("not yet")
+        return "ok"
+
+    q = make_queuer(OnError(max_retries=3, retry_delay=0, timeout=None))
+    q.add_task(second_time_lucky)
+    q.start()
+    done = q.wait_for_job_finished(q.add_job(second_time_lucky).rid, 10)
+    assert (done.status, done.attempts, done.results) == (JobStatus.SUCCEEDED, 2, "ok")
+
+
+def test_unserializable_result_fails_the_job_clearly(make_queuer):
+    def returns_object():
+        return object()
+
+    q = make_queuer()
+    q.add_task(returns_object)
+    q.start()
+    done = q.wait_for_job_finished(q.add_job(returns_object).rid, 10)
+    assert done.status == JobStatus.FAILED
+    assert "not JSON-serializable" in done.error
+
+
+def test_readd_job_from_archive(make_queuer):
+    q = make_queuer()
+    q.add_task(add)
+    q.start()
+    first = q.wait_for_job_finished(q.add_job(add, 20, b=1).rid, 10)
+    again = q.readd_job_from_archive(first.rid)
+    assert again.rid != first.rid and again.origin_rid == first.rid
+    done = q.wait_for_job_finished(again.rid, 10)
+    assert done.results == 21 and done.origin_rid == first.rid
+
+
+def test_listeners_see_insert_update_and_delete(make_queuer):
+    events = {"insert": [], "update": [], "delete": []}
+    q = make_queuer(OnError(max_retries=1, retry_delay=0, timeout=None))
+    q.listen_for_job_insert(lambda job: events["insert"].append(job))
+    q.listen_for_job_update(lambda job: events["update"].append(job))
+    q.listen_for_job_delete(lambda job: events["delete"].append(job))
+    q.add_task(fail)
+    job = q.add_job(fail, "boom")
+    q.start()
+    q.wait_for_job_finished(job.rid, 10)
+    wait_until(lambda: events["delete"], message="delete event")
+    assert [e.rid for e in events["insert"]] == [job.rid]
+    assert [e.rid for e in events["update"]] == [job.rid]  # the retry
+    assert events["delete"][0].rid == job.rid and events["delete"][0].status == JobStatus.FAILED
+
+
+def test_a_failing_listener_does_not_stop_others(make_queuer):
+    seen = []
+
+    def broken(job):
+        raise RuntimeError("listener bug")
+
+    q = make_queuer()
+    q.listen_for_job_insert(broken)
+    q.listen_for_job_insert(lambda job: seen.append(job.rid))
+    q.add_task(add)
+    first = q.add_job(add, 1)
+    second = q.add_job(add, 2)
+    wait_until(lambda: len(seen) == 2, message="both inserts seen")
+    assert seen == [first.rid, second.rid]
+
+
+def test_worker_row_lifecycle_and_stop_leaves_no_threads(make_queuer):
+    before = {t.ident for t in threading.enumerate()}
+    q = make_queuer()
+    q.add_task(add)
+    assert q.worker is None  # a producer has no worker row
+    assert q.get_workers() == []
+    q.start()
+    assert q.get_worker(q.worker.rid).status == WorkerStatus.RUNNING
+    q.wait_for_job_finished(q.add_job(add, 1).rid, 10)
+    rid = q.worker.rid
+    q.stop()
+    assert not q.running
+    leftover = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
+    wait_until(lambda: not [t for t in leftover if t.is_alive()], timeout=10, message="threads to end")
+    with make_queuer() as other:
+        assert other.get_worker(rid).status == WorkerStatus.STOPPED
+
+
+def test_worker_claims_only_its_registered_tasks(make_queuer):
+    def mine():
+        return "mine"
+
+    q = make_queuer()
+    q.add_task(mine)
+    q.start()
+    foreign = q.add_job("someone-elses-task")
+    done = q.wait_for_job_finished(q.add_job(mine).rid, 10)
+    assert done.results == "mine"
+    assert q.get_job(foreign.rid).status == JobStatus.QUEUED
+
+
+def test_priority_runs_higher_first(make_queuer):
+    order = []
+
+    def record(tag):
+        order.append(tag)
+
+    q = make_queuer(max_concurrency=1)
+    q.add_task(record)
+    q.add_job_with_options(Options(priority=0), record, "low")
+    q.add_job_with_options(Options(priority=5), record, "high")
+    q.add_job_with_options(Options(priority=5), record, "high-2")
+    last = q.add_job_with_options(Options(priority=-1), record, "lowest")
+    q.start()
+    q.wait_for_job_finished(last.rid, 10)
+    assert order == ["high", "high-2", "low", "lowest"]
+
+
+def test_current_job_outside_a_task_raises():
+    with pytest.raises(RuntimeError, match="only available inside a running task"):
+        queuer.current_job()

@@ -1,0 +1,107 @@
+"""Bad input: a clear exception naming the problem, and nothing written."""
+
+from __future__ import annotations
+
+import pytest
+
+from helper.config import ConfigurationError, DatabaseConfiguration
+from queuer import (
+    BatchJob,
+    DatabaseUnreachableError,
+    OnError,
+    Options,
+    Schedule,
+    TaskNotRegisteredError,
+    new_queuer_with_db,
+)
+from tests.support import count
+
+
+def add(a, b=0):
+    return a + b
+
+
+def not_registered():
+    pass
+
+
+def jobs_in(db_config) -> int:
+    return count(db_config, "SELECT count(*) FROM {schema}.job")
+
+
+def test_unregistered_callable(make_queuer, db_config):
+    q = make_queuer()
+    with pytest.raises(TaskNotRegisteredError, match="not_registered.*add_task"):
+        q.add_job(not_registered)
+    assert jobs_in(db_config) == 0
+
+
+def test_non_json_argument_inserts_nothing(make_queuer, db_config):
+    q = make_queuer()
+    q.add_task(add)
+    with pytest.raises(TypeError, match="positional argument of job 'add' is not JSON-serializable"):
+        q.add_job(add, object())
+    with pytest.raises(TypeError, match="keyword argument of job 'add' is not JSON-serializable"):
+        q.add_job(add, 1, b={1, 2})
+    with pytest.raises(TypeError, match="not JSON-serializable"):
+        q.add_job(add, float("nan"))
+    with pytest.raises(TypeError, match="batch item 1: .*not JSON-serializable"):
+        q.add_jobs([BatchJob(task=add, parameters=[1]), BatchJob(task=add, parameters=[object()])])
+    assert jobs_in(db_config) == 0
+
+
+def test_unknown_status(make_queuer):
+    q = make_queuer()
+    with pytest.raises(ValueError, match="unknown job status 'DONE'.*QUEUED"):
+        q.get_jobs(status="DONE")
+
+
+@pytest.mark.parametrize("concurrency", [0, -1, 1.5, "4", True])
+def test_bad_max_concurrency(db_config, concurrency):
+    with pytest.raises(ValueError, match="max_concurrency must be a positive integer"):
+        new_queuer_with_db("w", concurrency, None, db_config)
+
+
+@pytest.mark.parametrize("schema", ["", "1abc", "bad-name", 'x"; DROP TABLE job; --', "a" * 49, "sp ace"])
+def test_invalid_schema_name(db_config, schema):
+    with pytest.raises(ConfigurationError, match="invalid schema name"):
+        new_queuer_with_db("w", 1, None, db_config.with_schema(schema))
+
+
+def test_unreachable_database_names_target_not_password():
+    config = DatabaseConfiguration(
+        host="127.0.0.1", port=1, database="nope", username="someone", password="s3cret pass"
+    )
+    with pytest.raises(DatabaseUnreachableError) as info:
+        new_queuer_with_db("w", 1, None, config)
+    message = str(info.value)
+    assert "127.0.0.1:1/nope" in message and "QUEUER_DB_HOST" in message
+    assert "s3cret" not in message and "s3cret" not in repr(config)
+
+
+def test_bad_options_are_rejected_when_built():
+    with pytest.raises(ValueError, match="unknown retry_backoff 'sometimes'"):
+        OnError(retry_backoff="sometimes")
+    with pytest.raises(ValueError, match="max_retries must be an integer >= 0"):
+        OnError(max_retries=-1)
+    with pytest.raises(ValueError, match="priority must be an integer"):
+        Options(priority="high")
+    with pytest.raises(ValueError, match="needs interval or next_interval"):
+        Schedule(max_count=3)
+
+
+def test_bad_task_registration(make_queuer):
+    q = make_queuer()
+    with pytest.raises(TypeError, match="must be callable"):
+        q.add_task("not a function")
+    with pytest.raises(ValueError, match="cannot derive a task name"):
+        q.add_task(lambda: None)
+    q.add_task(add)
+
+    def other(a):
+        return a
+
+    with pytest.raises(ValueError, match="already registered as task 'add'"):
+        q.add_task_with_name(other, "add")
+    with pytest.raises(ValueError, match="control characters"):
+        q.add_task_with_name(other, "bad\nname")

@@ -1,0 +1,70 @@
+"""Schema: numbered migrations, installed exactly once under concurrency; the claim uses its index."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import psycopg
+
+from database.migrations import installed_version, latest_version, migrate
+from tests.support import count, sql
+
+
+def test_ten_concurrent_installers_apply_each_migration_once(db_config):
+    schema = db_config.schema + "_m"
+    errors = []
+    barrier = threading.Barrier(10)
+
+    def install():
+        try:
+            with psycopg.connect(**db_config.connect_kwargs(), autocommit=True) as conn:
+                barrier.wait()
+                migrate(conn, schema)
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=install) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert errors == []
+        rows = sql(db_config, f'SELECT version, count(*) FROM "{schema}".schema_version GROUP BY version')
+        assert rows == [(v, 1) for v in range(1, latest_version() + 1)]
+        with psycopg.connect(**db_config.connect_kwargs(), autocommit=True) as conn:
+            assert installed_version(conn, schema) == latest_version()
+            assert migrate(conn, schema) == []  # up to date: nothing to do
+    finally:
+        sql(db_config, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_tables_use_timestamptz_only(make_queuer, db_config):
+    make_queuer()
+    plain = count(
+        db_config,
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = %s "
+        "AND data_type = 'timestamp without time zone'",
+        (db_config.schema,),
+    )
+    assert plain == 0
+
+
+def test_claim_uses_the_partial_index(make_queuer, db_config):
+    q = make_queuer()
+    q.add_task(len)  # any callable will do: no worker starts
+    with psycopg.connect(**db_config.connect_kwargs(), autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{db_config.schema}"')
+        conn.execute(
+            "INSERT INTO job (rid, task_name) SELECT gen_random_uuid(), 'len' FROM generate_series(1, 20000)"
+        )
+        conn.execute("ANALYZE job")
+        plan = _explain_claim(conn, q)
+    assert "job_claim_idx" in plan, plan
+
+
+def _explain_claim(conn, q) -> str:
+    query = "EXPLAIN " + q.db.queries.claim_jobs
+    rows = conn.execute(query, {"worker_rid": uuid.uuid4(), "task_names": ["len"], "limit": 100}).fetchall()
+    return "\n".join(r[0] for r in rows)

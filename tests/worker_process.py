@@ -1,0 +1,67 @@
+"""A worker process for the multi-process tests.
+
+Usage: worker_process.py [--concurrency N] [--sleep SECONDS] [--drain]
+Registers ``noop`` (returns its argument) and ``sleepy`` (sleeps, then returns
+its argument). With --drain it exits when no job is left; otherwise it runs until
+SIGTERM/SIGINT. Prints READY <worker rid> once claiming.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import queuer  # noqa: E402
+from queuer import WorkerSettings, new_queuer  # noqa: E402
+
+
+def noop(value: object = None) -> object:
+    return value
+
+
+def sleepy(value: object = None, seconds: float = 0.01) -> object:
+    time.sleep(seconds)
+    return value
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--drain", action="store_true")
+    parser.add_argument("--name", default=f"test-worker-{os.getpid()}")
+    args = parser.parse_args()
+    logging.basicConfig(level=os.environ.get("QUEUER_TEST_LOG_LEVEL", "WARNING"),
+                        format="%(asctime)s %(process)d %(threadName)s %(name)s %(levelname)s %(message)s")
+    settings = WorkerSettings(
+        poll_interval=0.5, heartbeat_interval=0.25, dead_after=2.0, master_lease=1.0, shutdown_timeout=20.0
+    )
+    q = new_queuer(args.name, args.concurrency, settings=settings)
+    q.add_task(noop)
+    q.add_task(sleepy)
+    q.install_signal_handlers()
+    q.start()
+    assert q.worker is not None
+    print(f"READY {q.worker.rid}", flush=True)
+    if args.drain:
+        idle_since = None
+        while not q.wait_until_stopped(0.2):
+            if q.get_jobs(limit=1):
+                idle_since = None
+            elif idle_since is None:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > 1.0:
+                q.stop()
+    else:
+        q.wait_until_stopped()
+    q.stop()
+    print("STOPPED", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
