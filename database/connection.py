@@ -9,6 +9,7 @@ when they sat idle, so a connection the server closed (restart,
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -24,6 +25,9 @@ log = logging.getLogger("queuer.database")
 
 # A connection idle for longer than this is pinged before it is handed out.
 IDLE_CHECK_SECONDS = 1.0
+
+# Planner settings of the hot-path connections: only index scans are left.
+HOT_PATH_PLANNER_OPTIONS = " -c enable_sort=off -c enable_bitmapscan=off -c enable_seqscan=off"
 
 
 class DatabaseUnreachableError(ConnectionError):
@@ -54,8 +58,19 @@ class Database:
         self.connect_timeout = connect_timeout
         self._kwargs: dict[str, Any] = {**config.connect_kwargs(), "autocommit": True}
         self._kwargs.setdefault("connect_timeout", max(1, int(connect_timeout)))
-        self.pool = ConnectionPool(
-            kwargs=self._kwargs,
+        self._last_used: dict[int, float] = {}
+        self._open_lock = threading.Lock()
+        self.pool = self._make_pool(self._kwargs, min_size, max_size, name)
+        # The hot path (claim, outcomes, release) gets connections of its own whose
+        # planner may only use index scans: with the stale statistics of a table
+        # that just grew from empty, it would otherwise sort or scan the whole
+        # queue on every claim and every batch of outcomes.
+        hot_kwargs = {**self._kwargs, "options": (self._kwargs.get("options", "") + HOT_PATH_PLANNER_OPTIONS).strip()}
+        self.hot_pool = self._make_pool(hot_kwargs, 1, 3, name + "-hot")
+
+    def _make_pool(self, kwargs: dict[str, Any], min_size: int, max_size: int, name: str) -> ConnectionPool:
+        return ConnectionPool(
+            kwargs=kwargs,
             min_size=min_size,
             max_size=max_size,
             open=False,
@@ -63,9 +78,8 @@ class Database:
             configure=self._configure,
             check=self._check_if_idle,
             reconnect_timeout=0,  # never give up reconnecting: a restart may take a while
-            timeout=connect_timeout,
+            timeout=self.connect_timeout,
         )
-        self._last_used: dict[int, float] = {}
 
     # -- life cycle ---------------------------------------------------------
 
@@ -91,6 +105,8 @@ class Database:
 
     def close(self) -> None:
         self.pool.close(timeout=5)
+        if not self.hot_pool.closed:
+            self.hot_pool.close(timeout=5)
 
     # -- connections --------------------------------------------------------
 
@@ -98,6 +114,19 @@ class Database:
     def connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
         """A pooled autocommit connection with dict rows."""
         with self.pool.connection() as conn:
+            try:
+                yield conn  # type: ignore[misc]
+            finally:
+                self._last_used[id(conn)] = time.monotonic()
+
+    @contextmanager
+    def hot_connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """A connection for the worker's hot path (see HOT_PATH_PLANNER_OPTIONS); opened on first use."""
+        if self.hot_pool.closed:
+            with self._open_lock:
+                if self.hot_pool.closed:
+                    self.hot_pool.open(wait=True, timeout=self.connect_timeout)
+        with self.hot_pool.connection() as conn:
             try:
                 yield conn  # type: ignore[misc]
             finally:

@@ -157,7 +157,7 @@ class JobDB:
         default_max_attempts: int,
         default_timeout: float | None,
     ) -> list[ClaimedJob]:
-        with self.db.connection() as conn:
+        with self.db.hot_connection() as conn:
             cur = conn.cursor(row_factory=tuple_row)
             rows = cur.execute(
                 self.q.claim_jobs,  # type: ignore[arg-type]
@@ -165,15 +165,14 @@ class JobDB:
                     "worker_rid": worker_rid,
                     "task_names": list(task_names),
                     "limit": limit,
+                    "default_max_attempts": default_max_attempts,
+                    "default_timeout": default_timeout,
                 },
                 prepare=True,
             ).fetchall()
         claimed = []
         for (id_, rid, task_name, params, params_keyed, options, priority, scheduled_at, attempt,
              max_attempts, timeout, schedule_count, _created_at) in rows:
-            if not (options and "on_error" in options):
-                # No policy stored with the job: this worker's defaults apply.
-                max_attempts, timeout = default_max_attempts, default_timeout
             claimed.append(
                 ClaimedJob(id_, rid, task_name, params, params_keyed, options, priority, scheduled_at,
                            attempt, max_attempts, timeout, schedule_count)
@@ -189,6 +188,7 @@ class JobDB:
 
     def record_outcomes(self, worker_rid: UUID, outcomes: Sequence[Outcome]) -> set[int]:
         """Apply a batch of outcomes; return the job ids whose outcome was applied."""
+        outcomes = sorted(outcomes, key=lambda o: o.id)  # one lock order for every writer
         params = {
             "ids": [o.id for o in outcomes],
             "attempts": [o.attempt for o in outcomes],
@@ -199,27 +199,27 @@ class JobDB:
             "worker_rid": worker_rid,
             "channel": self.db.channel,
         }
-        with self.db.connection() as conn:
+        with self.db.hot_connection() as conn:
             row = conn.execute(self.q.record_outcomes, params, prepare=True).fetchone()  # type: ignore[arg-type]
         return set(row["applied_ids"] if row else [])
 
     def release(self, worker_rid: UUID, attempts: Iterable[tuple[int, int]]) -> int:
-        pairs = list(attempts)
+        pairs = sorted(attempts)
         if not pairs:
             return 0
-        row = self.db.execute_one(
-            self.q.release_jobs,
-            {
-                "ids": [p[0] for p in pairs],
-                "attempts": [p[1] for p in pairs],
-                "worker_rid": worker_rid,
-                "channel": self.db.channel,
-            },
-        )
+        params = {
+            "ids": [p[0] for p in pairs],
+            "attempts": [p[1] for p in pairs],
+            "worker_rid": worker_rid,
+            "channel": self.db.channel,
+        }
+        with self.db.hot_connection() as conn:
+            row = conn.execute(self.q.release_jobs, params).fetchone()  # type: ignore[arg-type]
         return int(row["released"]) if row else 0
 
     def held_by(self, worker_rid: UUID) -> list[tuple[int, int]]:
-        rows = self.db.execute(self.q.running_jobs_of_worker, {"worker_rid": worker_rid})
+        with self.db.hot_connection() as conn:
+            rows = conn.execute(self.q.running_jobs_of_worker, {"worker_rid": worker_rid}).fetchall()  # type: ignore[arg-type]
         return [(r["id"], r["attempts"]) for r in rows]
 
     def rescue_orphans(self) -> tuple[int, int]:

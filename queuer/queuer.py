@@ -500,9 +500,11 @@ class Queuer:
             raise QueuerStoppedError("this queuer was stopped; create a new one with new_queuer(...)")
 
 
-def _as_uuid(rid: UUID | str) -> UUID:
+def _as_uuid(rid: UUID | str | Job) -> UUID:
     if isinstance(rid, UUID):
         return rid
+    if isinstance(rid, Job):
+        return rid.rid
     try:
         return UUID(str(rid))
     except ValueError:

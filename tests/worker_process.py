@@ -17,7 +17,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import queuer  # noqa: E402
-from queuer import WorkerSettings, new_queuer  # noqa: E402
+from queuer import OnError, WorkerSettings, new_queuer  # noqa: E402
 
 
 def noop(value: object = None) -> object:
@@ -37,10 +37,14 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=os.environ.get("QUEUER_TEST_LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(process)d %(threadName)s %(name)s %(levelname)s %(message)s")
+    prefetch = os.environ.get("QUEUER_PREFETCH")
     settings = WorkerSettings(
-        poll_interval=0.5, heartbeat_interval=0.25, dead_after=2.0, master_lease=1.0, shutdown_timeout=20.0
+        poll_interval=0.5, heartbeat_interval=0.25, dead_after=2.0, master_lease=1.0, shutdown_timeout=20.0,
+        prefetch=int(prefetch) if prefetch else None,
     )
-    q = new_queuer(args.name, args.concurrency, settings=settings)
+    # Retries let a job whose worker was killed run again (a crash counts as an attempt).
+    on_error = OnError(max_retries=5, retry_delay=0, timeout=None)
+    q = new_queuer(args.name, args.concurrency, on_error, settings=settings)
     q.add_task(noop)
     q.add_task(sleepy)
     q.install_signal_handlers()

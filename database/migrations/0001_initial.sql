@@ -37,7 +37,6 @@ CREATE INDEX job_claim_idx ON {schema}.job (priority DESC, scheduled_at, id)
 -- Serves "when is the next scheduled job due" for the poller's sleep.
 CREATE INDEX job_scheduled_idx ON {schema}.job (scheduled_at) WHERE status = 'SCHEDULED';
 CREATE INDEX job_running_worker_idx ON {schema}.job (worker_rid) WHERE status = 'RUNNING';
-CREATE INDEX job_task_status_idx ON {schema}.job (task_name, status);
 -- While a job with a unique key is queued or running, no other may be added.
 CREATE UNIQUE INDEX job_unique_key_idx ON {schema}.job (unique_key) WHERE unique_key IS NOT NULL;
 

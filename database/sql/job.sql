@@ -48,6 +48,10 @@ SET status = 'RUNNING',
     worker_rid = %(worker_rid)s,
     started_at = now(),
     cancel_requested = false,
+    -- A job that brought no OnError runs under this worker's default policy;
+    -- store it so the master's rescue counts attempts the same way.
+    max_attempts = CASE WHEN j.options ? 'on_error' THEN j.max_attempts ELSE %(default_max_attempts)s::integer END,
+    timeout_seconds = CASE WHEN j.options ? 'on_error' THEN j.timeout_seconds ELSE %(default_timeout)s::double precision END,
     updated_at = now()
 FROM picked
 WHERE j.id = picked.id

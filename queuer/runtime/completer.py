@@ -38,6 +38,7 @@ class Completer(BackgroundLoop):
         self.flush_interval = flush_interval
         self._lock = threading.Lock()
         self._pending: list[Outcome] = []
+        self._flushing: list[Outcome] = []  # the batch being written right now
         self._first_at = 0.0
         self.applied_total = 0
         self.discarded_total = 0
@@ -57,6 +58,11 @@ class Completer(BackgroundLoop):
         with self._lock:
             return len(self._pending)
 
+    def held(self) -> list[tuple[int, int]]:
+        """(job id, attempt) of every outcome not yet written: the worker still owns those jobs."""
+        with self._lock:
+            return [(o.id, o.attempt) for o in (*self._pending, *self._flushing)]
+
     def tick(self) -> float | None:
         with self._lock:
             if not self._pending:
@@ -71,6 +77,7 @@ class Completer(BackgroundLoop):
         with self._lock:
             batch = self._pending[: self.batch_size]
             del self._pending[: self.batch_size]
+            self._flushing = batch
             if self._pending:
                 self._first_at = time.monotonic()
         if not batch:
@@ -80,8 +87,11 @@ class Completer(BackgroundLoop):
         except Exception:
             with self._lock:  # keep them, in order, for the retry
                 self._pending[:0] = batch
+                self._flushing = []
                 self._first_at = time.monotonic()
             raise
+        with self._lock:
+            self._flushing = []
         self.applied_total += len(applied)
         discarded = [o for o in batch if o.id not in applied]
         if discarded:

@@ -65,8 +65,10 @@ class Heartbeat(BackgroundLoop):
         return None
 
     def _reconcile(self) -> None:
-        in_db = set(self.job_db.held_by(self.runtime.worker_rid))
+        # Memory first: an attempt that ends between the two reads is then at
+        # worst suspected once, and gone from the database by the next round.
         known = set(self.runtime.held())
+        in_db = set(self.job_db.held_by(self.runtime.worker_rid))
         unknown = in_db - known
         # Only release what stayed unknown over two rounds: a claim may be on its way in.
         lost = unknown & self._suspects

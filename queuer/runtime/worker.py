@@ -170,7 +170,8 @@ class WorkerRuntime:
             self.poller.wake()
 
     def held(self) -> list[tuple[int, int]]:
-        return self.dispatcher.held()
+        """Every attempt this worker owns: buffered, running, or with an unwritten outcome."""
+        return self.dispatcher.held() + self.completer.held()
 
     def restart_dead_loops(self) -> None:
         if self._stopping:
