@@ -241,3 +241,59 @@ def test_database_restart_and_terminated_backends_are_survived(make_queuer, db_c
     # LISTEN came back too: a new job is picked up and waited for by NOTIFY.
     job = q.add_job(short, -1)
     assert q.wait_for_job_finished(job.rid, 10).results == -1
+
+
+def test_a_failing_flush_is_retried_and_loses_nothing(make_queuer, monkeypatch):
+    q = make_queuer()
+    q.add_task(len)
+    real = q.job_db.record_outcomes
+    failures = []
+
+    def flaky_record(worker_rid, outcomes):
+        if not failures:
+            failures.append(len(outcomes))
+            raise psycopg.OperationalError("injected: connection lost during flush")
+        return real(worker_rid, outcomes)
+
+    monkeypatch.setattr(q.job_db, "record_outcomes", flaky_record)
+    q.start()
+    done = q.wait_for_job_finished(q.add_job(len, "abc").rid, 10)
+    assert failures == [1] and (done.status, done.results) == (JobStatus.SUCCEEDED, 3)
+    assert q._runtime.completer.alive
+
+
+def test_a_dead_background_loop_is_restarted(make_queuer):
+    q = make_queuer()
+    q.add_task(len)
+    q.start()
+    poller = q._runtime.poller
+    poller._stopping.set()  # make the poller thread end as if it had died
+    poller.wake()
+    wait_until(lambda: not poller.alive, message="poller thread ended")
+    poller._stopping.clear()
+    wait_until(lambda: poller.alive, timeout=5, message="poller restarted by the heartbeat")
+    assert q.wait_for_job_finished(q.add_job(len, "ab").rid, 10).results == 2
+
+
+def test_stop_worker_now_releases_its_jobs(make_queuer):
+    worker = make_queuer(OnError(max_retries=1, retry_delay=0, timeout=None), settings=WorkerSettings(poll_interval=0.5, heartbeat_interval=0.25, dead_after=2.0,
+                                                 master_lease=1.0, prefetch=0))
+    release = threading.Event()
+
+    def block():
+        release.wait(10)
+
+    worker.add_task(block)
+    worker.start()
+    job = worker.add_job(block)
+    wait_until(lambda: worker.get_job(job.rid).status == JobStatus.RUNNING, message="running")
+    other = make_queuer()
+    assert other.stop_worker(worker.worker.rid)
+    assert worker.wait_until_stopped(10)  # did not wait for the running job
+    release.set()
+    # The abandoned attempt is re-queued by the master of another worker.
+    rescuer = make_queuer()
+    rescuer.add_task_with_name(lambda: "again", "block")
+    rescuer.start()
+    done = rescuer.wait_for_job_finished(job.rid, 15)
+    assert (done.status, done.results, done.attempts) == (JobStatus.SUCCEEDED, "again", 2)

@@ -177,7 +177,7 @@ WITH orphan AS (
     UPDATE {schema}.job AS j
     SET status = 'QUEUED',
         worker_rid = NULL,
-        error = format('worker %%s stopped heartbeating during attempt %%s', j.worker_rid, j.attempts),
+        error = format('worker %%s died or stopped during attempt %%s', j.worker_rid, j.attempts),
         updated_at = now()
     FROM orphan
     WHERE j.id = orphan.id AND j.attempts < j.max_attempts
@@ -195,7 +195,7 @@ WITH orphan AS (
     SELECT id, rid, task_name, parameters, parameters_keyed, options, priority, 'FAILED',
            scheduled_at, started_at, worker_rid, attempts, max_attempts, timeout_seconds,
            schedule_count, unique_key, origin_rid, NULL,
-           format('worker %%s stopped heartbeating during the last attempt (%%s of %%s)',
+           format('worker %%s died or stopped during the last attempt (%%s of %%s)',
                   worker_rid, attempts, max_attempts),
            created_at, now(), now()
     FROM failed
