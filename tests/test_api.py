@@ -323,3 +323,40 @@ def test_priority_runs_higher_first(make_queuer):
 def test_current_job_outside_a_task_raises():
     with pytest.raises(RuntimeError, match="only available inside a running task"):
         queuer.current_job()
+
+
+def test_next_interval_functions_register_by_name(make_queuer):
+    from datetime import datetime, timedelta
+
+    def every_hour(start: datetime, count: int) -> datetime:
+        return start + timedelta(hours=count)
+
+    q = make_queuer()
+    q.add_next_interval_func(every_hour)
+    q.add_next_interval_func_with_name(every_hour, "hourly")
+    assert q.next_interval_funcs == {"every_hour": every_hour, "hourly": every_hour}
+    with pytest.raises(ValueError, match="already registered as 'hourly'"):
+        q.add_next_interval_func_with_name(lambda s, c: s, "hourly")
+
+
+def test_delayed_job_waits_as_scheduled_then_runs(make_queuer):
+    from datetime import datetime, timedelta, timezone
+
+    q = make_queuer()
+    q.add_task(add)
+    q.start()
+    start = datetime.now(timezone.utc) + timedelta(seconds=1)
+    job = q.add_job_with_options(Options(schedule=queuer.Schedule(start=start)), add, 1, 2)
+    assert job.status == JobStatus.SCHEDULED
+    done = q.wait_for_job_finished(job.rid, 10)
+    assert done.results == 3 and done.started_at >= start
+    assert (done.started_at - start).total_seconds() < 2.0  # woken at the due time, not by a long poll
+
+
+def test_get_workers_lists_running_workers(make_queuer):
+    a, b = make_queuer(name="a"), make_queuer(name="b")
+    a.start()
+    b.start()
+    running = a.get_workers(status="RUNNING")
+    assert {w.name for w in running} == {"a", "b"}
+    assert all(w.pid and w.host and w.max_concurrency == 4 for w in running)
