@@ -27,7 +27,10 @@ log = logging.getLogger("queuer.database")
 IDLE_CHECK_SECONDS = 1.0
 
 # Planner settings of the hot-path connections: only index scans are left.
-HOT_PATH_PLANNER_OPTIONS = " -c enable_sort=off -c enable_bitmapscan=off -c enable_seqscan=off"
+HOT_PATH_PLANNER_OPTIONS = (
+    " -c enable_sort=off -c enable_bitmapscan=off -c enable_seqscan=off"
+    " -c enable_hashjoin=off -c enable_mergejoin=off"
+)
 
 
 class DatabaseUnreachableError(ConnectionError):

@@ -70,8 +70,11 @@ SELECT id, attempts FROM {schema}.job WHERE worker_rid = %(worker_rid)s AND stat
 
 -- name: record_outcomes
 -- The completer's one statement per batch. Every change is fenced by the
--- attempt's identity (worker_rid, attempts) and status RUNNING: an outcome of a
--- rescued, cancelled or timed-out attempt changes nothing.
+-- attempt's identity (worker_rid, attempts): an outcome of a rescued,
+-- cancelled or timed-out attempt changes nothing. (worker_rid is set only
+-- while a job is RUNNING, so no status test is needed; leaving it out also
+-- keeps the planner off job_running_worker_idx, whose dead entries would make
+-- each batch cost as much as every job this worker ever ran.)
 WITH outcome AS (
     SELECT *
     FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(statuses)s::text[],
@@ -87,14 +90,14 @@ WITH outcome AS (
     FROM outcome AS o
     WHERE o.status = 'RETRY'
       AND j.id = o.id AND j.attempts = o.attempt
-      AND j.worker_rid = %(worker_rid)s AND j.status = 'RUNNING'
+      AND j.worker_rid = %(worker_rid)s
     RETURNING j.id, j.rid, j.task_name
 ), ended AS (
     DELETE FROM {schema}.job AS j
     USING outcome AS o
     WHERE o.status <> 'RETRY'
       AND j.id = o.id AND j.attempts = o.attempt
-      AND j.worker_rid = %(worker_rid)s AND j.status = 'RUNNING'
+      AND j.worker_rid = %(worker_rid)s
     RETURNING j.*, o.status AS final_status, o.results AS final_results, o.error AS final_error
 ), archived AS (
     INSERT INTO {schema}.job_archive (
@@ -122,6 +125,7 @@ SELECT (SELECT coalesce(array_agg(id), '{}') FROM events) AS applied_ids,
 
 -- name: release_jobs
 -- Give claimed but unstarted jobs back, as if never claimed (no attempt counted).
+-- Fenced like record_outcomes (and, like it, without a status test).
 WITH released AS (
     UPDATE {schema}.job AS j
     SET status = CASE WHEN j.scheduled_at > now() THEN 'SCHEDULED' ELSE 'QUEUED' END,
@@ -131,7 +135,7 @@ WITH released AS (
         updated_at = now()
     FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS r(id, attempt)
     WHERE j.id = r.id AND j.attempts = r.attempt
-      AND j.worker_rid = %(worker_rid)s AND j.status = 'RUNNING'
+      AND j.worker_rid = %(worker_rid)s
     RETURNING j.task_name
 )
 SELECT count(*) AS released,
