@@ -25,18 +25,28 @@ class JobContext:
     parameters: list[Any]
     parameters_keyed: dict[str, Any]
     resources: Mapping[str, Any] = field(default_factory=dict)
-    cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
     cancel_reason: str | None = None
+    # Made on first use: most jobs never look at it, and an Event is not free.
+    _cancelled: threading.Event | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def cancelled(self) -> threading.Event:
+        if self._cancelled is None:
+            with self._lock:
+                if self._cancelled is None:
+                    self._cancelled = threading.Event()
+        return self._cancelled
 
     def is_cancelled(self) -> bool:
-        return self.cancelled.is_set()
+        return self._cancelled is not None and self._cancelled.is_set()
 
     def wait_cancelled(self, timeout: float | None = None) -> bool:
         """Block until the job is cancelled (True) or ``timeout`` passes (False)."""
         return self.cancelled.wait(timeout)
 
     def cancel(self, reason: str) -> None:
-        if not self.cancelled.is_set():
+        if not self.is_cancelled():
             self.cancel_reason = reason
             self.cancelled.set()
 

@@ -97,7 +97,7 @@ class Queuer:
         self.notifier.subscribe(self._on_events)
         self._callbacks = ThreadPoolExecutor(1, thread_name_prefix="queuer-callback")
         self._listeners: dict[str, list[JobListener]] = {"insert": [], "update": [], "delete": []}
-        self._waiters: dict[UUID, list[threading.Event]] = {}
+        self._waiters: dict[str, list[threading.Event]] = {}  # by rid as text, as NOTIFY sends it
         self._lock = threading.Lock()
         self._runtime: WorkerRuntime | None = None
         self._closed = False
@@ -339,7 +339,7 @@ class Queuer:
         self.notifier.ensure_started()
         event = threading.Event()
         with self._lock:
-            self._waiters.setdefault(rid, []).append(event)
+            self._waiters.setdefault(str(rid), []).append(event)
         try:
             deadline = time.monotonic() + timeout_seconds
             if self.job_db.status_of(rid) is None:
@@ -356,11 +356,11 @@ class Queuer:
                 event.clear()
         finally:
             with self._lock:
-                waiters = self._waiters.get(rid, [])
+                waiters = self._waiters.get(str(rid), [])
                 if event in waiters:
                     waiters.remove(event)
                 if not waiters:
-                    self._waiters.pop(rid, None)
+                    self._waiters.pop(str(rid), None)
 
     def listen_for_job_insert(self, fn: JobListener) -> None:
         """Call ``fn(job)`` for each added job (a batch gives one call per task, rid None)."""
@@ -385,6 +385,8 @@ class Queuer:
     def _on_events(self, events: list[Event]) -> None:
         calls: list[tuple[JobListener, Job]] = []
         with self._lock:
+            if not self._waiters and not any(self._listeners.values()):
+                return  # a busy worker's own batches of events: nobody here is waiting
             for event in events:
                 if event.kind == "end" and event.rid is not None:
                     for waiter in self._waiters.get(event.rid, ()):
@@ -523,7 +525,7 @@ def _event_job(event: Event) -> Job:
         JobStatus(event.detail) if event.kind == "end" and event.detail else JobStatus.QUEUED
     )
     task_name = event.detail if event.kind in ("insert", "retry") and event.detail else ""
-    return Job(rid=event.rid, task_name=task_name, status=status)  # type: ignore[arg-type]
+    return Job(rid=UUID(event.rid) if event.rid else None, task_name=task_name, status=status)  # type: ignore[arg-type]
 
 
 def _call_listener(fn: JobListener, job: Job) -> None:

@@ -22,7 +22,7 @@ class WorkerSettings:
     #: how long stop() lets running jobs finish before giving up on them
     shutdown_timeout: float = 30.0
     completer_batch_size: int = 200
-    completer_flush_interval: float = 0.002
+    completer_flush_interval: float = 0.005
 
     def __post_init__(self) -> None:
         for f in fields(self):

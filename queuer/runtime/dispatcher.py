@@ -1,9 +1,9 @@
 """Dispatcher: the local job buffer and the thread pool that runs tasks.
 
-Claimed attempts wait in a FIFO buffer (claim order = priority order); each is
-paired with one submission to a ``ThreadPoolExecutor(max_concurrency)``, which
-pops the next buffered attempt when a thread is free. An attempt that has not
-started can therefore be taken back (released) at shutdown or on cancel.
+Claimed attempts wait in a FIFO buffer (claim order = priority order);
+``max_concurrency`` job threads pop the next one whenever they are free. An
+attempt that has not started can therefore be taken back (released) at
+shutdown or on cancel.
 
 The first outcome of an attempt wins locally: a timeout or cancellation ends
 the attempt at once, and whatever the task returns later is discarded.
@@ -17,7 +17,6 @@ import threading
 import time
 import traceback
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 from uuid import UUID
@@ -59,9 +58,10 @@ class Dispatcher:
         self._on_capacity = on_capacity
         self.default_on_error = default_on_error
         self.resources = resources
-        self._executor = ThreadPoolExecutor(max_concurrency, thread_name_prefix="queuer-job")
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
+        self._work = threading.Condition(self._lock)
+        self._closed = False
         self._buffer: deque[Attempt] = deque()
         self._attempts: dict[int, Attempt] = {}  # job id -> attempt, buffered or running
         self._busy_threads = 0
@@ -69,6 +69,15 @@ class Dispatcher:
         self.accepting = True
         # Wake the poller when this many slots are free, so claims come in batches.
         self._refill_at = max(1, (max_concurrency + prefetch) // 2)
+        # Job threads of our own rather than a ThreadPoolExecutor: they pop the
+        # buffer directly, with no Future per job, and a buffered attempt can
+        # still be taken back until a thread pops it.
+        self._threads = [
+            threading.Thread(target=self._work_loop, name=f"queuer-job-{i}", daemon=True)
+            for i in range(max_concurrency)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     # -- capacity -------------------------------------------------------------
 
@@ -108,8 +117,7 @@ class Dispatcher:
             for attempt in attempts:
                 self._buffer.append(attempt)
                 self._attempts[attempt.job.id] = attempt
-        for _ in attempts:
-            self._executor.submit(self._run_next)
+            self._work.notify(len(attempts))
 
     def take_back_unstarted(self) -> list[tuple[int, int]]:
         """Remove every attempt that has not started; return their fencing identities."""
@@ -123,16 +131,23 @@ class Dispatcher:
 
     # -- running ----------------------------------------------------------------
 
-    def _run_next(self) -> None:
-        with self._lock:
-            if not self._buffer:
-                return  # taken back (shutdown or cancel) before a thread got to it
-            attempt = self._buffer.popleft()
-            attempt.state = "running"
-            attempt.thread_busy = True
-            self._busy_threads += 1
-            timeout = attempt.job.timeout_seconds
-            attempt.deadline = time.monotonic() + timeout if timeout else None
+    def _work_loop(self) -> None:
+        """One of ``max_concurrency`` job threads: run buffered attempts in claim order."""
+        while True:
+            with self._lock:
+                while not self._buffer and not self._closed:
+                    self._work.wait()
+                if self._closed:
+                    return
+                attempt = self._buffer.popleft()
+                attempt.state = "running"
+                attempt.thread_busy = True
+                self._busy_threads += 1
+                timeout = attempt.job.timeout_seconds
+                attempt.deadline = time.monotonic() + timeout if timeout else None
+            self._run(attempt)
+
+    def _run(self, attempt: Attempt) -> None:
         try:
             outcome = self._execute(attempt)
         finally:
@@ -144,6 +159,7 @@ class Dispatcher:
                 if self._attempts.get(attempt.job.id) is attempt:
                     del self._attempts[attempt.job.id]
                 free = self.max_concurrency + self.prefetch - len(self._buffer) - self._busy_threads
+                buffer_empty = not self._buffer
                 if self._busy_threads == 0:
                     self._idle.notify_all()
         if first:
@@ -153,7 +169,7 @@ class Dispatcher:
                 "job %s attempt %d returned after it had already ended (%s); its result is discarded",
                 attempt.job.rid, attempt.job.attempt, attempt.context.cancel_reason or "ended",
             )
-        if free >= self._refill_at or not self._buffer:
+        if free >= self._refill_at or buffer_empty:
             self._on_capacity()
 
     def _execute(self, attempt: Attempt) -> Outcome:
@@ -270,5 +286,7 @@ class Dispatcher:
         return True
 
     def shutdown(self) -> None:
-        # Runaway threads cannot be joined; do not wait for them.
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """End the idle job threads. Runaway threads cannot be joined; they end when their task returns."""
+        with self._lock:
+            self._closed = True
+            self._work.notify_all()

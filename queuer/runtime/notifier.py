@@ -12,7 +12,6 @@ import logging
 import threading
 from dataclasses import dataclass
 from typing import Callable, Optional
-from uuid import UUID
 
 import psycopg
 
@@ -27,7 +26,7 @@ class Event:
     """One job event: kind is insert, retry, end, cancel or stop."""
 
     kind: str
-    rid: UUID | None
+    rid: str | None  # text, turned into a UUID only by whoever needs one
     detail: str | None  # insert/retry: task name; end: status; cancel: worker rid
 
 
@@ -38,7 +37,7 @@ def parse_payload(payload: str) -> list[Event]:
     data = json.loads(payload)
     events = []
     for kind, rid, detail in data.get("j") or []:
-        events.append(Event(kind, UUID(rid) if rid else None, detail))
+        events.append(Event(kind, rid, detail))
     return events
 
 

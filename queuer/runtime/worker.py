@@ -161,10 +161,10 @@ class WorkerRuntime:
             if event.kind in ("insert", "retry"):
                 wake = wake or event.detail is None or event.detail in self.tasks
             elif event.kind == "cancel" and event.detail == str(self._worker_rid) and event.rid is not None:
-                attempt = self.dispatcher.attempt_for_rid(event.rid)
+                attempt = self.dispatcher.attempt_for_rid(UUID(event.rid))
                 if attempt is not None:
                     self.dispatcher.end_attempt(attempt.job.id, "cancelled", None)
-            elif event.kind == "stop" and event.rid == self._worker_rid:
+            elif event.kind == "stop" and event.rid == str(self._worker_rid):
                 self.stop_requested(graceful=event.detail == "graceful")
         if wake:
             self.poller.wake()
