@@ -35,6 +35,15 @@ class NewJob:
     unique_key: str | None = None
     origin_rid: UUID | None = None
     schedule_count: int = 0
+    skip_duplicate: bool = False  # with a unique_key: return the existing job instead of failing
+
+
+class DuplicateKeyError(Exception):
+    """A job with this unique_key is already queued or running."""
+
+    def __init__(self, unique_key: str) -> None:
+        super().__init__(unique_key)
+        self.unique_key = unique_key
 
 
 @dataclass
@@ -101,13 +110,19 @@ class JobDB:
 
     def insert_job(self, job: NewJob, conn: psycopg.Connection[Any] | None = None) -> Job:
         """Insert one job (and NOTIFY) in one statement; on ``conn`` when given (transactional)."""
-        params = self._insert_params(job)
-        if conn is not None:
-            row = conn.cursor(row_factory=dict_row).execute(self.q.insert_job, params).fetchone()  # type: ignore[arg-type]
-        else:
-            row = self.db.execute_one(self.q.insert_job, params)
-        assert row is not None
-        return Job.from_row(row)
+        if conn is None:
+            with self.db.connection() as own:
+                return self.insert_job(job, own)
+        cur = conn.cursor(row_factory=dict_row)
+        row = cur.execute(self.q.insert_job, self._insert_params(job)).fetchone()  # type: ignore[arg-type]
+        if row is not None:
+            return Job.from_row(row)
+        # ON CONFLICT on the unique key: another job with it is queued or running.
+        assert job.unique_key is not None
+        existing = cur.execute(self.q.get_job_by_unique_key, {"unique_key": job.unique_key}).fetchone()  # type: ignore[arg-type]
+        if not job.skip_duplicate or existing is None:
+            raise DuplicateKeyError(job.unique_key)
+        return Job.from_row(existing)
 
     def insert_jobs(self, jobs: Sequence[NewJob], conn: psycopg.Connection[Any] | None = None) -> list[UUID]:
         """Insert many jobs with COPY and one NOTIFY, all in one transaction."""
@@ -116,6 +131,10 @@ class JobDB:
         if conn is None:
             with self.db.connection() as own:
                 return self.insert_jobs(jobs, own)
+        if any(job.unique_key is not None for job in jobs):
+            # COPY cannot skip a conflict: insert row by row, still all or nothing.
+            with conn.transaction():
+                return [self.insert_job(job, conn).rid for job in jobs]
         with conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             # now() is the transaction's start: the same value a DEFAULT would give.

@@ -88,6 +88,9 @@ class Options:
     schedule: Schedule | None = None
     priority: int = 0
     unique_key: str | None = None
+    #: when a job with the same unique_key is queued or running: "error" raises
+    #: DuplicateJobError, "skip" adds nothing and returns the existing job
+    on_duplicate: str = "error"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -97,6 +100,8 @@ class Options:
             raise ValueError(f"priority {self.priority} is out of range for a 32-bit integer")
         if self.unique_key is not None and (not isinstance(self.unique_key, str) or not self.unique_key):
             raise ValueError("unique_key must be a non-empty string or None")
+        if self.on_duplicate not in ("error", "skip"):
+            raise ValueError(f"on_duplicate must be 'error' or 'skip', not {self.on_duplicate!r}")
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {}

@@ -13,16 +13,17 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from types import FrameType, TracebackType
-from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 from uuid import UUID
 
 import psycopg
 
 from database.connection import Database
-from database.job_db import JobDB, NewJob
+from database.job_db import DuplicateKeyError, JobDB, NewJob
 from database.migrations import migrate
 from database.worker_db import WorkerDB
 from helper.config import DatabaseConfiguration
@@ -34,6 +35,7 @@ from model.task import Task, task_name_of
 from model.worker import Worker, WorkerStatus
 from queuer import registry
 from queuer.errors import (
+    DuplicateJobError,
     DuplicateTaskError,
     JobAlreadyEndedError,
     JobNotFoundError,
@@ -222,6 +224,7 @@ class Queuer:
             max_attempts=on_error.max_attempts if on_error else 1,
             timeout_seconds=on_error.timeout_seconds if on_error else None,
             unique_key=options.unique_key,
+            skip_duplicate=options.on_duplicate == "skip",
         )
 
     def add_job(self, task: Callable[..., Any] | str, *parameters: Any, **parameters_keyed: Any) -> Job:
@@ -232,12 +235,14 @@ class Queuer:
         self, options: Options | None, task: Callable[..., Any] | str, *parameters: Any, **parameters_keyed: Any
     ) -> Job:
         self._check_open()
-        return self.job_db.insert_job(self._new_job(task, parameters, parameters_keyed, options))
+        with _duplicates_as_errors():
+            return self.job_db.insert_job(self._new_job(task, parameters, parameters_keyed, options))
 
     def add_jobs(self, batch_jobs: Iterable[BatchJob]) -> list[UUID]:
         """Add many jobs at once with COPY; all or none are inserted."""
         self._check_open()
-        return self.job_db.insert_jobs(self._batch(batch_jobs))
+        with _duplicates_as_errors():
+            return self.job_db.insert_jobs(self._batch(batch_jobs))
 
     def add_job_tx(
         self, conn: psycopg.Connection[Any], task: Callable[..., Any] | str, *parameters: Any, **parameters_keyed: Any
@@ -256,10 +261,12 @@ class Queuer:
         *parameters: Any,
         **parameters_keyed: Any,
     ) -> Job:
-        return self.job_db.insert_job(self._new_job(task, parameters, parameters_keyed, options), conn=conn)
+        with _duplicates_as_errors():
+            return self.job_db.insert_job(self._new_job(task, parameters, parameters_keyed, options), conn=conn)
 
     def add_jobs_tx(self, conn: psycopg.Connection[Any], batch_jobs: Iterable[BatchJob]) -> list[UUID]:
-        return self.job_db.insert_jobs(self._batch(batch_jobs), conn=conn)
+        with _duplicates_as_errors():
+            return self.job_db.insert_jobs(self._batch(batch_jobs), conn=conn)
 
     def _batch(self, batch_jobs: Iterable[BatchJob]) -> list[NewJob]:
         jobs = []
@@ -511,6 +518,14 @@ def _as_uuid(rid: UUID | str | Job) -> UUID:
         return UUID(str(rid))
     except ValueError:
         raise ValueError(f"{rid!r} is not a job rid (a UUID)") from None
+
+
+@contextmanager
+def _duplicates_as_errors() -> Iterator[None]:
+    try:
+        yield
+    except DuplicateKeyError as exc:
+        raise DuplicateJobError(exc.unique_key) from None
 
 
 def _check_page(limit: int, offset: int) -> None:

@@ -16,6 +16,9 @@ WITH inserted AS (
             COALESCE(%(scheduled_at)s::timestamptz, now() + make_interval(secs => %(delay_seconds)s)),
             %(max_attempts)s, %(timeout_seconds)s,
             %(unique_key)s, %(origin_rid)s, %(schedule_count)s)
+    -- A unique key already queued or running: no row comes back, and the
+    -- caller raises DuplicateJobError or returns the existing job.
+    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
     RETURNING *
 )
 SELECT inserted.*,
@@ -220,6 +223,9 @@ SELECT (SELECT count(*) FROM requeued) AS requeued,
 
 -- name: get_job
 SELECT * FROM {schema}.job WHERE rid = %(rid)s;
+
+-- name: get_job_by_unique_key
+SELECT * FROM {schema}.job WHERE unique_key = %(unique_key)s;
 
 -- name: get_job_ended
 SELECT * FROM {schema}.job_archive WHERE rid = %(rid)s;
