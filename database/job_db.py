@@ -18,7 +18,7 @@ from database.connection import Database
 from model.job import Job, JobStatus
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class NewJob:
     """A job ready to insert: arguments already serialized to JSON text."""
 
@@ -124,47 +124,65 @@ class JobDB:
             raise DuplicateKeyError(job.unique_key)
         return Job.from_row(existing)
 
-    def insert_jobs(self, jobs: Sequence[NewJob], conn: psycopg.Connection[Any] | None = None) -> list[UUID]:
-        """Insert many jobs with COPY and one NOTIFY, all in one transaction."""
-        if not jobs:
-            return []
+    def insert_jobs(
+        self, jobs: Iterable[NewJob], conn: psycopg.Connection[Any] | None = None, *, unique_keys: bool = True
+    ) -> list[UUID]:
+        """Insert many jobs with COPY and one NOTIFY, all in one transaction.
+
+        ``jobs`` may be a generator: rows are built while PostgreSQL ingests the
+        previous ones, and an exception while building rolls everything back.
+        Pass ``unique_keys=False`` when no job has a unique key (COPY cannot skip
+        a conflict, so jobs with keys are inserted row by row instead).
+        """
         if conn is None:
             with self.db.connection() as own:
-                return self.insert_jobs(jobs, own)
-        if any(job.unique_key is not None for job in jobs):
-            # COPY cannot skip a conflict: insert row by row, still all or nothing.
-            with conn.transaction():
-                return [self.insert_job(job, conn).rid for job in jobs]
+                return self.insert_jobs(jobs, own, unique_keys=unique_keys)
+        if unique_keys:
+            jobs = list(jobs)
+            if any(job.unique_key is not None for job in jobs):
+                with conn.transaction():
+                    return [self.insert_job(job, conn).rid for job in jobs]
+        rids: list[UUID] = []
+        task_names: set[str] = set()
         with conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             # now() is the transaction's start: the same value a DEFAULT would give.
             now = cur.execute("SELECT now() AS now").fetchone()["now"]  # type: ignore[index]
             copy_sql = f"COPY {self.q.schema_quoted}.job ({_COPY_COLUMNS}) FROM STDIN"
             with cur.copy(copy_sql) as copy:  # type: ignore[arg-type]
+                # COPY's text format, written by hand: several times faster than
+                # write_row for rows that are mostly ready-made JSON text.
+                lines: list[str] = []
                 for job in jobs:
+                    rids.append(job.rid)
+                    task_names.add(job.task_name)
                     at = job.scheduled_at
                     if at is None:
-                        at = now + timedelta(seconds=job.delay_seconds)
-                    copy.write_row(
-                        (
-                            job.rid,
-                            job.task_name,
-                            job.parameters,
-                            job.parameters_keyed,
-                            job.options,
-                            job.priority,
-                            "SCHEDULED" if at > now else "QUEUED",
-                            at,
-                            job.max_attempts,
-                            job.timeout_seconds,
-                            job.unique_key,
-                            job.origin_rid,
-                            job.schedule_count,
-                        )
-                    )
-            task_names = sorted({job.task_name for job in jobs})
-            cur.execute(self.q.notify_inserted_tasks, {"channel": self.db.channel, "task_names": task_names})
-        return [job.rid for job in jobs]
+                        at = now + timedelta(seconds=job.delay_seconds) if job.delay_seconds else now
+                    lines.append("\t".join((
+                        str(job.rid),
+                        _copy_text(job.task_name),
+                        _copy_text(job.parameters),
+                        _copy_text(job.parameters_keyed),
+                        _copy_text(job.options),
+                        str(job.priority),
+                        "SCHEDULED" if at > now else "QUEUED",
+                        str(at),
+                        str(job.max_attempts),
+                        _copy_text(job.timeout_seconds),
+                        _copy_text(job.unique_key),
+                        _copy_text(job.origin_rid),
+                        str(job.schedule_count),
+                    )))
+                    if len(lines) >= 1000:
+                        copy.write("\n".join(lines) + "\n")
+                        lines.clear()
+                if lines:
+                    copy.write("\n".join(lines) + "\n")
+            if not rids:
+                return rids
+            cur.execute(self.q.notify_inserted_tasks, {"channel": self.db.channel, "task_names": sorted(task_names)})
+        return rids
 
     # -- consuming ------------------------------------------------------------
 
@@ -286,3 +304,16 @@ class JobDB:
             },
         )
         return [Job.from_row(r) for r in rows]
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: object) -> str:
+    """One field in COPY's text format: \\N for NULL, special characters escaped."""
+    if value is None:
+        return "\\N"
+    text = str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        return text.translate(_COPY_ESCAPES)
+    return text

@@ -52,6 +52,8 @@ log = logging.getLogger("queuer")
 F = TypeVar("F", bound=Callable[..., Any])
 JobListener = Callable[[Job], None]
 
+_NO_OPTIONS = Options()
+
 # wait_for_job_finished re-reads the archive this often even without a NOTIFY,
 # so a notification lost while the LISTEN connection was down delays, never hangs.
 WAIT_RECHECK_SECONDS = 5.0
@@ -86,6 +88,10 @@ class Queuer:
         self.default_on_error: OnError | None = on_error[0] if on_error else None
         self.settings = settings or WorkerSettings.from_env()
         self.resources: Mapping[str, Any] = dict(resources or {})
+        self._default_options_json = (
+            to_json({"on_error": self.default_on_error.to_dict()}, "the default OnError")
+            if self.default_on_error else None
+        )
         self.db_config = db_config or DatabaseConfiguration.from_env()
         self.db = Database(self.db_config, min_size=2, max_size=max(6, 4 + max_concurrency // 4), name=f"queuer-{name}")
         self.db.open()
@@ -207,18 +213,27 @@ class Queuer:
             raise TypeError(f"options must be Options, not {type(options).__name__}")
         if not isinstance(parameters_keyed, Mapping):
             raise TypeError("parameters_keyed must be a dict of keyword arguments")
-        options = options or Options()
-        on_error = options.on_error or self.default_on_error
-        stored = options.to_dict()
-        if on_error is not None:
-            stored["on_error"] = on_error.to_dict()
+        # Empty arguments and default options are the common case in batches: no encoder for them.
+        params = to_json(list(parameters), f"a positional argument of job {name!r}") if parameters else "[]"
+        keyed = (
+            to_json(dict(parameters_keyed), f"a keyword argument of job {name!r}") if parameters_keyed else "{}"
+        )
+        on_error = (options.on_error if options else None) or self.default_on_error
+        if options is None:
+            stored_json = self._default_options_json
+            options = _NO_OPTIONS
+        else:
+            stored = options.to_dict()
+            if on_error is not None:
+                stored["on_error"] = on_error.to_dict()
+            stored_json = to_json(stored, f"the options of job {name!r}") if stored else None
         schedule = options.schedule
         return NewJob(
             rid=uuid.uuid4(),
             task_name=name,
-            parameters=to_json(list(parameters), f"a positional argument of job {name!r}"),
-            parameters_keyed=to_json(dict(parameters_keyed), f"a keyword argument of job {name!r}"),
-            options=to_json(stored, f"the options of job {name!r}") if stored else None,
+            parameters=params,
+            parameters_keyed=keyed,
+            options=stored_json,
             priority=options.priority,
             scheduled_at=schedule.start if schedule is not None else None,
             max_attempts=on_error.max_attempts if on_error else 1,
@@ -241,8 +256,7 @@ class Queuer:
     def add_jobs(self, batch_jobs: Iterable[BatchJob]) -> list[UUID]:
         """Add many jobs at once with COPY; all or none are inserted."""
         self._check_open()
-        with _duplicates_as_errors():
-            return self.job_db.insert_jobs(self._batch(batch_jobs))
+        return self._insert_batch(batch_jobs, None)
 
     def add_job_tx(
         self, conn: psycopg.Connection[Any], task: Callable[..., Any] | str, *parameters: Any, **parameters_keyed: Any
@@ -265,19 +279,25 @@ class Queuer:
             return self.job_db.insert_job(self._new_job(task, parameters, parameters_keyed, options), conn=conn)
 
     def add_jobs_tx(self, conn: psycopg.Connection[Any], batch_jobs: Iterable[BatchJob]) -> list[UUID]:
-        with _duplicates_as_errors():
-            return self.job_db.insert_jobs(self._batch(batch_jobs), conn=conn)
+        return self._insert_batch(batch_jobs, conn)
 
-    def _batch(self, batch_jobs: Iterable[BatchJob]) -> list[NewJob]:
-        jobs = []
-        for index, item in enumerate(batch_jobs):
+    def _insert_batch(self, batch_jobs: Iterable[BatchJob], conn: psycopg.Connection[Any] | None) -> list[UUID]:
+        items = list(batch_jobs)
+        for index, item in enumerate(items):
             if not isinstance(item, BatchJob):
                 raise TypeError(f"add_jobs takes BatchJob items; item {index} is {type(item).__name__}")
+        with_keys = any(item.options is not None and item.options.unique_key for item in items)
+        with _duplicates_as_errors():
+            return self.job_db.insert_jobs(self._new_jobs(items), conn, unique_keys=with_keys)
+
+    def _new_jobs(self, items: list[BatchJob]) -> Iterator[NewJob]:
+        # A generator: COPY sends each row as it is built. A bad item raises
+        # inside the COPY's transaction, so nothing of the batch is written.
+        for index, item in enumerate(items):
             try:
-                jobs.append(self._new_job(item.task, item.parameters or [], item.parameters_keyed or {}, item.options))
+                yield self._new_job(item.task, item.parameters or (), item.parameters_keyed or {}, item.options)
             except (TypeError, ValueError, LookupError) as exc:
                 raise type(exc)(f"batch item {index}: {exc}") from None
-        return jobs
 
     # -- reading jobs ------------------------------------------------------------------------
 
