@@ -76,6 +76,9 @@ class Outcome:
     retry_delay: float = 0.0
 
 
+# A rate-limited task may start this many seconds' worth of jobs at once.
+RATE_BURST_SECONDS = 0.2
+
 _COPY_COLUMNS = (
     "rid, task_name, parameters, parameters_keyed, options, priority, status, scheduled_at,"
     " max_attempts, timeout_seconds, unique_key, origin_rid, schedule_count"
@@ -195,18 +198,26 @@ class JobDB:
         default_timeout: float | None,
     ) -> list[ClaimedJob]:
         with self.db.hot_connection() as conn:
-            cur = conn.cursor(row_factory=tuple_row)
-            rows = cur.execute(
-                self.q.claim_jobs,  # type: ignore[arg-type]
-                {
-                    "worker_rid": worker_rid,
-                    "task_names": list(task_names),
-                    "limit": limit,
-                    "default_max_attempts": default_max_attempts,
-                    "default_timeout": default_timeout,
-                },
-                prepare=True,
-            ).fetchall()
+            return self._claim_on(conn, worker_rid, task_names, limit, default_max_attempts, default_timeout)
+
+    def _claim_on(
+        self,
+        conn: psycopg.Connection[Any],
+        worker_rid: UUID,
+        task_names: Sequence[str],
+        limit: int,
+        default_max_attempts: int,
+        default_timeout: float | None,
+    ) -> list[ClaimedJob]:
+        params = {
+            "worker_rid": worker_rid,
+            "task_names": list(task_names),
+            "limit": limit,
+            "default_max_attempts": default_max_attempts,
+            "default_timeout": default_timeout,
+        }
+        cur = conn.cursor(row_factory=tuple_row)
+        rows = cur.execute(self.q.claim_jobs, params, prepare=True).fetchall()  # type: ignore[arg-type]
         claimed = []
         for (id_, rid, task_name, params, params_keyed, options, priority, scheduled_at, attempt,
              max_attempts, timeout, schedule_count, _created_at) in rows:
@@ -217,6 +228,49 @@ class JobDB:
         # UPDATE ... RETURNING has no order: restore claim order.
         claimed.sort(key=lambda c: (-c.priority, c.scheduled_at, c.id))
         return claimed
+
+    def claim_limited(
+        self,
+        worker_rid: UUID,
+        task_name: str,
+        room: int,
+        concurrency_limit: int | None,
+        requests_per_second: float | None,
+        default_max_attempts: int,
+        default_timeout: float | None,
+    ) -> tuple[list[ClaimedJob], float | None]:
+        """Claim jobs of one limited task; also return seconds until a rate token is due.
+
+        One transaction under the task's advisory lock: count what runs, take
+        rate tokens, claim at most what both allow.
+        """
+        with self.db.hot_connection() as conn:
+            with conn.transaction():
+                conn.execute(self.q.lock_task_limit, {"key": f"{self.db.schema}.{task_name}"})  # type: ignore[arg-type]
+                allowed = room
+                tokens = None
+                if concurrency_limit is not None:
+                    row = conn.execute(self.q.count_running_of_task, {"task_name": task_name}).fetchone()  # type: ignore[arg-type]
+                    allowed = min(allowed, concurrency_limit - int(row["running"]))  # type: ignore[index]
+                if requests_per_second is not None:
+                    burst = max(1.0, requests_per_second * RATE_BURST_SECONDS)
+                    row = conn.execute(  # type: ignore[call-overload]
+                        self.q.refill_rate_tokens,
+                        {"task_name": task_name, "burst": burst, "rate": requests_per_second},
+                    ).fetchone()
+                    tokens = float(row["tokens"])
+                    allowed = min(allowed, int(tokens))
+                if allowed <= 0:
+                    claimed: list[ClaimedJob] = []
+                else:
+                    claimed = self._claim_on(conn, worker_rid, [task_name], allowed, default_max_attempts, default_timeout)
+                if tokens is not None and claimed:
+                    conn.execute(self.q.spend_rate_tokens, {"task_name": task_name, "spent": len(claimed)})  # type: ignore[arg-type]
+        wait = None
+        if tokens is not None and requests_per_second:
+            left = tokens - len(claimed)
+            wait = 0.0 if left >= 1 else (1.0 - left) / requests_per_second
+        return claimed, wait
 
     def seconds_until_next_due(self, task_names: Sequence[str]) -> float | None:
         row = self.db.execute_one(self.q.next_due_in, {"task_names": list(task_names)})

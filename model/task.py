@@ -17,6 +17,17 @@ class Task:
     serialized: bool = False
 
     @property
+    def limited(self) -> bool:
+        return self.concurrency_limit is not None or self.requests_per_second is not None or self.serialized
+
+    @property
+    def effective_concurrency_limit(self) -> int | None:
+        """Serialized dispatch is a concurrency limit of one."""
+        if self.serialized:
+            return 1 if self.concurrency_limit is None else min(1, self.concurrency_limit)
+        return self.concurrency_limit
+
+    @property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.fn)
 

@@ -151,8 +151,19 @@ class Queuer:
             self._runtime.poller.wake()
         return new
 
-    def add_task_with_name(self, task: Callable[..., Any], name: str) -> Task:
-        return self.add_task(task, name)
+    def add_task_with_name(
+        self,
+        task: Callable[..., Any],
+        name: str,
+        *,
+        concurrency_limit: int | None = None,
+        requests_per_second: float | None = None,
+        serialized: bool = False,
+    ) -> Task:
+        return self.add_task(
+            task, name,
+            concurrency_limit=concurrency_limit, requests_per_second=requests_per_second, serialized=serialized,
+        )
 
     def task(
         self,

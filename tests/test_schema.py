@@ -31,7 +31,7 @@ def test_ten_concurrent_installers_apply_each_migration_once(db_config):
         t.join(60)
     try:
         assert errors == []
-        rows = sql(db_config, f'SELECT version, count(*) FROM "{schema}".schema_version GROUP BY version')
+        rows = sql(db_config, f'SELECT version, count(*) FROM "{schema}".schema_version GROUP BY version ORDER BY version')
         assert rows == [(v, 1) for v in range(1, latest_version() + 1)]
         with psycopg.connect(**db_config.connect_kwargs(), autocommit=True) as conn:
             assert installed_version(conn, schema) == latest_version()

@@ -29,6 +29,13 @@ def sleepy(value: object = None, seconds: float = 0.01) -> object:
     return value
 
 
+def timed(seconds: float = 0.05) -> dict:
+    """Report when it ran (wall clock, comparable across processes on one host)."""
+    start = time.time()
+    time.sleep(seconds)
+    return {"start": start, "end": time.time()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--concurrency", type=int, default=4)
@@ -47,6 +54,9 @@ def main() -> int:
     q = new_queuer(args.name, args.concurrency, on_error, settings=settings)
     q.add_task(noop)
     q.add_task(sleepy)
+    q.add_task_with_name(timed, "limited_to_2", concurrency_limit=2)
+    q.add_task_with_name(timed, "serial", serialized=True)
+    q.add_task_with_name(timed, "rated_20", requests_per_second=20)
     q.install_signal_handlers()
     q.start()
     assert q.worker is not None

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence
+from typing import Callable, Mapping
 from uuid import UUID
 
-from database.job_db import JobDB
+from database.job_db import ClaimedJob, JobDB
+from model.task import Task
 from queuer.runtime.dispatcher import Dispatcher
 from queuer.runtime.loop import BackgroundLoop
 
 log = logging.getLogger("queuer.poller")
+
+# A limited task with no room is checked again this often even without an event.
+LIMIT_RECHECK_SECONDS = 0.5
 
 
 class Poller(BackgroundLoop):
@@ -19,7 +23,7 @@ class Poller(BackgroundLoop):
         job_db: JobDB,
         dispatcher: Dispatcher,
         worker_rid: Callable[[], UUID],
-        task_names: Callable[[], Sequence[str]],
+        tasks: Callable[[], Mapping[str, Task]],
         poll_interval: float,
         default_max_attempts: int,
         default_timeout: float | None,
@@ -28,30 +32,63 @@ class Poller(BackgroundLoop):
         self.job_db = job_db
         self.dispatcher = dispatcher
         self.worker_rid = worker_rid
-        self.task_names = task_names
+        self.tasks = tasks
         self.interval = poll_interval
         self.default_max_attempts = default_max_attempts
         self.default_timeout = default_timeout
         self.claimed_total = 0
+        # A limited task had no room: another worker's job ending may make some.
+        self.waiting_for_limits = False
 
     def tick(self) -> float | None:
         if not self.dispatcher.accepting:
             return None
+        tasks = self.tasks()
+        free = [name for name, task in tasks.items() if not task.limited]
+        limited = [task for task in tasks.values() if task.limited]
         room = self.dispatcher.capacity()
-        names = self.task_names()
-        if room <= 0 or not names:
+        if room <= 0 or not tasks:
             return None  # a finishing job wakes us
-        jobs = self.job_db.claim(self.worker_rid(), names, room, self.default_max_attempts, self.default_timeout)
-        if jobs:
-            self.claimed_total += len(jobs)
-            if self.stopping or not self.dispatcher.accepting:
-                # Stopped while claiming: give them straight back.
-                self.job_db.release(self.worker_rid(), [(j.id, j.attempt) for j in jobs])
+        waits: list[float] = []
+        if free:
+            claimed = self._take(self.job_db.claim(
+                self.worker_rid(), free, room, self.default_max_attempts, self.default_timeout))
+            if claimed is None:
                 return None
-            self.dispatcher.submit(jobs)
-        if len(jobs) == room:
-            return 0.0  # there may be more: claim again as soon as there is room
-        # The queue is drained for now: sleep until NOTIFY, the next scheduled
-        # job's due time, or the polling fallback, whichever comes first.
-        due_in = self.job_db.seconds_until_next_due(names)
-        return self.interval if due_in is None else min(self.interval, due_in)
+            if claimed == room:
+                return 0.0  # there may be more: claim again as soon as there is room
+            room -= claimed
+            # Drained for now: sleep until NOTIFY, the next scheduled job's due
+            # time, or the polling fallback, whichever comes first.
+            due_in = self.job_db.seconds_until_next_due(free)
+            if due_in is not None:
+                waits.append(due_in)
+        self.waiting_for_limits = False
+        for task in limited:
+            if room <= 0:
+                break
+            jobs, token_wait = self.job_db.claim_limited(
+                self.worker_rid(), task.name, room, task.effective_concurrency_limit, task.requests_per_second,
+                self.default_max_attempts, self.default_timeout,
+            )
+            claimed = self._take(jobs)
+            if claimed is None:
+                return None
+            room -= claimed
+            if token_wait is not None:
+                waits.append(token_wait)
+            if not claimed:
+                self.waiting_for_limits = True
+                waits.append(LIMIT_RECHECK_SECONDS)
+        return min([self.interval, *waits])
+
+    def _take(self, jobs: list[ClaimedJob]) -> int | None:
+        """Hand claimed jobs to the dispatcher; None when stopping (they were given back)."""
+        if not jobs:
+            return 0
+        self.claimed_total += len(jobs)
+        if self.stopping or not self.dispatcher.accepting:
+            self.job_db.release(self.worker_rid(), [(j.id, j.attempt) for j in jobs])
+            return None
+        self.dispatcher.submit(jobs)
+        return len(jobs)

@@ -70,7 +70,7 @@ class WorkerRuntime:
             job_db,
             self.dispatcher,
             lambda: self._worker_rid,
-            lambda: list(self.tasks),
+            lambda: self.tasks,
             settings.poll_interval,
             default_on_error.max_attempts if default_on_error else 1,
             default_on_error.timeout_seconds if default_on_error else None,
@@ -160,6 +160,8 @@ class WorkerRuntime:
         for event in events:
             if event.kind in ("insert", "retry"):
                 wake = wake or event.detail is None or event.detail in self.tasks
+            elif event.kind == "end":
+                wake = wake or self.poller.waiting_for_limits
             elif event.kind == "cancel" and event.detail == str(self._worker_rid) and event.rid is not None:
                 attempt = self.dispatcher.attempt_for_rid(UUID(event.rid))
                 if attempt is not None:

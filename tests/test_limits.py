@@ -1,0 +1,56 @@
+"""Task limits hold across worker processes: concurrency, serialized dispatch, rate."""
+
+from __future__ import annotations
+
+import pytest
+
+from queuer import BatchJob, JobStatus
+from tests.support import count, start_worker_process, stop_process, wait_until
+
+pytestmark = pytest.mark.load
+
+
+def max_overlap(intervals: list[tuple[float, float]]) -> int:
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def run_on_three_workers(make_queuer, db_config, task: str, jobs: int, seconds: float, timeout: float):
+    producer = make_queuer()
+    workers = [start_worker_process(db_config, "--concurrency", "4") for _ in range(3)]
+    try:
+        wait_until(lambda: len(producer.get_workers(status="RUNNING")) == 3, timeout=60, message="3 workers")
+        producer.add_jobs([BatchJob(task=task, parameters_keyed={"seconds": seconds}) for _ in range(jobs)])
+        wait_until(lambda: count(db_config, "SELECT count(*) FROM {schema}.job_archive") >= jobs,
+                   timeout=timeout, interval=0.1, message=f"{jobs} {task} jobs archived")
+    finally:
+        for w in workers:
+            stop_process(w)
+    ended = producer.get_jobs_ended(limit=jobs)
+    assert len(ended) == jobs and all(j.status == JobStatus.SUCCEEDED for j in ended)
+    return ended
+
+
+def test_concurrency_limit_of_2_is_never_exceeded_across_3_processes(make_queuer, db_config):
+    ended = run_on_three_workers(make_queuer, db_config, "limited_to_2", 60, 0.05, 60)
+    intervals = [(j.results["start"], j.results["end"]) for j in ended]
+    assert max_overlap(intervals) == 2  # the limit is used, and never exceeded
+    assert len({j.worker_rid for j in ended}) >= 2  # shared among processes
+
+
+def test_serialized_task_runs_one_at_a_time_across_3_processes(make_queuer, db_config):
+    ended = run_on_three_workers(make_queuer, db_config, "serial", 30, 0.03, 60)
+    assert max_overlap([(j.results["start"], j.results["end"]) for j in ended]) == 1
+
+
+def test_rate_limit_of_20_per_second_holds_within_10_percent_over_10_s(make_queuer, db_config):
+    ended = run_on_three_workers(make_queuer, db_config, "rated_20", 240, 0.0, 60)
+    starts = sorted(j.results["start"] for j in ended)
+    window_start = starts[0] + 1.0  # skip the first burst
+    in_window = [s for s in starts if window_start <= s < window_start + 10.0]
+    assert 180 <= len(in_window) <= 220, len(in_window)
+    assert len({j.worker_rid for j in ended}) >= 2
