@@ -35,6 +35,7 @@ class NewJob:
     unique_key: str | None = None
     origin_rid: UUID | None = None
     schedule_count: int = 0
+    serial_key: str | None = None
     skip_duplicate: bool = False  # with a unique_key: return the existing job instead of failing
 
 
@@ -81,7 +82,7 @@ RATE_BURST_SECONDS = 0.2
 
 _COPY_COLUMNS = (
     "rid, task_name, parameters, parameters_keyed, options, priority, status, scheduled_at,"
-    " max_attempts, timeout_seconds, unique_key, origin_rid, schedule_count"
+    " max_attempts, timeout_seconds, unique_key, origin_rid, schedule_count, serial_key"
 )
 
 
@@ -106,6 +107,7 @@ class JobDB:
             "max_attempts": job.max_attempts,
             "timeout_seconds": job.timeout_seconds,
             "unique_key": job.unique_key,
+            "serial_key": job.serial_key,
             "origin_rid": job.origin_rid,
             "schedule_count": job.schedule_count,
             "channel": self.db.channel,
@@ -176,6 +178,7 @@ class JobDB:
                         _copy_text(job.unique_key),
                         _copy_text(job.origin_rid),
                         str(job.schedule_count),
+                        _copy_text(job.serial_key),
                     )))
                     if len(lines) >= 1000:
                         copy.write("\n".join(lines) + "\n")

@@ -91,6 +91,8 @@ class Options:
     #: when a job with the same unique_key is queued or running: "error" raises
     #: DuplicateJobError, "skip" adds nothing and returns the existing job
     on_duplicate: str = "error"
+    #: jobs with the same serial_key run one at a time, across all workers
+    serial_key: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -100,6 +102,8 @@ class Options:
             raise ValueError(f"priority {self.priority} is out of range for a 32-bit integer")
         if self.unique_key is not None and (not isinstance(self.unique_key, str) or not self.unique_key):
             raise ValueError("unique_key must be a non-empty string or None")
+        if self.serial_key is not None and (not isinstance(self.serial_key, str) or not self.serial_key):
+            raise ValueError("serial_key must be a non-empty string or None")
         if self.on_duplicate not in ("error", "skip"):
             raise ValueError(f"on_duplicate must be 'error' or 'skip', not {self.on_duplicate!r}")
 

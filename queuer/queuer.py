@@ -250,6 +250,7 @@ class Queuer:
             max_attempts=on_error.max_attempts if on_error else 1,
             timeout_seconds=on_error.timeout_seconds if on_error else None,
             unique_key=options.unique_key,
+            serial_key=options.serial_key,
             skip_duplicate=options.on_duplicate == "skip",
         )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from queuer import BatchJob, JobStatus
+from queuer import BatchJob, JobStatus, Options
 from tests.support import count, start_worker_process, stop_process, wait_until
 
 pytestmark = pytest.mark.load
@@ -54,3 +54,27 @@ def test_rate_limit_of_20_per_second_holds_within_10_percent_over_10_s(make_queu
     in_window = [s for s in starts if window_start <= s < window_start + 10.0]
     assert 180 <= len(in_window) <= 220, len(in_window)
     assert len({j.worker_rid for j in ended}) >= 2
+
+
+def test_jobs_with_the_same_serial_key_run_one_at_a_time(make_queuer, db_config):
+    producer = make_queuer()
+    workers = [start_worker_process(db_config, "--concurrency", "4") for _ in range(3)]
+    keys = ["alpha", "beta", "gamma"]
+    try:
+        wait_until(lambda: len(producer.get_workers(status="RUNNING")) == 3, timeout=60, message="3 workers")
+        producer.add_jobs([
+            BatchJob(task="timed", parameters_keyed={"seconds": 0.03}, options=Options(serial_key=keys[i % 3]))
+            for i in range(45)
+        ])
+        wait_until(lambda: count(db_config, "SELECT count(*) FROM {schema}.job_archive") >= 45,
+                   timeout=60, interval=0.1, message="45 keyed jobs archived")
+    finally:
+        for w in workers:
+            stop_process(w)
+    # Ids follow the batch's order, so job i had key i % 3.
+    ended = sorted(producer.get_jobs_ended(limit=100), key=lambda j: j.id)
+    assert len(ended) == 45 and all(j.status == JobStatus.SUCCEEDED for j in ended)
+    spans = [(j.results["start"], j.results["end"]) for j in ended]
+    for k, key in enumerate(keys):
+        assert max_overlap(spans[k::3]) == 1, key
+    assert max_overlap(spans) >= 2  # different keys do run side by side

@@ -54,6 +54,7 @@ def main() -> int:
     q = new_queuer(args.name, args.concurrency, on_error, settings=settings)
     q.add_task(noop)
     q.add_task(sleepy)
+    q.add_task(timed)
     q.add_task_with_name(timed, "limited_to_2", concurrency_limit=2)
     q.add_task_with_name(timed, "serial", serialized=True)
     q.add_task_with_name(timed, "rated_20", requests_per_second=20)

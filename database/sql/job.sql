@@ -7,7 +7,7 @@
 WITH inserted AS (
     INSERT INTO {schema}.job (rid, task_name, parameters, parameters_keyed, options, priority,
                               status, scheduled_at, max_attempts, timeout_seconds,
-                              unique_key, origin_rid, schedule_count)
+                              unique_key, origin_rid, schedule_count, serial_key)
     VALUES (%(rid)s, %(task_name)s, %(parameters)s::jsonb, %(parameters_keyed)s::jsonb,
             %(options)s::jsonb, %(priority)s,
             CASE WHEN COALESCE(%(scheduled_at)s::timestamptz,
@@ -15,7 +15,7 @@ WITH inserted AS (
                  THEN 'SCHEDULED' ELSE 'QUEUED' END,
             COALESCE(%(scheduled_at)s::timestamptz, now() + make_interval(secs => %(delay_seconds)s)),
             %(max_attempts)s, %(timeout_seconds)s,
-            %(unique_key)s, %(origin_rid)s, %(schedule_count)s)
+            %(unique_key)s, %(origin_rid)s, %(schedule_count)s, %(serial_key)s)
     -- A unique key already queued or running: no row comes back, and the
     -- caller raises DuplicateJobError or returns the existing job.
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
@@ -34,16 +34,31 @@ SELECT pg_notify(%(channel)s, json_build_object(
 
 -- name: claim_jobs
 -- One statement: pick the next claimable rows in claim order, skipping rows
--- another worker holds, and take them for this attempt.
-WITH picked AS (
-    SELECT id
-    FROM {schema}.job
+-- another worker holds, and take them for this attempt. A job with a
+-- serial_key is skipped while another job with its key runs, and only one per
+-- key is taken at a time (job_running_serial_key_idx settles a race between
+-- two workers: the later claim fails and is retried).
+WITH candidates AS (
+    SELECT id, serial_key, priority, scheduled_at
+    FROM {schema}.job AS c
     WHERE status IN ('QUEUED', 'SCHEDULED')
       AND scheduled_at <= now()
       AND task_name = ANY(%(task_names)s::text[])
+      AND (serial_key IS NULL OR NOT EXISTS (
+               SELECT 1 FROM {schema}.job AS r
+               WHERE r.serial_key = c.serial_key AND r.status = 'RUNNING'))
     ORDER BY priority DESC, scheduled_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT id FROM candidates WHERE serial_key IS NULL
+    UNION ALL
+    SELECT id FROM (
+        SELECT DISTINCT ON (serial_key) id
+        FROM candidates
+        WHERE serial_key IS NOT NULL
+        ORDER BY serial_key, priority DESC, scheduled_at, id
+    ) AS first_of_each_key
 )
 UPDATE {schema}.job AS j
 SET status = 'RUNNING',

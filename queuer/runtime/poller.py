@@ -6,6 +6,8 @@ import logging
 from typing import Callable, Mapping
 from uuid import UUID
 
+from psycopg.errors import UniqueViolation
+
 from database.job_db import ClaimedJob, JobDB
 from model.task import Task
 from queuer.runtime.dispatcher import Dispatcher
@@ -15,6 +17,7 @@ log = logging.getLogger("queuer.poller")
 
 # A limited task with no room is checked again this often even without an event.
 LIMIT_RECHECK_SECONDS = 0.5
+SERIAL_KEY_RETRY_SECONDS = 0.005
 
 
 class Poller(BackgroundLoop):
@@ -43,6 +46,15 @@ class Poller(BackgroundLoop):
     def tick(self) -> float | None:
         if not self.dispatcher.accepting:
             return None
+        try:
+            return self._claim_round()
+        except UniqueViolation:
+            # Two workers took jobs with the same serial_key at once; the
+            # index let one win and this claim was rolled back. Go again.
+            log.debug("claim lost a serial-key race; retrying")
+            return SERIAL_KEY_RETRY_SECONDS
+
+    def _claim_round(self) -> float | None:
         tasks = self.tasks()
         free = [name for name, task in tasks.items() if not task.limited]
         limited = [task for task in tasks.values() if task.limited]
