@@ -199,19 +199,12 @@ class JobDB:
         limit: int,
         default_max_attempts: int,
         default_timeout: float | None,
+        conn: psycopg.Connection[Any] | None = None,
     ) -> list[ClaimedJob]:
-        with self.db.hot_connection() as conn:
-            return self._claim_on(conn, worker_rid, task_names, limit, default_max_attempts, default_timeout)
-
-    def _claim_on(
-        self,
-        conn: psycopg.Connection[Any],
-        worker_rid: UUID,
-        task_names: Sequence[str],
-        limit: int,
-        default_max_attempts: int,
-        default_timeout: float | None,
-    ) -> list[ClaimedJob]:
+        """Claim up to ``limit`` jobs of these tasks for a new attempt each, in claim order."""
+        if conn is None:
+            with self.db.hot_connection() as hot:
+                return self.claim(worker_rid, task_names, limit, default_max_attempts, default_timeout, hot)
         params = {
             "worker_rid": worker_rid,
             "task_names": list(task_names),
@@ -266,7 +259,7 @@ class JobDB:
                 if allowed <= 0:
                     claimed: list[ClaimedJob] = []
                 else:
-                    claimed = self._claim_on(conn, worker_rid, [task_name], allowed, default_max_attempts, default_timeout)
+                    claimed = self.claim(worker_rid, [task_name], allowed, default_max_attempts, default_timeout, conn)
                 if tokens is not None and claimed:
                     conn.execute(self.q.spend_rate_tokens, {"task_name": task_name, "spent": len(claimed)})  # type: ignore[arg-type]
         wait = None

@@ -1,7 +1,8 @@
 """Named SQL statements, kept as SQL in ``database/sql/*.sql``.
 
 A file holds blocks that start with ``-- name: <name>``. ``{schema}`` in the text
-is replaced by the quoted schema name once, when the statements are loaded, so
+is replaced by the quoted schema name (and ``{archived_columns}`` by
+ARCHIVED_COLUMNS) once, when the statements are loaded, so
 each statement is a constant string that psycopg can prepare.
 """
 
@@ -12,6 +13,14 @@ from functools import lru_cache
 from importlib import resources
 
 from helper.config import quote_identifier
+
+# The columns a job keeps when it moves to job_archive ({archived_columns} in
+# the SQL files); status, results and error are set by each statement, and
+# updated_at / ended_at take the archive's defaults.
+ARCHIVED_COLUMNS = (
+    "id, rid, task_name, parameters, parameters_keyed, options, priority, scheduled_at, started_at,"
+    " worker_rid, attempts, max_attempts, timeout_seconds, schedule_count, unique_key, origin_rid, created_at"
+)
 
 _NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
@@ -48,7 +57,8 @@ class Queries:
         self.schema = schema
         self.schema_quoted = quoted
         self._statements = {
-            name: body.replace("{schema}", quoted) for name, body in _templates().items()
+            name: body.replace("{schema}", quoted).replace("{archived_columns}", ARCHIVED_COLUMNS)
+            for name, body in _templates().items()
         }
 
     def __getattr__(self, name: str) -> str:

@@ -118,14 +118,8 @@ WITH outcome AS (
       AND j.worker_rid = %(worker_rid)s
     RETURNING j.*, o.status AS final_status, o.results AS final_results, o.error AS final_error
 ), archived AS (
-    INSERT INTO {schema}.job_archive (
-        id, rid, task_name, parameters, parameters_keyed, options, priority, status,
-        scheduled_at, started_at, worker_rid, attempts, max_attempts, timeout_seconds,
-        schedule_count, unique_key, origin_rid, results, error, created_at, updated_at, ended_at)
-    SELECT id, rid, task_name, parameters, parameters_keyed, options, priority, final_status,
-           scheduled_at, started_at, worker_rid, attempts, max_attempts, timeout_seconds,
-           schedule_count, unique_key, origin_rid, final_results::jsonb, final_error,
-           created_at, now(), now()
+    INSERT INTO {schema}.job_archive ({archived_columns}, status, results, error)
+    SELECT {archived_columns}, final_status, final_results::jsonb, final_error
     FROM ended
     RETURNING id, rid, status
 ), events AS (
@@ -168,13 +162,8 @@ FROM released;
 WITH gone AS (
     DELETE FROM {schema}.job WHERE rid = %(rid)s RETURNING *
 ), archived AS (
-    INSERT INTO {schema}.job_archive (
-        id, rid, task_name, parameters, parameters_keyed, options, priority, status,
-        scheduled_at, started_at, worker_rid, attempts, max_attempts, timeout_seconds,
-        schedule_count, unique_key, origin_rid, results, error, created_at, updated_at, ended_at)
-    SELECT id, rid, task_name, parameters, parameters_keyed, options, priority, 'CANCELLED',
-           scheduled_at, started_at, worker_rid, attempts, max_attempts, timeout_seconds,
-           schedule_count, unique_key, origin_rid, NULL, %(reason)s, created_at, now(), now()
+    INSERT INTO {schema}.job_archive ({archived_columns}, status, results, error)
+    SELECT {archived_columns}, 'CANCELLED', NULL, %(reason)s
     FROM gone
     RETURNING *
 )
@@ -210,16 +199,10 @@ WITH orphan AS (
     WHERE j.id = orphan.id AND j.attempts >= j.max_attempts
     RETURNING j.*
 ), archived AS (
-    INSERT INTO {schema}.job_archive (
-        id, rid, task_name, parameters, parameters_keyed, options, priority, status,
-        scheduled_at, started_at, worker_rid, attempts, max_attempts, timeout_seconds,
-        schedule_count, unique_key, origin_rid, results, error, created_at, updated_at, ended_at)
-    SELECT id, rid, task_name, parameters, parameters_keyed, options, priority, 'FAILED',
-           scheduled_at, started_at, worker_rid, attempts, max_attempts, timeout_seconds,
-           schedule_count, unique_key, origin_rid, NULL,
+    INSERT INTO {schema}.job_archive ({archived_columns}, status, results, error)
+    SELECT {archived_columns}, 'FAILED', NULL,
            format('worker %%s died or stopped during the last attempt (%%s of %%s)',
-                  worker_rid, attempts, max_attempts),
-           created_at, now(), now()
+                  worker_rid, attempts, max_attempts)
     FROM failed
     RETURNING id, rid, status
 ), events AS (
