@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from model.options import Options
@@ -14,3 +15,5 @@ class BatchJob:
     parameters: list[Any] = field(default_factory=list)
     parameters_keyed: dict[str, Any] = field(default_factory=dict)
     options: Options | None = None
+    #: shorthand for Options(execute_after=...): a datetime, or a timedelta from now
+    execute_after: datetime | timedelta | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -93,6 +94,8 @@ class Options:
     on_duplicate: str = "error"
     #: jobs with the same serial_key run one at a time, across all workers
     serial_key: str | None = None
+    #: not before this time (a datetime) or this long after adding (a timedelta, on the database clock)
+    execute_after: datetime | timedelta | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -104,6 +107,19 @@ class Options:
             raise ValueError("unique_key must be a non-empty string or None")
         if self.serial_key is not None and (not isinstance(self.serial_key, str) or not self.serial_key):
             raise ValueError("serial_key must be a non-empty string or None")
+        if self.execute_after is not None:
+            if isinstance(self.execute_after, timedelta):
+                if self.execute_after < timedelta(0):
+                    raise ValueError("execute_after must not be a negative timedelta")
+            elif isinstance(self.execute_after, datetime):
+                if self.execute_after.tzinfo is None:
+                    self.execute_after = self.execute_after.astimezone()  # naive = local time
+            else:
+                raise ValueError(
+                    f"execute_after must be a datetime or a timedelta, not {type(self.execute_after).__name__}"
+                )
+            if self.schedule is not None and self.schedule.start is not None:
+                raise ValueError("give either execute_after or schedule.start, not both")
         if self.on_duplicate not in ("error", "skip"):
             raise ValueError(f"on_duplicate must be 'error' or 'skip', not {self.on_duplicate!r}")
 

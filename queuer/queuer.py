@@ -15,7 +15,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import FrameType, TracebackType
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 from uuid import UUID
@@ -239,6 +239,8 @@ class Queuer:
                 stored["on_error"] = on_error.to_dict()
             stored_json = to_json(stored, f"the options of job {name!r}") if stored else None
         schedule = options.schedule
+        after = options.execute_after
+        scheduled_at = after if isinstance(after, datetime) else (schedule.start if schedule is not None else None)
         return NewJob(
             rid=uuid.uuid4(),
             task_name=name,
@@ -246,7 +248,8 @@ class Queuer:
             parameters_keyed=keyed,
             options=stored_json,
             priority=options.priority,
-            scheduled_at=schedule.start if schedule is not None else None,
+            scheduled_at=scheduled_at,
+            delay_seconds=after.total_seconds() if isinstance(after, timedelta) else 0.0,
             max_attempts=on_error.max_attempts if on_error else 1,
             timeout_seconds=on_error.timeout_seconds if on_error else None,
             unique_key=options.unique_key,
@@ -307,7 +310,10 @@ class Queuer:
         # inside the COPY's transaction, so nothing of the batch is written.
         for index, item in enumerate(items):
             try:
-                yield self._new_job(item.task, item.parameters or (), item.parameters_keyed or {}, item.options)
+                options = item.options
+                if item.execute_after is not None:
+                    options = replace(options or Options(), execute_after=item.execute_after)
+                yield self._new_job(item.task, item.parameters or (), item.parameters_keyed or {}, options)
             except (TypeError, ValueError, LookupError) as exc:
                 raise type(exc)(f"batch item {index}: {exc}") from None
 

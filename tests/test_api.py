@@ -360,3 +360,23 @@ def test_get_workers_lists_running_workers(make_queuer):
     running = a.get_workers(status="RUNNING")
     assert {w.name for w in running} == {"a", "b"}
     assert all(w.pid and w.host and w.max_concurrency == 4 for w in running)
+
+
+def test_execute_after_timedelta_and_datetime(make_queuer, db_config):
+    from datetime import datetime, timedelta, timezone
+
+    q = make_queuer()
+    q.add_task(add)
+    q.start()
+    added = datetime.now(timezone.utc)
+    by_delay = q.add_job_with_options(Options(execute_after=timedelta(seconds=0.8)), add, 1)
+    at = datetime.now(timezone.utc) + timedelta(seconds=0.5)
+    by_time = q.add_job_with_options(Options(execute_after=at), add, 2)
+    [batched] = q.add_jobs([BatchJob(task=add, parameters=[3], execute_after=timedelta(seconds=0.6))])
+    assert by_delay.status == JobStatus.SCHEDULED and by_time.status == JobStatus.SCHEDULED
+    done = {j: q.wait_for_job_finished(j, 10) for j in (by_delay.rid, by_time.rid, batched)}
+    assert done[by_delay.rid].started_at >= added + timedelta(seconds=0.8)
+    assert done[by_time.rid].started_at >= at
+    assert done[batched].started_at >= added + timedelta(seconds=0.6)
+    with pytest.raises(ValueError, match="datetime or a timedelta"):
+        Options(execute_after=5)
