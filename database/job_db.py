@@ -63,6 +63,7 @@ class ClaimedJob:
     max_attempts: int
     timeout_seconds: float | None
     schedule_count: int
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Outcome:
     results: str | None = None  # JSON text
     error: str | None = None
     retry_delay: float = 0.0
+    next_at: datetime | None = None  # a recurring job's next run, from its next-interval function
 
 
 # A rate-limited task may start this many seconds' worth of jobs at once.
@@ -216,10 +218,10 @@ class JobDB:
         rows = cur.execute(self.q.claim_jobs, params, prepare=True).fetchall()  # type: ignore[arg-type]
         claimed = []
         for (id_, rid, task_name, params, params_keyed, options, priority, scheduled_at, attempt,
-             max_attempts, timeout, schedule_count, _created_at) in rows:
+             max_attempts, timeout, schedule_count, created_at) in rows:
             claimed.append(
                 ClaimedJob(id_, rid, task_name, params, params_keyed, options, priority, scheduled_at,
-                           attempt, max_attempts, timeout, schedule_count)
+                           attempt, max_attempts, timeout, schedule_count, created_at)
             )
         # UPDATE ... RETURNING has no order: restore claim order.
         claimed.sort(key=lambda c: (-c.priority, c.scheduled_at, c.id))
@@ -283,6 +285,7 @@ class JobDB:
             "results": [o.results for o in outcomes],
             "errors": [o.error for o in outcomes],
             "delays": [o.retry_delay for o in outcomes],
+            "next_at": [o.next_at for o in outcomes],
             "worker_rid": worker_rid,
             "channel": self.db.channel,
         }

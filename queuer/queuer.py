@@ -509,7 +509,7 @@ class Queuer:
             log.warning("queuer %s starts with no tasks registered; it will claim nothing", self.name)
         self._runtime = WorkerRuntime(
             self.name, self.max_concurrency, self.tasks, self.job_db, self.worker_db, self.notifier,
-            self.settings, self.default_on_error, self.resources,
+            self.settings, self.default_on_error, self.resources, self.next_interval_funcs,
         )
         self._runtime.start()
 

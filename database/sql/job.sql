@@ -96,8 +96,9 @@ SELECT id, attempts FROM {schema}.job WHERE worker_rid = %(worker_rid)s AND stat
 WITH outcome AS (
     SELECT *
     FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(statuses)s::text[],
-                %(results)s::text[], %(errors)s::text[], %(delays)s::double precision[])
-         AS o(id, attempt, status, results, error, delay)
+                %(results)s::text[], %(errors)s::text[], %(delays)s::double precision[],
+                %(next_at)s::timestamptz[])
+         AS o(id, attempt, status, results, error, delay, next_at)
 ), retried AS (
     UPDATE {schema}.job AS j
     SET status = CASE WHEN o.delay > 0 THEN 'SCHEDULED' ELSE 'QUEUED' END,
@@ -116,23 +117,56 @@ WITH outcome AS (
     WHERE o.status <> 'RETRY'
       AND j.id = o.id AND j.attempts = o.attempt
       AND j.worker_rid = %(worker_rid)s
-    RETURNING j.*, o.status AS final_status, o.results AS final_results, o.error AS final_error
+    RETURNING j.*, o.status AS final_status, o.results AS final_results, o.error AS final_error,
+              o.next_at AS final_next_at
 ), archived AS (
     INSERT INTO {schema}.job_archive ({archived_columns}, status, results, error)
     SELECT {archived_columns}, final_status, final_results::jsonb, final_error
     FROM ended
     RETURNING id, rid, status
+), next_runs AS (
+    -- A recurring job that ended (not cancelled) with runs left gets its next
+    -- run in the same statement: exactly one next run per run. Run n is due at
+    -- anchor + n * interval (no drift); slots already past are skipped, not
+    -- replayed. A next-interval function's time comes from the worker instead.
+    INSERT INTO {schema}.job (rid, task_name, parameters, parameters_keyed, options, priority, status,
+                              scheduled_at, max_attempts, timeout_seconds, origin_rid, schedule_count,
+                              serial_key)
+    SELECT gen_random_uuid(), e.task_name, e.parameters, e.parameters_keyed,
+           jsonb_set(e.options, '{schedule,start}', to_jsonb(s.anchor)),
+           e.priority, 'SCHEDULED', s.next_at, e.max_attempts, e.timeout_seconds,
+           coalesce(e.origin_rid, e.rid), e.schedule_count + 1, e.serial_key
+    FROM ended AS e
+    CROSS JOIN LATERAL (
+        SELECT coalesce((e.options #>> '{schedule,start}')::timestamptz, e.created_at) AS anchor,
+               (e.options #>> '{schedule,interval}')::double precision AS every,
+               (e.options #>> '{schedule,max_count}')::integer AS max_count
+    ) AS p
+    CROSS JOIN LATERAL (
+        SELECT p.anchor,
+               coalesce(e.final_next_at,
+                        p.anchor + make_interval(secs => p.every * greatest(
+                            e.schedule_count + 1,
+                            ceil(extract(epoch FROM now() - p.anchor) / p.every)))) AS next_at
+    ) AS s
+    WHERE e.final_status IN ('SUCCEEDED', 'FAILED')
+      AND e.options ? 'schedule'
+      AND (p.max_count = 0 OR e.schedule_count + 1 < p.max_count)
+      AND s.next_at IS NOT NULL
+    RETURNING id, rid, task_name
 ), events AS (
     SELECT id, 'end' AS event, rid, status AS detail FROM archived
     UNION ALL
     SELECT id, 'retry', rid, task_name FROM retried
+    UNION ALL
+    SELECT id, 'insert', rid, task_name FROM next_runs
 ), notified AS (
     SELECT pg_notify(%(channel)s, json_build_object(
                'j', json_agg(json_build_array(event, rid, detail)))::text)
     FROM (SELECT *, (row_number() OVER () - 1) / 100 AS chunk FROM events) AS e
     GROUP BY chunk
 )
-SELECT (SELECT coalesce(array_agg(id), '{}') FROM events) AS applied_ids,
+SELECT (SELECT coalesce(array_agg(id), '{}') FROM events WHERE event <> 'insert') AS applied_ids,
        (SELECT count(*) FROM notified) AS notifications;
 
 -- name: release_jobs

@@ -17,7 +17,8 @@ import threading
 import time
 import traceback
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, Callable, Mapping
 from uuid import UUID
 
@@ -50,6 +51,7 @@ class Dispatcher:
         on_capacity: Callable[[], None],
         default_on_error: OnError | None,
         resources: Mapping[str, Any],
+        next_interval_funcs: Mapping[str, Callable[[datetime, int], datetime]] | None = None,
     ) -> None:
         self.tasks = tasks
         self.max_concurrency = max_concurrency
@@ -58,6 +60,7 @@ class Dispatcher:
         self._on_capacity = on_capacity
         self.default_on_error = default_on_error
         self.resources = resources
+        self.next_interval_funcs = next_interval_funcs if next_interval_funcs is not None else {}
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._work = threading.Condition(self._lock)
@@ -163,6 +166,8 @@ class Dispatcher:
                 if self._busy_threads == 0:
                     self._idle.notify_all()
         if first:
+            if outcome.status in ("SUCCEEDED", "FAILED"):
+                outcome = self._with_next_run(attempt, outcome)
             self._on_outcome(outcome)
         else:
             log.info(
@@ -194,6 +199,30 @@ class Dispatcher:
         except TypeError as exc:
             return self._failure(attempt, f"TypeError: {exc}", retry=False)
         return Outcome(job.id, job.attempt, "SUCCEEDED", results=results)
+
+    def _with_next_run(self, attempt: Attempt, outcome: Outcome) -> Outcome:
+        """A recurring job driven by a next-interval function: ask it for the next run's time."""
+        job = attempt.job
+        schedule = job.options.get("schedule") if job.options else None
+        name = schedule.get("next_interval") if schedule else None
+        if not name:
+            return outcome  # none, or a fixed interval: the database computes the next run
+        fn = self.next_interval_funcs.get(name)
+        if fn is None:
+            log.error("job %s: next-interval function %r is not registered on this worker; "
+                      "its schedule ends here (register it with add_next_interval_func)", job.rid, name)
+            return outcome
+        anchor = datetime.fromisoformat(schedule["start"]) if schedule.get("start") else job.created_at
+        try:
+            next_at = fn(anchor, job.schedule_count + 1)
+            if not isinstance(next_at, datetime):
+                raise TypeError(f"returned {type(next_at).__name__}, not a datetime")
+            if next_at.tzinfo is None:
+                next_at = next_at.astimezone()
+        except Exception:
+            log.exception("job %s: next-interval function %r failed; its schedule ends here", job.rid, name)
+            return outcome
+        return replace(outcome, next_at=next_at)
 
     def _failure(self, attempt: Attempt, error: str, retry: bool = True) -> Outcome:
         job = attempt.job

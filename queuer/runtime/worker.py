@@ -44,6 +44,7 @@ class WorkerRuntime:
         settings: WorkerSettings,
         default_on_error: OnError | None,
         resources: Mapping[str, Any],
+        next_interval_funcs: Mapping[str, Callable[..., Any]] | None = None,
         on_stopped: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
@@ -64,7 +65,8 @@ class WorkerRuntime:
             job_db, lambda: self._worker_rid, settings.completer_batch_size, settings.completer_flush_interval
         )
         self.dispatcher = Dispatcher(
-            tasks, max_concurrency, prefetch, self.completer.add, self._wake_poller, default_on_error, resources
+            tasks, max_concurrency, prefetch, self.completer.add, self._wake_poller, default_on_error, resources,
+            next_interval_funcs,
         )
         self.poller = Poller(
             job_db,
