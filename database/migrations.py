@@ -94,5 +94,5 @@ def uninstall(conn: psycopg.Connection, schema: str) -> None:
     quoted = quote_identifier(schema)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('queuer.migrate'), hashtext(%s))", (schema,))
-        for table in ("job", "job_archive", "worker", "master", "schema_version"):
+        for table in ("job", "job_archive", "worker", "master", "task_rate", "schedule", "schema_version"):
             conn.execute(f"DROP TABLE IF EXISTS {quoted}.{table} CASCADE")  # type: ignore[arg-type]

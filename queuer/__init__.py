@@ -19,6 +19,7 @@ from model import (
     Worker,
     WorkerStatus,
 )
+from model.cron_schedule import CronSchedule
 from queuer.context import JobContext, current_job
 from queuer.errors import (
     DatabaseUnreachableError,
@@ -41,6 +42,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BatchJob",
     "ConfigurationError",
+    "CronSchedule",
     "DatabaseConfiguration",
     "DatabaseUnreachableError",
     "DuplicateJobError",

@@ -100,3 +100,79 @@ def test_bad_schedules_fail_at_once():
         Schedule(max_count=2, interval=timedelta(0))
     with pytest.raises(ValueError, match="max_count must be an integer >= 0"):
         Schedule(max_count=-1)
+
+
+def test_cron_schedules_fire_each_tick_once_and_can_be_managed(make_queuer, db_config):
+    q = make_queuer()
+
+    @q.schedule("every-second", "* * * * * *")
+    def heartbeat_job():
+        return "tick"
+
+    q.add_task(tick)
+    q.add_schedule("with-args", "* * * * * */2", tick, 7, timezone="Europe/Berlin")
+    names = [s.name for s in q.get_schedules()]
+    assert names == ["every-second", "with-args"]
+    q.start()
+    wait_until(lambda: count(db_config, "SELECT count(*) FROM {schema}.job_archive "
+                                       "WHERE task_name = 'every-second'") >= 3, timeout=15, message="3 ticks")
+    assert q.pause_schedule("every-second").paused
+    paused_at = count(db_config, "SELECT count(*) FROM {schema}.job_archive WHERE task_name = 'every-second'")
+    assert not q.resume_schedule("every-second").paused
+    q.remove_schedule("with-args")
+    assert [s.name for s in q.get_schedules()] == ["every-second"]
+    with pytest.raises(LookupError):
+        q.pause_schedule("nope")
+    assert paused_at >= 3
+    with_args = sql(db_config, "SELECT parameters FROM {schema}.job_archive WHERE task_name = 'tick'")
+    assert all(row[0] == [7] for row in with_args)
+
+
+def test_bad_cron_and_time_zone_fail_at_once(make_queuer, db_config):
+    q = make_queuer()
+    q.add_task(tick)
+    for bad in ("* * *", "61 * * * *", "*/5 * * * * * * *", "'; DROP TABLE job; --", "*\n* * * *"):
+        with pytest.raises(ValueError, match="invalid cron expression"):
+            q.add_schedule("bad", bad, tick)
+    with pytest.raises(ValueError, match="unknown time zone"):
+        q.add_schedule("bad", "* * * * *", tick, timezone="Mars/Olympus")
+    assert q.get_schedules() == []
+
+
+@pytest.mark.load
+def test_cron_tick_fires_exactly_once_with_3_worker_processes(make_queuer, db_config):
+    from tests.support import start_worker_process, stop_process
+
+    producer = make_queuer()
+    workers = [start_worker_process(db_config, "--concurrency", "2", QUEUER_TEST_CRON="1") for _ in range(3)]
+    try:
+        wait_until(lambda: len(producer.get_workers(status="RUNNING")) == 3, timeout=60, message="3 workers")
+        wait_until(lambda: count(db_config, "SELECT count(*) FROM {schema}.job_archive "
+                                           "WHERE task_name = 'every-second'") >= 5,
+                   timeout=30, message="5 ticks")
+    finally:
+        for w in workers:
+            stop_process(w)
+    ticks = [r[0] for r in sql(db_config, "SELECT scheduled_at FROM {schema}.job_archive "
+                                         "WHERE task_name = 'every-second' ORDER BY scheduled_at")]
+    ticks += [r[0] for r in sql(db_config, "SELECT scheduled_at FROM {schema}.job "
+                                          "WHERE task_name = 'every-second'")]
+    assert len(ticks) == len(set(ticks)), "a tick fired twice"
+    gaps = {(b - a).total_seconds() for a, b in zip(sorted(ticks), sorted(ticks)[1:])}
+    assert gaps == {1.0}, gaps  # every second, none skipped while workers ran
+
+
+def test_a_tick_missed_while_no_worker_ran_fires_once(make_queuer, db_config):
+    q = make_queuer()
+    q.add_task(tick)
+    q.add_schedule("minutely", "* * * * *", tick, 1)
+    # As if every worker had been down for ten minutes.
+    sql(db_config, "UPDATE {schema}.schedule SET next_run_at = now() - interval '10 minutes'")
+    q.start()
+    wait_until(lambda: count(db_config, "SELECT count(*) FROM {schema}.job_archive") >= 1, message="catch-up run")
+    [schedule] = q.get_schedules()
+    assert schedule.next_run_at > schedule.last_run_at  # moved past now, not to the next missed minute
+    # Ten missed ticks, one run: the one that fired for the stale next_run_at.
+    missed = ("SELECT count(*) FROM {schema}.{table} WHERE scheduled_at < now() - interval '5 minutes'")
+    assert count(db_config, missed.replace("{table}", "job_archive")) == 1
+    assert count(db_config, missed.replace("{table}", "job")) == 0

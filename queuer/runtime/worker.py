@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 from uuid import UUID
 
 from database.job_db import JobDB
+from database.schedule_db import ScheduleDB
 from database.worker_db import WorkerDB
 from model.options import OnError
 from model.task import Task
@@ -26,6 +27,7 @@ from queuer.runtime.loop import BackgroundLoop
 from queuer.runtime.master import MasterLoop
 from queuer.runtime.notifier import Event, Notifier
 from queuer.runtime.poller import Poller
+from queuer.runtime.scheduler import SchedulerLoop
 from queuer.runtime.watchdog import Watchdog
 from queuer.settings import WorkerSettings
 
@@ -83,8 +85,9 @@ class WorkerRuntime:
             settings.master_lease, settings.dead_after, settings.prune_workers_after,
         )
         self.watchdog = Watchdog(self.dispatcher)
+        self.scheduler = SchedulerLoop(ScheduleDB(job_db.db, job_db))
         self.loops: list[BackgroundLoop] = [
-            self.completer, self.poller, self.watchdog, self.heartbeat, self.master,
+            self.completer, self.poller, self.watchdog, self.heartbeat, self.master, self.scheduler,
         ]
 
     @property
@@ -125,6 +128,7 @@ class WorkerRuntime:
             )
             self.dispatcher.end_all("the worker shut down before the attempt finished")
         self.watchdog.stop()
+        self.scheduler.stop()
         self.completer.stop()
         self.completer.drain(timeout=10.0)
         self.heartbeat.stop()

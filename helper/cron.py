@@ -1,0 +1,34 @@
+"""Cron expressions (croniter): validation and the next tick, in a time zone."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+
+def validate_cron(expression: str) -> str:
+    """Five fields, or six with seconds last (croniter's form); ValueError otherwise."""
+    if not isinstance(expression, str) or any(ord(ch) < 32 for ch in expression):
+        raise ValueError(f"invalid cron expression {expression!r}")
+    fields = expression.split()
+    if len(fields) not in (5, 6) or not croniter.is_valid(expression):
+        raise ValueError(
+            f"invalid cron expression {expression!r}: use 5 fields (minute hour day month weekday), "
+            "or 6 with seconds last, e.g. '*/5 * * * *' or '* * * * * */10'"
+        )
+    return expression
+
+
+def validate_timezone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError(f"unknown time zone {name!r}: use an IANA name such as 'UTC' or 'Europe/Berlin'") from None
+
+
+def next_tick(expression: str, timezone: str, after: datetime) -> datetime:
+    """The first tick strictly after ``after``, evaluated in ``timezone``."""
+    local = after.astimezone(validate_timezone(timezone))
+    return croniter(expression, local).get_next(datetime)

@@ -1,0 +1,26 @@
+"""SchedulerLoop: fires due cron schedules (any worker may; each tick fires once)."""
+
+from __future__ import annotations
+
+import logging
+
+from database.schedule_db import ScheduleDB
+from queuer.runtime.loop import BackgroundLoop
+
+log = logging.getLogger("queuer.scheduler")
+
+# New schedules registered by other processes are noticed within this time.
+MAX_SLEEP = 5.0
+
+
+class SchedulerLoop(BackgroundLoop):
+    def __init__(self, schedule_db: ScheduleDB) -> None:
+        super().__init__("scheduler")
+        self.schedule_db = schedule_db
+
+    def tick(self) -> float | None:
+        fired = self.schedule_db.fire_due()
+        if fired:
+            log.debug("fired %d schedule tick(s)", fired)
+        wait = self.schedule_db.seconds_until_next()
+        return MAX_SLEEP if wait is None else min(MAX_SLEEP, wait)
