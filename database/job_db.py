@@ -270,6 +270,10 @@ class JobDB:
             wait = 0.0 if left >= 1 else (1.0 - left) / requests_per_second
         return claimed, wait
 
+    def has_due_jobs(self, task_names: Sequence[str]) -> bool:
+        row = self.db.execute_one(self.q.has_due_jobs, {"task_names": list(task_names)})
+        return bool(row and row["due"])
+
     def seconds_until_next_due(self, task_names: Sequence[str]) -> float | None:
         row = self.db.execute_one(self.q.next_due_in, {"task_names": list(task_names)})
         value = row["wait_seconds"] if row else None

@@ -71,6 +71,11 @@ class WorkerDB:
         )
         return [Worker.from_row(r) for r in rows]
 
+    def task_known(self, task_name: str) -> bool:
+        """True when any worker, past or present, registered this task."""
+        row = self.db.execute_one(self.q.task_known, {"task_name": task_name})
+        return bool(row and row["known"])
+
     # -- master ---------------------------------------------------------------
 
     def acquire_master(self, rid: UUID, lease_seconds: float) -> bool:

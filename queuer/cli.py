@@ -1,14 +1,429 @@
-"""The ``queuer`` command (click)."""
+"""The ``queuer`` command (also ``python -m queuer``).
+
+Reads the same QUEUER_DB_* / QUEUER_DB_URL settings as the library; ``--schema``
+overrides the schema. Every failure is a message and a non-zero exit, never a
+traceback.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any, Iterator
+from uuid import UUID
+
 import click
+import psycopg
+
+from helper.config import ConfigurationError, DatabaseConfiguration
+
+DURABILITY = click.Choice(["volatile", "balanced", "durable"])
+
+
+class CliState:
+    def __init__(self, schema: str | None) -> None:
+        self.schema = schema
+
+    def config(self) -> DatabaseConfiguration:
+        try:
+            config = DatabaseConfiguration.from_env()
+            return config.with_schema(self.schema) if self.schema else config
+        except ConfigurationError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        config = self.config()
+        try:
+            conn = psycopg.connect(**config.connect_kwargs(), autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise click.ClickException(
+                f"cannot connect to PostgreSQL at {config.describe()}: {str(exc).strip().splitlines()[0]}"
+            ) from None
+        with conn:
+            yield conn
+
+    def queuer(self) -> Any:
+        from queuer.factory import new_queuer_with_db
+        from queuer.settings import WorkerSettings
+
+        try:
+            return new_queuer_with_db("queuer-cli", 1, None, self.config(), settings=WorkerSettings())
+        except click.ClickException:
+            raise
+        except Exception as exc:  # unreachable database, bad settings: one clear line
+            raise click.ClickException(str(exc)) from None
+
+
+pass_state = click.make_pass_decorator(CliState)
 
 
 @click.group()
 @click.version_option(package_name="queuer")
-def main() -> None:
-    """queuer: a PostgreSQL job queue. Reads QUEUER_DB_* / QUEUER_DB_URL."""
+@click.option("--schema", default=None, help="Schema to use instead of QUEUER_DB_SCHEMA.")
+@click.pass_context
+def main(ctx: click.Context, schema: str | None) -> None:
+    """queuer: a PostgreSQL job queue. Reads QUEUER_DB_* (or QUEUER_DB_URL)."""
+    ctx.obj = CliState(schema)
+
+
+# -- schema -----------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--durability", type=DURABILITY, default="durable", show_default=True,
+              help="volatile: all tables unlogged; balanced: only the archive; durable: none.")
+@pass_state
+def install(state: CliState, durability: str) -> None:
+    """Create queuer's tables in the schema (or upgrade them)."""
+    from database import admin
+    from database.migrations import migrate
+
+    with state.connection() as conn:
+        applied = migrate(conn, state.config().schema)
+        admin.apply(conn, admin.durability_statements(conn, state.config().schema, durability))
+    click.echo(f"installed schema {state.config().schema}: migrations {applied or 'already applied'}, "
+               f"durability {durability}")
+
+
+@main.command()
+@click.option("--durability", type=DURABILITY, default=None, help="Also switch to this durability level.")
+@pass_state
+def upgrade(state: CliState, durability: str | None) -> None:
+    """Apply pending migrations."""
+    from database import admin
+    from database.migrations import installed_version, migrate
+
+    with state.connection() as conn:
+        before = installed_version(conn, state.config().schema)
+        applied = migrate(conn, state.config().schema)
+        if durability:
+            admin.apply(conn, admin.durability_statements(conn, state.config().schema, durability))
+    click.echo(f"schema {state.config().schema} at version {before}; applied {applied or 'nothing'}")
+
+
+@main.command()
+@click.confirmation_option(prompt="Drop queuer's tables and every job in them?")
+@pass_state
+def uninstall(state: CliState) -> None:
+    """Drop queuer's tables (the schema itself stays)."""
+    from database.migrations import uninstall as drop
+
+    with state.connection() as conn:
+        drop(conn, state.config().schema)
+    click.echo(f"uninstalled queuer from schema {state.config().schema}")
+
+
+@main.command()
+@click.option("--expect", type=click.Choice(["present", "absent"]), default="present", show_default=True)
+@pass_state
+def verify(state: CliState, expect: str) -> None:
+    """Check that queuer's tables and indexes exist (or not); exit 1 on any mismatch."""
+    from database import admin
+
+    with state.connection() as conn:
+        problems = admin.verify(conn, state.config().schema, expect == "present")
+    for line in problems:
+        click.echo(line)
+    if problems:
+        raise SystemExit(1)
+    click.echo(f"all queuer objects {expect} in schema {state.config().schema}")
+
+
+@main.command()
+@click.argument("mode", type=DURABILITY)
+@click.option("--dry-run", is_flag=True, help="Print the SQL without running it.")
+@pass_state
+def durability(state: CliState, mode: str, dry_run: bool) -> None:
+    """Switch tables between logged and unlogged without losing rows."""
+    from database import admin
+
+    with state.connection() as conn:
+        statements = admin.durability_statements(conn, state.config().schema, mode)
+        for statement in statements:
+            click.echo(statement + ";")
+        if not dry_run:
+            admin.apply(conn, statements)
+    click.echo(f"{'would switch' if dry_run else 'switched'} to {mode} ({len(statements)} table(s) changed)")
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Print the SQL without running it.")
+@click.option("--rollback", is_flag=True, help="Reset to the server's defaults.")
+@pass_state
+def autovac(state: CliState, dry_run: bool, rollback: bool) -> None:
+    """Apply autovacuum settings suited to queue tables (or reset them)."""
+    from database import admin
+
+    statements = admin.autovacuum_statements(state.config().schema, rollback)
+    for statement in statements:
+        click.echo(statement + ";")
+    if not dry_run:
+        with state.connection() as conn:
+            admin.apply(conn, statements)
+
+
+# -- jobs -------------------------------------------------------------------------
+
+
+def _json_arg(text: str | None, what: str, kind: type) -> Any:
+    if text is None:
+        return kind()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON ({exc.msg} at position {exc.pos})", param_hint=what) from None
+    if not isinstance(value, kind):
+        raise click.BadParameter(f"must be a JSON {'array' if kind is list else 'object'}", param_hint=what)
+    return value
+
+
+@main.command()
+@click.argument("task")
+@click.argument("args", required=False)
+@click.option("--kwargs", default=None, help="Keyword arguments as a JSON object.")
+@click.option("--priority", default=0, show_default=True, type=int)
+@click.option("--after", default=None, type=float, help="Seconds to wait before the job may start.")
+@click.option("--force", is_flag=True, help="Queue even if no worker has ever registered TASK.")
+@pass_state
+def queue(state: CliState, task: str, args: str | None, kwargs: str | None, priority: int, after: float | None,
+          force: bool) -> None:
+    """Add a job: TASK with positional ARGS as a JSON array, e.g. queuer queue resize '["/a.png"]'."""
+    from model.options import Options
+
+    parameters = _json_arg(args, "ARGS", list)
+    parameters_keyed = _json_arg(kwargs, "--kwargs", dict)
+    options = Options(priority=priority, execute_after=timedelta(seconds=after) if after else None)
+    with state.queuer() as q:
+        if not force and not q.worker_db.task_known(task):
+            raise click.ClickException(
+                f"unknown task {task!r}: no worker has registered it (check the name, or pass --force)")
+        job = q.add_job_with_options(options, task, *parameters, **parameters_keyed)
+    click.echo(f"{job.rid} {job.status.value} {job.task_name}")
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in asdict(value).items()}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (UUID, datetime)):
+        return str(value)
+    return value
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+
+
+@main.command()
+@click.option("--status", default=None, help="QUEUED, SCHEDULED, RUNNING, SUCCEEDED, FAILED or CANCELLED.")
+@click.option("--task", "task_name", default=None)
+@click.option("--worker", "worker_rid", default=None, help="Only jobs held by this worker rid.")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+@pass_state
+def jobs(state: CliState, status: str | None, task_name: str | None, worker_rid: str | None, limit: int,
+         as_json: bool) -> None:
+    """List jobs (active ones, or ended ones with an ended --status)."""
+    with state.queuer() as q:
+        try:
+            if worker_rid:
+                found = q.get_jobs_by_worker_rid(worker_rid, limit=limit)
+            else:
+                found = q.get_jobs(status, task_name=task_name, limit=limit)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    if as_json:
+        for job in found:
+            click.echo(json.dumps(_plain(job)))
+        return
+    _table([[str(j.rid), j.status.value, j.task_name[:24], str(j.attempts), str(j.priority),
+             j.scheduled_at.strftime("%H:%M:%S") if j.scheduled_at else ""] for j in found],
+           ["rid", "status", "task", "att", "prio", "due"])
+
+
+@main.command()
+@click.argument("rid")
+@pass_state
+def job(state: CliState, rid: str) -> None:
+    """Show one job as JSON."""
+    from queuer.errors import JobNotFoundError
+
+    with state.queuer() as q:
+        try:
+            found = q.get_job(rid)
+        except (JobNotFoundError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(_plain(found), indent=2))
+
+
+@main.command()
+@click.argument("rids", nargs=-1, required=True)
+@pass_state
+def cancel(state: CliState, rids: tuple[str, ...]) -> None:
+    """Cancel queued, scheduled or running jobs."""
+    from queuer.errors import QueuerError
+
+    failed = 0
+    with state.queuer() as q:
+        for rid in rids:
+            try:
+                q.cancel_job(rid)
+                click.echo(f"{rid} CANCELLED")
+            except (QueuerError, ValueError) as exc:
+                failed += 1
+                click.echo(f"{rid}: {exc}", err=True)
+    if failed:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("rids", nargs=-1, required=True)
+@pass_state
+def retry(state: CliState, rids: tuple[str, ...]) -> None:
+    """Add ended jobs again (as new jobs with the same task and arguments)."""
+    from queuer.errors import QueuerError
+
+    failed = 0
+    with state.queuer() as q:
+        for rid in rids:
+            try:
+                again = q.readd_job_from_archive(rid)
+                click.echo(f"{rid} -> {again.rid} {again.status.value}")
+            except (QueuerError, ValueError) as exc:
+                failed += 1
+                click.echo(f"{rid}: {exc}", err=True)
+    if failed:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def workers(state: CliState, as_json: bool) -> None:
+    """List workers with their heartbeat age."""
+    with state.queuer() as q:
+        found = q.get_workers(limit=1000)
+        now = q.db.execute_one("SELECT now() AS now")["now"]
+    if as_json:
+        for w in found:
+            click.echo(json.dumps(_plain(w)))
+        return
+    _table([[str(w.rid), w.name[:20], w.status.value, f"{w.host}:{w.pid}"[:24], str(w.max_concurrency),
+             f"{(now - w.heartbeat_at).total_seconds():.1f}s" if w.heartbeat_at else "-"] for w in found],
+           ["rid", "name", "status", "host:pid", "conc", "heartbeat"])
+
+
+@main.command()
+@click.argument("action", type=click.Choice(["list", "pause", "resume", "remove"]), default="list")
+@click.argument("name", required=False)
+@pass_state
+def schedules(state: CliState, action: str, name: str | None) -> None:
+    """List cron schedules, or pause / resume / remove one by NAME."""
+    with state.queuer() as q:
+        if action == "list":
+            _table([[s.name, s.cron, s.timezone, s.task_name, "paused" if s.paused else "active",
+                     s.next_run_at.strftime("%Y-%m-%d %H:%M:%S") if s.next_run_at else ""]
+                    for s in q.get_schedules()],
+                   ["name", "cron", "tz", "task", "state", "next run"])
+            return
+        if not name:
+            raise click.UsageError(f"'schedules {action}' needs a schedule NAME")
+        try:
+            {"pause": q.pause_schedule, "resume": q.resume_schedule, "remove": q.remove_schedule}[action](name)
+        except LookupError as exc:
+            raise click.ClickException(str(exc).strip("'\"")) from None
+    click.echo(f"schedule {name}: {action}d")
+
+
+@main.command()
+@click.option("--older-than", required=True, help="Age like 30d, 12h, 45m or 90s.")
+@click.option("--batch-size", default=5000, show_default=True)
+@pass_state
+def prune(state: CliState, older_than: str, batch_size: int) -> None:
+    """Delete archived jobs that ended longer ago than --older-than, in small batches."""
+    from database import admin
+
+    seconds = parse_age(older_than)
+    with state.connection() as conn:
+        total = admin.prune_archive(conn, state.config().schema, seconds, batch_size,
+                                    progress=lambda n: click.echo(f"\rdeleted {n}", nl=False, err=True))
+    click.echo(f"\npruned {total} archived job(s) older than {older_than}")
+
+
+def parse_age(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except (ValueError, IndexError):
+        raise click.BadParameter(f"{text!r} is not an age like 30d, 12h, 45m or 90s", param_hint="--older-than") from None
+
+
+@main.command()
+@pass_state
+def listen(state: CliState) -> None:
+    """Print queuer's NOTIFY events as they arrive (Ctrl-C to stop)."""
+    from database.connection import channel_name
+
+    with state.connection() as conn:
+        channel = channel_name(state.config().schema)
+        conn.execute(f'LISTEN "{channel}"')  # type: ignore[arg-type]
+        click.echo(f"listening on {channel} (Ctrl-C to stop)", err=True)
+        try:
+            for notify in conn.notifies():
+                click.echo(notify.payload)
+        except KeyboardInterrupt:
+            pass
+
+
+@main.command()
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between refreshes.")
+@click.option("--once", is_flag=True, help="Print one frame and exit.")
+@pass_state
+def dashboard(state: CliState, interval: float, once: bool) -> None:
+    """A live view: jobs per task and status, throughput, failures, workers."""
+    from queuer.dashboard import run_dashboard
+
+    with state.connection() as conn:
+        run_dashboard(conn, state.config().schema, interval, once)
+
+
+@main.command()
+@click.argument("factory")
+@click.option("--max-concurrency", type=int, default=None, help="Override the factory's thread count.")
+@click.option("--mode", type=click.Choice(["continuous", "drain"]), default="continuous", show_default=True)
+@click.option("--restart-on-failure", is_flag=True, help="Call the factory again after a failure.")
+@click.option("--restart-delay", default=5.0, show_default=True, help="Seconds before a restart.")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--shutdown-on-listener-failure", is_flag=True,
+              help="Stop when the LISTEN connection stays down (instead of polling on).")
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port.")
+def run(factory: str, max_concurrency: int | None, mode: str, restart_on_failure: bool, restart_delay: float,
+        log_level: str, shutdown_on_listener_failure: bool, metrics_port: int | None) -> None:
+    """Run workers from FACTORY (module:function or module.function) until SIGTERM/SIGINT."""
+    from queuer.supervisor import Supervisor, SupervisorOptions
+
+    options = SupervisorOptions(
+        max_concurrency=max_concurrency, mode=mode, restart_on_failure=restart_on_failure,
+        restart_delay=restart_delay, log_level=log_level.upper(),
+        shutdown_on_listener_failure=shutdown_on_listener_failure, metrics_port=metrics_port,
+    )
+    raise SystemExit(Supervisor(factory, options).run())
 
 
 @main.command()
@@ -39,3 +454,7 @@ def bench(jobs: int, concurrency: int, prefetch: int, processes: int, scale_rows
     settings = BenchSettings(jobs=jobs, concurrency=concurrency, prefetch=prefetch, processes=processes,
                              scale_rows=scale_rows)
     raise SystemExit(run_bench(settings, which, json_path))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

@@ -581,6 +581,12 @@ class Queuer:
 
     close = stop
 
+    def idle(self) -> bool:
+        """True when this worker holds no job and none of its tasks has a job due now."""
+        if self._runtime is not None and self._runtime.held():
+            return False
+        return not self.job_db.has_due_jobs(list(self.tasks))
+
     def wait_until_stopped(self, timeout: float | None = None) -> bool:
         """Block until the worker has stopped (by stop(), a signal or a stop request)."""
         if self._runtime is None:

@@ -83,6 +83,13 @@ SELECT extract(epoch FROM min(scheduled_at) - now()) AS wait_seconds
 FROM {schema}.job
 WHERE status = 'SCHEDULED' AND task_name = ANY(%(task_names)s::text[]);
 
+-- name: has_due_jobs
+SELECT EXISTS (
+    SELECT 1 FROM {schema}.job
+    WHERE status IN ('QUEUED', 'SCHEDULED') AND scheduled_at <= now()
+      AND task_name = ANY(%(task_names)s::text[])
+) AS due;
+
 -- name: running_jobs_of_worker
 SELECT id, attempts FROM {schema}.job WHERE worker_rid = %(worker_rid)s AND status = 'RUNNING';
 

@@ -37,6 +37,9 @@ SELECT rid, pg_notify(%(channel)s, json_build_object(
            'j', json_build_array(json_build_array('stop', rid, %(mode)s)))::text) AS notified
 FROM requested;
 
+-- name: task_known
+SELECT EXISTS (SELECT 1 FROM {schema}.worker WHERE %(task_name)s = ANY(available_tasks)) AS known;
+
 -- name: get_worker
 SELECT * FROM {schema}.worker WHERE rid = %(rid)s;
 

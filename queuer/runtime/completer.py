@@ -41,6 +41,7 @@ class Completer(BackgroundLoop):
         self._flushing: list[Outcome] = []  # the batch being written right now
         self._first_at = 0.0
         self.applied_total = 0
+        self.outcome_counts: dict[str, int] = {}  # by SUCCEEDED / FAILED / RETRY, for metrics
         self.discarded_total = 0
 
     def add(self, outcome: Outcome) -> None:
@@ -93,6 +94,9 @@ class Completer(BackgroundLoop):
         with self._lock:
             self._flushing = []
         self.applied_total += len(applied)
+        for outcome in batch:
+            if outcome.id in applied:
+                self.outcome_counts[outcome.status] = self.outcome_counts.get(outcome.status, 0) + 1
         discarded = [o for o in batch if o.id not in applied]
         if discarded:
             self.discarded_total += len(discarded)

@@ -1,0 +1,125 @@
+"""Schema administration for the ``queuer`` command: verify, durability, autovacuum, retention."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import psycopg
+from psycopg.rows import tuple_row
+
+from helper.config import quote_identifier
+
+TABLES = ("job", "job_archive", "worker", "master", "task_rate", "schedule", "schema_version")
+INDEXES = (
+    "job_claim_idx",
+    "job_scheduled_idx",
+    "job_running_worker_idx",
+    "job_unique_key_idx",
+    "job_running_task_idx",
+    "job_running_serial_key_idx",
+    "job_archive_rid_idx",
+    "job_archive_ended_at_idx",
+    "schedule_due_idx",
+)
+
+# Which tables stay logged (crash-safe) at each level, as pgqueuer defines them:
+# balanced keeps the queue and the schedules durable, the archive is disposable.
+DURABILITY_LOGGED = {
+    "durable": set(TABLES),
+    "balanced": set(TABLES) - {"job_archive"},
+    "volatile": {"schema_version"},
+}
+
+# Queue tables churn: vacuum and analyze them far more often than the defaults.
+AUTOVACUUM_SETTINGS = {
+    "job": {
+        "autovacuum_vacuum_scale_factor": "0.01",
+        "autovacuum_vacuum_threshold": "1000",
+        "autovacuum_analyze_scale_factor": "0.02",
+        "autovacuum_analyze_threshold": "1000",
+        "autovacuum_vacuum_cost_delay": "0",
+    },
+    "job_archive": {
+        "autovacuum_vacuum_scale_factor": "0.05",
+        "autovacuum_analyze_scale_factor": "0.05",
+    },
+    "worker": {"autovacuum_vacuum_scale_factor": "0.05"},
+}
+
+
+def verify(conn: psycopg.Connection, schema: str, expect_present: bool) -> list[str]:
+    """One message per object that is missing (or present, with ``expect_present=False``)."""
+    cur = conn.cursor(row_factory=tuple_row)
+    problems = []
+    for kind, names in (("table", TABLES), ("index", INDEXES)):
+        for name in names:
+            row = cur.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{quote_identifier(schema)}.{name}",)).fetchone()
+            present = bool(row and row[0])
+            if present != expect_present:
+                state = "missing" if expect_present else "unexpected"
+                problems.append(f"{state} {kind}: {schema}.{name}")
+    return problems
+
+
+def durability_statements(conn: psycopg.Connection, schema: str, level: str) -> list[str]:
+    """The ALTER TABLE statements that bring every table to ``level`` (none for those already there)."""
+    if level not in DURABILITY_LOGGED:
+        raise ValueError(f"unknown durability {level!r}: use volatile, balanced or durable")
+    quoted = quote_identifier(schema)
+    cur = conn.cursor(row_factory=tuple_row)
+    statements = []
+    for table in TABLES:
+        row = cur.execute(
+            "SELECT relpersistence FROM pg_class WHERE oid = to_regclass(%s)", (f"{quoted}.{table}",)
+        ).fetchone()
+        if row is None:
+            continue
+        logged_now = row[0] == "p"
+        want_logged = table in DURABILITY_LOGGED[level]
+        if logged_now != want_logged:
+            statements.append(f"ALTER TABLE {quoted}.{table} SET {'LOGGED' if want_logged else 'UNLOGGED'}")
+    return statements
+
+
+def autovacuum_statements(schema: str, rollback: bool) -> list[str]:
+    quoted = quote_identifier(schema)
+    statements = []
+    for table, settings in AUTOVACUUM_SETTINGS.items():
+        if rollback:
+            statements.append(f"ALTER TABLE {quoted}.{table} RESET ({', '.join(settings)})")
+        else:
+            pairs = ", ".join(f"{k} = {v}" for k, v in settings.items())
+            statements.append(f"ALTER TABLE {quoted}.{table} SET ({pairs})")
+    return statements
+
+
+def apply(conn: psycopg.Connection, statements: list[str]) -> None:
+    with conn.transaction():
+        for statement in statements:
+            conn.execute(statement)  # type: ignore[arg-type]
+
+
+def prune_archive(
+    conn: psycopg.Connection,
+    schema: str,
+    older_than_seconds: float,
+    batch_size: int = 5000,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Delete archived jobs that ended longer ago than this, in small batches (short locks)."""
+    quoted = quote_identifier(schema)
+    total = 0
+    cur = conn.cursor(row_factory=tuple_row)
+    while True:
+        row = cur.execute(
+            f"WITH doomed AS (SELECT ctid FROM {quoted}.job_archive "  # type: ignore[arg-type]
+            "WHERE ended_at < now() - make_interval(secs => %s) LIMIT %s) "
+            f"DELETE FROM {quoted}.job_archive a USING doomed d WHERE a.ctid = d.ctid",
+            (older_than_seconds, batch_size),
+        )
+        deleted = row.rowcount
+        total += deleted
+        if progress is not None:
+            progress(total)
+        if deleted < batch_size:
+            return total

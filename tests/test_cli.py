@@ -1,0 +1,230 @@
+"""The `queuer` command against a real PostgreSQL, failure modes included."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from queuer.cli import main
+from tests.support import ROOT, count, db_env, sql, wait_until
+
+
+@pytest.fixture
+def cli(db_config):
+    runner = CliRunner()
+    env = db_env(db_config)
+
+    def invoke(*args: str, input: str | None = None):
+        return runner.invoke(main, list(args), env=env, input=input, catch_exceptions=False)
+
+    return invoke
+
+
+def test_every_command_has_help():
+    runner = CliRunner()
+    result = runner.invoke(main, ["--help"])
+    assert result.exit_code == 0
+    commands = [line.split()[0] for line in result.output.split("Commands:")[1].strip().splitlines()]
+    assert {"install", "uninstall", "upgrade", "verify", "durability", "autovac", "queue", "jobs", "job",
+            "cancel", "retry", "workers", "schedules", "prune", "listen", "dashboard", "run", "demo",
+            "bench"} <= set(commands)
+    for command in commands:
+        sub = runner.invoke(main, [command, "--help"])
+        assert sub.exit_code == 0 and "Usage:" in sub.output, command
+
+
+def test_install_verify_uninstall(cli, db_config):
+    assert cli("verify").exit_code == 1  # nothing installed yet
+    result = cli("install")
+    assert result.exit_code == 0 and "installed schema" in result.output
+    assert cli("verify").exit_code == 0
+    assert cli("verify", "--expect", "absent").exit_code == 1
+    upgraded = cli("upgrade")
+    assert upgraded.exit_code == 0 and "applied nothing" in upgraded.output
+    result = cli("uninstall", "--yes")
+    assert result.exit_code == 0
+    missing = cli("verify")
+    assert missing.exit_code == 1 and f"missing table: {db_config.schema}.job" in missing.output
+    assert cli("verify", "--expect", "absent").exit_code == 0
+
+
+def test_durability_switches_without_losing_rows(cli, db_config):
+    assert cli("install", "--durability", "balanced").exit_code == 0
+    persistence = "SELECT relname, relpersistence FROM pg_class WHERE relnamespace = %s::regnamespace " \
+                  "AND relname IN ('job', 'job_archive') ORDER BY relname"
+    assert sql(db_config, persistence, (db_config.schema,)) == [("job", "p"), ("job_archive", "u")]
+    sql(db_config, "INSERT INTO {schema}.job (rid, task_name) VALUES (gen_random_uuid(), 'keep-me')")
+    dry = cli("durability", "volatile", "--dry-run")
+    assert "SET UNLOGGED" in dry.output and "would switch" in dry.output
+    assert sql(db_config, persistence, (db_config.schema,))[0] == ("job", "p")
+    assert cli("durability", "volatile").exit_code == 0
+    assert sql(db_config, persistence, (db_config.schema,)) == [("job", "u"), ("job_archive", "u")]
+    assert cli("durability", "durable").exit_code == 0
+    assert sql(db_config, persistence, (db_config.schema,)) == [("job", "p"), ("job_archive", "p")]
+    assert count(db_config, "SELECT count(*) FROM {schema}.job WHERE task_name = 'keep-me'") == 1
+
+
+def test_autovac_apply_and_rollback(cli, db_config):
+    cli("install")
+    options = "SELECT coalesce(array_to_string(reloptions, ','), '') FROM pg_class " \
+              "WHERE oid = to_regclass(%s)"
+    assert "autovacuum_vacuum_scale_factor" in cli("autovac", "--dry-run").output
+    assert sql(db_config, options, (f'"{db_config.schema}".job',))[0][0] == ""
+    assert cli("autovac").exit_code == 0
+    assert "autovacuum_vacuum_scale_factor=0.01" in sql(db_config, options, (f'"{db_config.schema}".job',))[0][0]
+    assert cli("autovac", "--rollback").exit_code == 0
+    assert sql(db_config, options, (f'"{db_config.schema}".job',))[0][0] == ""
+
+
+def test_queue_jobs_job_cancel_retry(cli, make_queuer, db_config):
+    worker_side = make_queuer()
+    worker_side.add_task(len)
+    worker_side.start()
+    worker_side.stop()  # registers "len" as a known task
+    bad = cli("queue", "len", "[1,")
+    assert bad.exit_code == 2 and "not valid JSON" in bad.output
+    assert cli("queue", "len", '{"a": 1}').exit_code == 2  # ARGS must be an array
+    unknown = cli("queue", "no-such-task", "[]")
+    assert unknown.exit_code == 1 and "unknown task 'no-such-task'" in unknown.output
+    added = cli("queue", "len", '["abc"]', "--priority", "3")
+    assert added.exit_code == 0, added.output
+    rid = added.output.split()[0]
+    listed = cli("jobs")
+    assert rid in listed.output and "QUEUED" in listed.output
+    as_json = [json.loads(line) for line in cli("jobs", "--json").output.splitlines()]
+    assert as_json[0]["rid"] == rid and as_json[0]["parameters"] == ["abc"] and as_json[0]["priority"] == 3
+    shown = json.loads(cli("job", rid).output)
+    assert shown["task_name"] == "len"
+    assert cli("job", "not-a-uuid").exit_code == 1
+    assert "CANCELLED" in cli("cancel", rid).output
+    again = cli("cancel", rid)
+    assert again.exit_code == 1 and "already ended as CANCELLED" in again.output
+    retried = cli("retry", rid)
+    assert retried.exit_code == 0 and "QUEUED" in retried.output
+    assert count(db_config, "SELECT count(*) FROM {schema}.job WHERE origin_rid = %s", (rid,)) == 1
+    assert "CANCELLED" in cli("jobs", "--status", "cancelled").output
+    assert cli("jobs", "--status", "bogus").exit_code == 2
+
+
+def test_workers_schedules_prune(cli, make_queuer, db_config):
+    q = make_queuer(name="cli-worker")
+    q.add_task(len)
+    q.add_schedule("nightly", "0 3 * * *", len, "x")
+    q.start()
+    assert "cli-worker" in cli("workers").output and "RUNNING" in cli("workers").output
+    assert "nightly" in cli("schedules").output
+    assert cli("schedules", "pause", "nightly").exit_code == 0
+    assert "paused" in cli("schedules").output
+    assert cli("schedules", "resume", "nightly").exit_code == 0
+    assert cli("schedules", "pause").exit_code == 2  # needs a NAME
+    assert cli("schedules", "remove", "nightly").exit_code == 0
+    assert cli("schedules", "remove", "nightly").exit_code == 1
+    q.wait_for_job_finished(q.add_job(len, "ab").rid, 10)
+    sql(db_config, "UPDATE {schema}.job_archive SET ended_at = now() - interval '40 days'")
+    assert cli("prune", "--older-than", "soon").exit_code == 2
+    pruned = cli("prune", "--older-than", "30d")
+    assert pruned.exit_code == 0 and "pruned 1 archived job(s)" in pruned.output
+    assert count(db_config, "SELECT count(*) FROM {schema}.job_archive") == 0
+
+
+def test_dashboard_shows_the_numbers(cli, make_queuer, db_config):
+    q = make_queuer(name="dash-worker")
+    q.add_task(len)
+    q.add_task_with_name(len, "resize")
+    q.start()
+    for _ in range(3):
+        q.wait_for_job_finished(q.add_job(len, "ab").rid, 10)
+    sql(db_config, "INSERT INTO {schema}.job (rid, task_name) SELECT gen_random_uuid(), 'idle-task' "
+                   "FROM generate_series(1, 7)")
+    frame = cli("dashboard", "--once").output
+    lines = frame.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    idle = next(line for line in lines if line.startswith("idle-task"))
+    assert idle.split()[1:] == ["7", "0", "0", "0", "0"]
+    done = next(line for line in lines if line.startswith("len "))
+    assert done.split()[4] == "3"  # succeeded in the last minute
+    assert "throughput 0.1 jobs/s" in frame
+    worker = next(line for line in lines if line.startswith("dash-worker"))
+    assert "RUNNING" in worker
+
+
+def test_unreachable_database_is_a_clear_error():
+    runner = CliRunner()
+    env = {"QUEUER_DB_HOST": "127.0.0.1", "QUEUER_DB_PORT": "1", "QUEUER_DB_PASSWORD": "hunter2 secret"}
+    for args in (["verify"], ["jobs"], ["install"]):
+        result = runner.invoke(main, args, env=env)
+        assert result.exit_code == 1, args
+        assert "cannot connect to PostgreSQL at" in result.output and "hunter2" not in result.output
+
+
+def test_listen_prints_events(db_config, make_queuer):
+    q = make_queuer()
+    q.add_task(len)
+    proc = subprocess.Popen([sys.executable, "-m", "queuer", "listen"], env=db_env(db_config), cwd=str(ROOT),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening on" in proc.stderr.readline()
+        job = q.add_job(len, "x")
+        line = proc.stdout.readline()
+        assert str(job.rid) in line and '"insert"' in line
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(10)
+
+
+def run_cli(db_config, *args: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "queuer", "run", *args, "--log-level", "WARNING"],
+                            env={**db_env(db_config), **env}, cwd=str(ROOT),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_run_drains_the_queue_and_exits_0(db_config, make_queuer, tmp_path):
+    producer = make_queuer()
+    rids = [producer.add_job("greet", f"user {i}").rid for i in range(20)]
+    marker = tmp_path / "cleanup"
+    proc = run_cli(db_config, "tests.factories:managed", "--mode", "drain",
+                   QUEUER_TEST_CLEANUP_MARKER=str(marker))
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    assert [producer.get_job_ended(r).results for r in rids[:2]] == ["hello, user 0", "hello, user 1"]
+    assert marker.read_text() == "cleaned up"  # the context manager's cleanup ran
+
+
+def test_run_shuts_down_gracefully_on_sigterm(db_config, make_queuer):
+    producer = make_queuer()
+    proc = run_cli(db_config, "tests.factories.plain")
+    try:
+        wait_until(lambda: producer.get_workers(status="RUNNING"), timeout=30, message="worker up")
+        job = producer.add_job("slow", 1.0)
+        wait_until(lambda: producer.get_job(job.rid).status.value == "RUNNING", message="running")
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    done = producer.get_job_ended(job.rid)
+    assert done.status.value == "SUCCEEDED" and done.results == 1.0  # the running job finished
+
+
+def test_run_restarts_a_factory_that_fails_once(db_config, make_queuer, tmp_path):
+    producer = make_queuer()
+    producer.add_job("greet", "again")
+    marker = tmp_path / "failed"
+    proc = run_cli(db_config, "tests.factories:fails_once", "--mode", "drain", "--restart-on-failure",
+                   "--restart-delay", "0.2", QUEUER_TEST_FAIL_MARKER=str(marker))
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    assert marker.exists() and "the factory fails the first time" in output
+    assert count(db_config, "SELECT count(*) FROM {schema}.job_archive WHERE status = 'SUCCEEDED'") == 1
+    no_restart = run_cli(db_config, "tests.factories:fails_once", "--mode", "drain",
+                         QUEUER_TEST_FAIL_MARKER=str(tmp_path / "other"))
+    assert no_restart.wait(60) == 1
+    bad = run_cli(db_config, "tests.no_such_module:factory")
+    assert bad.wait(60) == 2
