@@ -17,7 +17,9 @@ class QueuerCollector:
         self.current = current
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        from queuer.runtime.dispatcher import RUN_TIME_BUCKETS
 
         q = self.current()
         depth = GaugeMetricFamily("queuer_jobs", "Jobs in the queue by task and status", labels=["task", "status"])
@@ -25,6 +27,7 @@ class QueuerCollector:
         up = GaugeMetricFamily("queuer_worker_up", "1 while this process's worker runs")
         started = CounterMetricFamily("queuer_jobs_started", "Attempts claimed by this worker")
         ended = CounterMetricFamily("queuer_job_outcomes", "Outcomes written by this worker", labels=["outcome"])
+        run_time = HistogramMetricFamily("queuer_job_run_seconds", "How long tasks ran in this worker")
         if q is not None:
             try:
                 schema = q.db.queries.schema_quoted
@@ -40,7 +43,10 @@ class QueuerCollector:
                 started.add_metric([], runtime.poller.claimed_total)
                 for outcome, n in runtime.completer.outcome_counts.items():
                     ended.add_metric([outcome.lower()], n)
-        yield from (depth, workers, up, started, ended)
+                times = runtime.dispatcher.run_times
+                buckets = [("+Inf" if b == float("inf") else str(b), n) for b, n in zip(RUN_TIME_BUCKETS, times.counts)]
+                run_time.add_metric([], buckets, times.total)
+        yield from (depth, workers, up, started, ended, run_time)
 
 
 class MetricsServer:

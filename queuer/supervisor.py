@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Callable, Iterator
 
+from helper.logs import configure_logging
 from queuer.queuer import Queuer
 
 log = logging.getLogger("queuer.supervisor")
@@ -104,8 +105,7 @@ class Supervisor:
         self._shutdown.set()
 
     def run(self) -> int:
-        logging.basicConfig(level=self.options.log_level,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        configure_logging(self.options.log_level)
         try:
             factory = load_factory(self.factory_path)
         except ValueError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ def _queuer() -> Queuer:
         return f"{current_job().resources['greeting']}, {name}"  # a shared resource from the factory
 
     def slow(seconds: float) -> float:
+        logging.getLogger("tests.factories").warning("sleeping %s s", seconds)  # carries rid and task
         time.sleep(seconds)
         return seconds
 

@@ -209,6 +209,7 @@ def test_run_shuts_down_gracefully_on_sigterm(db_config, make_queuer):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, output
+    assert f"[slow {job.rid}] sleeping 1.0 s" in output  # log lines carry task name and job rid
     done = producer.get_job_ended(job.rid)
     assert done.status.value == "SUCCEEDED" and done.results == 1.0  # the running job finished
 
@@ -228,3 +229,35 @@ def test_run_restarts_a_factory_that_fails_once(db_config, make_queuer, tmp_path
     assert no_restart.wait(60) == 1
     bad = run_cli(db_config, "tests.no_such_module:factory")
     assert bad.wait(60) == 2
+
+
+def test_run_serves_prometheus_metrics(db_config, make_queuer):
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    producer = make_queuer()
+    producer.add_job("greet", "metrics")
+    producer.add_job("unhandled-task")
+    proc = run_cli(db_config, "tests.factories:plain", "--metrics-port", str(port))
+    try:
+        wait_until(lambda: count(db_config, "SELECT count(*) FROM {schema}.job_archive") == 1, timeout=30,
+                   message="greet ran")
+
+        def scrape() -> str:
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            except OSError:
+                return ""
+
+        text = wait_until(lambda: "queuer_job_outcomes_total" in (body := scrape()) and body, timeout=20,
+                          message="metrics")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert 'queuer_jobs{status="QUEUED",task="unhandled-task"} 1.0' in text
+    assert 'queuer_job_outcomes_total{outcome="succeeded"} 1.0' in text
+    assert "queuer_worker_up 1.0" in text
+    assert 'queuer_job_run_seconds_bucket{le="+Inf"} 1.0' in text

@@ -31,6 +31,23 @@ from queuer.context import JobContext, reset_current, set_current
 log = logging.getLogger("queuer.worker")
 
 
+RUN_TIME_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, float("inf"))
+
+
+@dataclass
+class RunTimes:
+    """Task run times in cumulative buckets (for the Prometheus histogram)."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * len(RUN_TIME_BUCKETS))
+    total: float = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.total += seconds
+        for i, bound in enumerate(RUN_TIME_BUCKETS):
+            if seconds <= bound:
+                self.counts[i] += 1
+
+
 @dataclass
 class Attempt:
     job: ClaimedJob
@@ -68,6 +85,7 @@ class Dispatcher:
         self._buffer: deque[Attempt] = deque()
         self._attempts: dict[int, Attempt] = {}  # job id -> attempt, buffered or running
         self._busy_threads = 0
+        self.run_times = RunTimes()
         self._loops = threading.local()
         self.accepting = True
         # Wake the poller when this many slots are free, so claims come in batches.
@@ -151,10 +169,12 @@ class Dispatcher:
             self._run(attempt)
 
     def _run(self, attempt: Attempt) -> None:
+        started = time.perf_counter()
         try:
             outcome = self._execute(attempt)
         finally:
             with self._lock:
+                self.run_times.add(time.perf_counter() - started)
                 self._busy_threads -= 1
                 attempt.thread_busy = False
                 first = attempt.state == "running"
