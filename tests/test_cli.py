@@ -261,3 +261,17 @@ def test_run_serves_prometheus_metrics(db_config, make_queuer):
     assert 'queuer_job_outcomes_total{outcome="succeeded"} 1.0' in text
     assert "queuer_worker_up 1.0" in text
     assert 'queuer_job_run_seconds_bucket{le="+Inf"} 1.0' in text
+
+
+def test_dashboard_refreshes_in_place_and_exits_cleanly_on_ctrl_c(db_config, make_queuer):
+    make_queuer()  # installs the schema
+    proc = subprocess.Popen([sys.executable, "-m", "queuer", "dashboard", "--interval", "0.2"],
+                            env=db_env(db_config), cwd=str(ROOT), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("\x1b[H\x1b[2J") and "queuer dashboard" in first  # home + clear: redrawn in place
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and "Traceback" not in err
