@@ -105,8 +105,12 @@ def prune_archive(
     older_than_seconds: float,
     batch_size: int = 5000,
     progress: Callable[[int], None] | None = None,
+    once: bool = False,
 ) -> int:
-    """Delete archived jobs that ended longer ago than this, in small batches (short locks)."""
+    """Delete archived jobs that ended longer ago than this, in small batches (short locks).
+
+    ``once``: a single batch (the master's retention does one per tick).
+    """
     quoted = quote_identifier(schema)
     total = 0
     cur = conn.cursor(row_factory=tuple_row)
@@ -121,5 +125,5 @@ def prune_archive(
         total += deleted
         if progress is not None:
             progress(total)
-        if deleted < batch_size:
+        if deleted < batch_size or once:
             return total

@@ -14,6 +14,7 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import dict_row, tuple_row
 
+from database import admin
 from database.connection import Database
 from model.job import Job, JobStatus
 
@@ -315,6 +316,11 @@ class JobDB:
         with self.db.hot_connection() as conn:
             rows = conn.execute(self.q.running_jobs_of_worker, {"worker_rid": worker_rid}).fetchall()  # type: ignore[arg-type]
         return [(r["id"], r["attempts"]) for r in rows]
+
+    def prune_archive(self, older_than_seconds: float, batch_size: int) -> int:
+        """Delete one batch of archived jobs that ended longer ago than this; return how many."""
+        with self.db.connection() as conn:
+            return admin.prune_archive(conn, self.db.schema, older_than_seconds, batch_size, once=True)
 
     def rescue_orphans(self) -> tuple[int, int]:
         row = self.db.execute_one(self.q.rescue_orphaned_jobs, {"channel": self.db.channel})

@@ -107,6 +107,7 @@ class Queuer:
         self.next_interval_funcs: dict[str, Callable[..., datetime]] = {}
         self.notifier = Notifier(self.db)
         self.notifier.subscribe(self._on_events)
+        self.notifier.on_reconnect(self._wake_all_waiters)
         self._callbacks = ThreadPoolExecutor(1, thread_name_prefix="queuer-callback")
         self._listeners: dict[str, list[JobListener]] = {"insert": [], "update": [], "delete": []}
         self._waiters: dict[str, list[threading.Event]] = {}  # by rid as text, as NOTIFY sends it
@@ -461,6 +462,13 @@ class Queuer:
                     waiters.remove(event)
                 if not waiters:
                     self._waiters.pop(str(rid), None)
+
+    def _wake_all_waiters(self) -> None:
+        # After a reconnect a NOTIFY may have been missed: every waiter re-reads.
+        with self._lock:
+            for waiters in self._waiters.values():
+                for waiter in waiters:
+                    waiter.set()
 
     def listen_for_job_insert(self, fn: JobListener) -> None:
         """Call ``fn(job)`` for each added job (a batch gives one call per task, rid None)."""

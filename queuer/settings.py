@@ -21,6 +21,8 @@ class WorkerSettings:
     prune_workers_after: float = 24 * 3600.0
     #: how long stop() lets running jobs finish before giving up on them
     shutdown_timeout: float = 30.0
+    #: the master deletes archived jobs older than this many seconds (None: keep them)
+    archive_retention: float | None = None
     completer_batch_size: int = 200
     completer_flush_interval: float = 0.005
 

@@ -297,3 +297,19 @@ def test_stop_worker_now_releases_its_jobs(make_queuer):
     rescuer.start()
     done = rescuer.wait_for_job_finished(job.rid, 15)
     assert (done.status, done.results, done.attempts) == (JobStatus.SUCCEEDED, "again", 2)
+
+
+def test_master_prunes_the_archive_by_retention_in_batches(make_queuer, db_config):
+    settings = WorkerSettings(poll_interval=0.5, heartbeat_interval=0.25, dead_after=2.0, master_lease=1.0,
+                              archive_retention=3600.0)
+    q = make_queuer(settings=settings)
+    sql(db_config, "INSERT INTO {schema}.job_archive (id, rid, task_name, status, scheduled_at, created_at, ended_at) "
+                   "SELECT -g, gen_random_uuid(), 'old', 'SUCCEEDED', now(), now(), now() - interval '2 hours' "
+                   "FROM generate_series(1, 2500) AS g")
+    q.add_task(len)
+    q.start()
+    fresh = q.wait_for_job_finished(q.add_job(len, "abc").rid, 10)
+    wait_until(lambda: count(db_config, "SELECT count(*) FROM {schema}.job_archive") == 1, timeout=20,
+               message="old rows pruned")
+    assert q.get_job_ended(fresh.rid).results == 3  # the recent job stays
+    assert q._runtime.master.archive_pruned_total == 2500

@@ -19,6 +19,8 @@ from queuer.runtime.loop import BackgroundLoop
 
 log = logging.getLogger("queuer.master")
 
+ARCHIVE_PRUNE_BATCH = 1000
+
 
 class MasterLoop(BackgroundLoop):
     def __init__(
@@ -29,6 +31,7 @@ class MasterLoop(BackgroundLoop):
         lease_seconds: float,
         dead_after: float,
         prune_after: float,
+        archive_retention: float | None = None,
     ) -> None:
         super().__init__("master")
         self.worker_db = worker_db
@@ -37,6 +40,8 @@ class MasterLoop(BackgroundLoop):
         self.lease_seconds = lease_seconds
         self.dead_after = dead_after
         self.prune_after = prune_after
+        self.archive_retention = archive_retention
+        self.archive_pruned_total = 0
         self.interval = max(0.2, min(lease_seconds / 3, dead_after / 3))
         self.is_master = False
 
@@ -53,6 +58,12 @@ class MasterLoop(BackgroundLoop):
         if requeued or failed:
             log.warning("rescued jobs of dead workers: %d re-queued, %d failed (no attempt left)", requeued, failed)
         self.worker_db.prune(self.prune_after)
+        if self.archive_retention is not None:
+            # One small batch per tick: the archive shrinks steadily without long locks.
+            pruned = self.job_db.prune_archive(self.archive_retention, ARCHIVE_PRUNE_BATCH)
+            self.archive_pruned_total += pruned
+            if pruned == ARCHIVE_PRUNE_BATCH:
+                return 0.0  # more to do: go on at once
         return None
 
     def on_stop(self) -> None:

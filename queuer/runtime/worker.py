@@ -82,7 +82,7 @@ class WorkerRuntime:
         self.heartbeat = Heartbeat(worker_db, job_db, self, settings.heartbeat_interval)
         self.master = MasterLoop(
             worker_db, job_db, lambda: self._worker_rid,
-            settings.master_lease, settings.dead_after, settings.prune_workers_after,
+            settings.master_lease, settings.dead_after, settings.prune_workers_after, settings.archive_retention,
         )
         self.watchdog = Watchdog(self.dispatcher)
         self.scheduler = SchedulerLoop(ScheduleDB(job_db.db, job_db))
