@@ -93,6 +93,22 @@ def autovacuum_statements(schema: str, rollback: bool) -> list[str]:
     return statements
 
 
+def grant_statements(schema: str, role: str) -> list[str]:
+    """What a role needs to produce and consume jobs, and nothing more: no DDL, no ownership."""
+    from helper.config import validate_schema_name
+
+    quoted = quote_identifier(schema)
+    validate_schema_name(role)  # a role name is an identifier too: same rules, same quoting
+    who = f'"{role}"'
+    tables = ", ".join(f"{quoted}.{t}" for t in TABLES if t != "schema_version")
+    return [
+        f"GRANT USAGE ON SCHEMA {quoted} TO {who}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {who}",
+        f"GRANT SELECT ON {quoted}.schema_version TO {who}",
+        f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA {quoted} TO {who}",
+    ]
+
+
 def apply(conn: psycopg.Connection, statements: list[str]) -> None:
     with conn.transaction():
         for statement in statements:

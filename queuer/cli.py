@@ -167,6 +167,25 @@ def autovac(state: CliState, dry_run: bool, rollback: bool) -> None:
             admin.apply(conn, statements)
 
 
+@main.command()
+@click.argument("role")
+@click.option("--dry-run", is_flag=True, help="Print the SQL without running it.")
+@pass_state
+def grant(state: CliState, role: str, dry_run: bool) -> None:
+    """Let ROLE produce and consume jobs without DDL rights (run as the schema's owner)."""
+    from database import admin
+
+    try:
+        statements = admin.grant_statements(state.config().schema, role)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).replace("schema name", "role name"), param_hint="ROLE") from None
+    for statement in statements:
+        click.echo(statement + ";")
+    if not dry_run:
+        with state.connection() as conn:
+            admin.apply(conn, statements)
+
+
 # -- jobs -------------------------------------------------------------------------
 
 
