@@ -19,5 +19,15 @@ def to_json(value: Any, what: str) -> str:
         ) from None
 
 
+def storable_size(text: str, what: str) -> int:
+    """UTF-8 size of JSON text PostgreSQL's jsonb can store; ValueError for what it cannot."""
+    if "\\u0000" in text:
+        raise ValueError(f"{what} contains a NUL character (\\x00), which PostgreSQL cannot store in jsonb")
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} contains a lone surrogate, which is not valid Unicode text") from None
+
+
 def from_json(text: str | bytes | None) -> Any:
     return None if text is None else json.loads(text)

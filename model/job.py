@@ -64,7 +64,6 @@ class Job:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Job":
-        options = row.get("options")
         return cls(
             id=row.get("id"),
             rid=row["rid"],
@@ -72,9 +71,7 @@ class Job:
             status=JobStatus(row["status"]),
             parameters=list(row.get("parameters") or []),
             parameters_keyed=dict(row.get("parameters_keyed") or {}),
-            options=Options.from_dict(options, row.get("priority", 0), row.get("unique_key"))
-            if options is not None or row.get("unique_key") or row.get("priority")
-            else None,
+            options=_options_of(row),
             priority=row.get("priority", 0),
             attempts=row.get("attempts", 0),
             max_attempts=row.get("max_attempts", 1),
@@ -89,3 +86,13 @@ class Job:
             updated_at=row.get("updated_at"),
             origin_rid=row.get("origin_rid"),
         )
+
+
+def _options_of(row: dict[str, Any]) -> Options | None:
+    options = row.get("options")
+    if options is None and not row.get("unique_key") and not row.get("priority"):
+        return None
+    try:
+        return Options.from_dict(options, row.get("priority", 0), row.get("unique_key"))
+    except (TypeError, ValueError, AttributeError):
+        return None  # a row edited by hand: the job stays readable, its error says what failed

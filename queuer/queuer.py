@@ -30,7 +30,7 @@ from database.worker_db import WorkerDB
 from helper.cron import validate_cron, validate_timezone
 from model.cron_schedule import CronSchedule
 from helper.config import DatabaseConfiguration
-from helper.serialization import to_json
+from helper.serialization import storable_size, to_json
 from model.batch_job import BatchJob
 from model.job import ENDED_STATUSES, Job, JobStatus
 from model.options import OnError, Options
@@ -285,6 +285,14 @@ class Queuer:
         keyed = (
             to_json(dict(parameters_keyed), f"a keyword argument of job {name!r}") if parameters_keyed else "{}"
         )
+        size = storable_size(params, f"a positional argument of job {name!r}") + storable_size(
+            keyed, f"a keyword argument of job {name!r}")
+        if size > self.settings.max_payload_bytes:
+            raise ValueError(
+                f"the arguments of job {name!r} are {size:,} bytes of JSON, over the limit of "
+                f"{self.settings.max_payload_bytes:,} (WorkerSettings.max_payload_bytes); store large "
+                "data elsewhere and pass a reference"
+            )
         on_error = (options.on_error if options else None) or self.default_on_error
         if options is None:
             stored_json = self._default_options_json

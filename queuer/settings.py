@@ -21,6 +21,8 @@ class WorkerSettings:
     prune_workers_after: float = 24 * 3600.0
     #: how long stop() lets running jobs finish before giving up on them
     shutdown_timeout: float = 30.0
+    #: add_job refuses arguments larger than this (JSON bytes, positional and keyword together)
+    max_payload_bytes: int = 1024 * 1024
     #: the master deletes archived jobs older than this many seconds (None: keep them)
     archive_retention: float | None = None
     completer_batch_size: int = 200
@@ -43,7 +45,8 @@ class WorkerSettings:
             raw = env.get("QUEUER_" + f.name.upper())
             if raw:
                 try:
-                    values[f.name] = int(raw) if f.name in ("prefetch", "completer_batch_size") else float(raw)
+                    integer = f.name in ("prefetch", "completer_batch_size", "max_payload_bytes")
+                    values[f.name] = int(raw) if integer else float(raw)
                 except ValueError:
                     raise ValueError(f"QUEUER_{f.name.upper()} must be a number, not {raw!r}") from None
         return cls(**values)  # type: ignore[arg-type]

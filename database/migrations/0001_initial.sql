@@ -1,13 +1,15 @@
 -- queuer schema, version 1.
 -- {schema} is replaced by the quoted, validated schema name.
 -- Every timestamp is timestamptz and every comparison uses the database clock.
+-- Arguments and results are json, not jsonb: json keeps the text it was given,
+-- so every value comes back exactly (jsonb would turn 2.5e16 into an integer).
 
 CREATE TABLE {schema}.job (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     rid              uuid        NOT NULL UNIQUE,
     task_name        text        NOT NULL,
-    parameters       jsonb       NOT NULL DEFAULT '[]',
-    parameters_keyed jsonb       NOT NULL DEFAULT '{}',
+    parameters       json        NOT NULL DEFAULT '[]',
+    parameters_keyed json        NOT NULL DEFAULT '{}',
     options          jsonb,
     priority         integer     NOT NULL DEFAULT 0,
     status           text        NOT NULL DEFAULT 'QUEUED'
@@ -44,8 +46,8 @@ CREATE TABLE {schema}.job_archive (
     id               bigint      NOT NULL,
     rid              uuid        NOT NULL,
     task_name        text        NOT NULL,
-    parameters       jsonb       NOT NULL DEFAULT '[]',
-    parameters_keyed jsonb       NOT NULL DEFAULT '{}',
+    parameters       json        NOT NULL DEFAULT '[]',
+    parameters_keyed json        NOT NULL DEFAULT '{}',
     options          jsonb,
     priority         integer     NOT NULL DEFAULT 0,
     status           text        NOT NULL CHECK (status IN ('SUCCEEDED', 'FAILED', 'CANCELLED')),

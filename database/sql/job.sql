@@ -8,7 +8,7 @@ WITH inserted AS (
     INSERT INTO {schema}.job (rid, task_name, parameters, parameters_keyed, options, priority,
                               status, scheduled_at, max_attempts, timeout_seconds,
                               unique_key, origin_rid, schedule_count, serial_key)
-    VALUES (%(rid)s, %(task_name)s, %(parameters)s::jsonb, %(parameters_keyed)s::jsonb,
+    VALUES (%(rid)s, %(task_name)s, %(parameters)s::json, %(parameters_keyed)s::json,
             %(options)s::jsonb, %(priority)s,
             CASE WHEN COALESCE(%(scheduled_at)s::timestamptz,
                                now() + make_interval(secs => %(delay_seconds)s)) > now()
@@ -128,7 +128,7 @@ WITH outcome AS (
               o.next_at AS final_next_at
 ), archived AS (
     INSERT INTO {schema}.job_archive ({archived_columns}, status, results, error)
-    SELECT {archived_columns}, final_status, final_results::jsonb, final_error
+    SELECT {archived_columns}, final_status, final_results::json, final_error
     FROM ended
     RETURNING id, rid, status
 ), next_runs AS (

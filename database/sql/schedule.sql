@@ -4,7 +4,7 @@
 -- Registering again keeps the pause flag and, when the cron and time zone are
 -- unchanged, the pending tick: a tick missed while no worker ran still fires.
 INSERT INTO {schema}.schedule AS s (name, cron, timezone, task_name, parameters, parameters_keyed, next_run_at)
-VALUES (%(name)s, %(cron)s, %(timezone)s, %(task_name)s, %(parameters)s::jsonb, %(parameters_keyed)s::jsonb,
+VALUES (%(name)s, %(cron)s, %(timezone)s, %(task_name)s, %(parameters)s::json, %(parameters_keyed)s::json,
         %(next_run_at)s)
 ON CONFLICT (name) DO UPDATE
 SET task_name = excluded.task_name,

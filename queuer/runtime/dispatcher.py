@@ -121,8 +121,13 @@ class Dispatcher:
     def submit(self, jobs: list[ClaimedJob]) -> None:
         attempts = []
         for job in jobs:
-            stored = job.options.get("on_error") if job.options else None
-            on_error = OnError.from_dict(stored) if stored else self.default_on_error
+            try:
+                on_error = self._policy_of(job)
+            except (TypeError, ValueError, AttributeError) as exc:
+                # A row edited into an invalid state fails alone; the worker goes on.
+                self._on_outcome(Outcome(job.id, job.attempt, "FAILED",
+                                         error=f"InvalidJobError: the job's options are invalid ({exc})"))
+                continue
             ctx = JobContext(
                 id=job.id,
                 rid=job.rid,
@@ -139,6 +144,12 @@ class Dispatcher:
                 self._buffer.append(attempt)
                 self._attempts[attempt.job.id] = attempt
             self._work.notify(len(attempts))
+
+    def _policy_of(self, job: ClaimedJob) -> OnError | None:
+        if job.options is not None and not isinstance(job.options, dict):
+            raise TypeError("options must be a JSON object")
+        stored = job.options.get("on_error") if job.options else None
+        return OnError.from_dict(stored) if stored else self.default_on_error
 
     def take_back_unstarted(self) -> list[tuple[int, int]]:
         """Remove every attempt that has not started; return their fencing identities."""
@@ -202,6 +213,10 @@ class Dispatcher:
         task = self.tasks.get(job.task_name)
         if task is None:  # claimed only for registered tasks, but a task can be removed
             error = f"TaskNotRegisteredError: task {job.task_name!r} is not registered on this worker"
+            return self._failure(attempt, error, retry=False)
+        if not isinstance(job.parameters, list) or not isinstance(job.parameters_keyed, dict):
+            error = ("InvalidJobError: parameters must be a JSON array and parameters_keyed a JSON object; "
+                     f"got {type(job.parameters).__name__} and {type(job.parameters_keyed).__name__}")
             return self._failure(attempt, error, retry=False)
         token = set_current(attempt.context)
         try:
