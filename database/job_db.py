@@ -6,6 +6,7 @@ is never half-written and a claim never selects then updates in two trips.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Sequence
@@ -16,6 +17,7 @@ from psycopg.rows import dict_row, tuple_row
 
 from database import admin
 from database.connection import Database
+from helper.encryption import EncryptionError, Keyring
 from model.job import Job, JobStatus
 
 
@@ -37,6 +39,7 @@ class NewJob:
     origin_rid: UUID | None = None
     schedule_count: int = 0
     serial_key: str | None = None
+    arguments_enc: bytes | None = None  # encrypted {"p": parameters, "k": parameters_keyed}
     skip_duplicate: bool = False  # with a unique_key: return the existing job instead of failing
 
 
@@ -65,6 +68,13 @@ class ClaimedJob:
     timeout_seconds: float | None
     schedule_count: int
     created_at: datetime
+    origin_rid: UUID | None = None
+    arguments_enc: bytes | None = None
+
+    @property
+    def binding(self) -> UUID:
+        """What the arguments' encryption is bound to: the first job of a series, or this one."""
+        return self.origin_rid or self.rid
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,7 @@ class Outcome:
     error: str | None = None
     retry_delay: float = 0.0
     next_at: datetime | None = None  # a recurring job's next run, from its next-interval function
+    results_enc: bytes | None = None
 
 
 # A rate-limited task may start this many seconds' worth of jobs at once.
@@ -85,14 +96,34 @@ RATE_BURST_SECONDS = 0.2
 
 _COPY_COLUMNS = (
     "rid, task_name, parameters, parameters_keyed, options, priority, status, scheduled_at,"
-    " max_attempts, timeout_seconds, unique_key, origin_rid, schedule_count, serial_key"
+    " max_attempts, timeout_seconds, unique_key, origin_rid, schedule_count, serial_key, arguments_enc"
 )
 
 
 class JobDB:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, keyring: Keyring | None = None) -> None:
         self.db = db
         self.q = db.queries
+        self.keyring = keyring
+
+    def _job(self, row: dict[str, Any]) -> Job:
+        """A Job from a row, its encrypted payloads opened when a configured key can."""
+        job = Job.from_row(row)
+        arguments, results = row.get("arguments_enc"), row.get("results_enc")
+        if arguments is None and results is None:
+            return job
+        if self.keyring is None:
+            job.encrypted = True
+            return job
+        try:
+            if arguments is not None:
+                opened = json.loads(self.keyring.decrypt(arguments, job.origin_rid or job.rid, "arguments"))
+                job.parameters, job.parameters_keyed = opened["p"], opened["k"]
+            if results is not None:
+                job.results = json.loads(self.keyring.decrypt(results, job.rid, "results"))
+        except (EncryptionError, ValueError, KeyError):
+            job.encrypted = True
+        return job
 
     # -- producing ------------------------------------------------------------
 
@@ -111,6 +142,7 @@ class JobDB:
             "timeout_seconds": job.timeout_seconds,
             "unique_key": job.unique_key,
             "serial_key": job.serial_key,
+            "arguments_enc": job.arguments_enc,
             "origin_rid": job.origin_rid,
             "schedule_count": job.schedule_count,
             "channel": self.db.channel,
@@ -124,13 +156,13 @@ class JobDB:
         cur = conn.cursor(row_factory=dict_row)
         row = cur.execute(self.q.insert_job, self._insert_params(job)).fetchone()  # type: ignore[arg-type]
         if row is not None:
-            return Job.from_row(row)
+            return self._job(row)
         # ON CONFLICT on the unique key: another job with it is queued or running.
         assert job.unique_key is not None
         existing = cur.execute(self.q.get_job_by_unique_key, {"unique_key": job.unique_key}).fetchone()  # type: ignore[arg-type]
         if not job.skip_duplicate or existing is None:
             raise DuplicateKeyError(job.unique_key)
-        return Job.from_row(existing)
+        return self._job(existing)
 
     def insert_jobs(
         self, jobs: Iterable[NewJob], conn: psycopg.Connection[Any] | None = None, *, unique_keys: bool = True
@@ -182,6 +214,7 @@ class JobDB:
                         _copy_text(job.origin_rid),
                         str(job.schedule_count),
                         _copy_text(job.serial_key),
+                        "\\N" if job.arguments_enc is None else "\\\\x" + job.arguments_enc.hex(),
                     )))
                     if len(lines) >= 1000:
                         copy.write("\n".join(lines) + "\n")
@@ -219,10 +252,10 @@ class JobDB:
         rows = cur.execute(self.q.claim_jobs, params, prepare=True).fetchall()  # type: ignore[arg-type]
         claimed = []
         for (id_, rid, task_name, params, params_keyed, options, priority, scheduled_at, attempt,
-             max_attempts, timeout, schedule_count, created_at) in rows:
+             max_attempts, timeout, schedule_count, created_at, origin_rid, arguments_enc) in rows:
             claimed.append(
                 ClaimedJob(id_, rid, task_name, params, params_keyed, options, priority, scheduled_at,
-                           attempt, max_attempts, timeout, schedule_count, created_at)
+                           attempt, max_attempts, timeout, schedule_count, created_at, origin_rid, arguments_enc)
             )
         # UPDATE ... RETURNING has no order: restore claim order.
         claimed.sort(key=lambda c: (-c.priority, c.scheduled_at, c.id))
@@ -291,6 +324,7 @@ class JobDB:
             "errors": [o.error for o in outcomes],
             "delays": [o.retry_delay for o in outcomes],
             "next_at": [o.next_at for o in outcomes],
+            "results_enc": [o.results_enc for o in outcomes],
             "worker_rid": worker_rid,
             "channel": self.db.channel,
         }
@@ -330,7 +364,7 @@ class JobDB:
 
     def cancel(self, rid: UUID, reason: str) -> Job | None:
         row = self.db.execute_one(self.q.cancel_job, {"rid": rid, "reason": reason, "channel": self.db.channel})
-        return Job.from_row(row) if row else None
+        return self._job(row) if row else None
 
     def status_of(self, rid: UUID) -> JobStatus | None:
         row = self.db.execute_one(self.q.get_job_status_anywhere, {"rid": rid})
@@ -338,11 +372,11 @@ class JobDB:
 
     def get_job(self, rid: UUID) -> Job | None:
         row = self.db.execute_one(self.q.get_job, {"rid": rid})
-        return Job.from_row(row) if row else None
+        return self._job(row) if row else None
 
     def get_job_ended(self, rid: UUID) -> Job | None:
         row = self.db.execute_one(self.q.get_job_ended, {"rid": rid})
-        return Job.from_row(row) if row else None
+        return self._job(row) if row else None
 
     def get_jobs(
         self,
@@ -366,7 +400,7 @@ class JobDB:
                 "after_id": after_id,
             },
         )
-        return [Job.from_row(r) for r in rows]
+        return [self._job(r) for r in rows]
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

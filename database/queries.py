@@ -19,7 +19,8 @@ from helper.config import quote_identifier
 # updated_at / ended_at take the archive's defaults.
 ARCHIVED_COLUMNS = (
     "id, rid, task_name, parameters, parameters_keyed, options, priority, scheduled_at, started_at,"
-    " worker_rid, attempts, max_attempts, timeout_seconds, schedule_count, unique_key, origin_rid, created_at"
+    " worker_rid, attempts, max_attempts, timeout_seconds, schedule_count, unique_key, origin_rid, created_at,"
+    " arguments_enc"
 )
 
 _NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)

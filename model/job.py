@@ -60,6 +60,8 @@ class Job:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     origin_rid: UUID | None = None  # the archived job this one was re-added from
+    #: True when the payload is encrypted and no configured key could open it
+    encrypted: bool = False
     id: int | None = None
 
     @classmethod

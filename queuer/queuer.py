@@ -30,6 +30,7 @@ from database.worker_db import WorkerDB
 from helper.cron import validate_cron, validate_timezone
 from model.cron_schedule import CronSchedule
 from helper.config import DatabaseConfiguration
+from helper.encryption import EncryptionError, Keyring
 from helper.serialization import storable_size, to_json
 from model.batch_job import BatchJob
 from model.job import ENDED_STATUSES, Job, JobStatus
@@ -81,11 +82,8 @@ class Queuer:
             raise ValueError("pass at most one OnError as the worker's default")
         if on_error and not isinstance(on_error[0], OnError):
             raise TypeError(f"worker options must be OnError, not {type(on_error[0]).__name__}")
-        if encryption_key:
-            raise NotImplementedError(
-                "encryption of job data is not available in this version; unset "
-                "QUEUER_ENCRYPTION_KEY (or pass encryption_key=None) to store jobs unencrypted"
-            )
+        # Arguments and results are encrypted on this side; the database never sees a key.
+        self.keyring: Keyring | None = Keyring.parse(encryption_key)
         self.name = name
         self.max_concurrency = max_concurrency
         self.default_on_error: OnError | None = on_error[0] if on_error else None
@@ -100,7 +98,7 @@ class Queuer:
         self.db.open()
         with self.db.connection() as conn:
             migrate(conn, self.db_config.schema)
-        self.job_db = JobDB(self.db)
+        self.job_db = JobDB(self.db, self.keyring)
         self.worker_db = WorkerDB(self.db)
         self.schedule_db = ScheduleDB(self.db, self.job_db)
         self.tasks: dict[str, Task] = registry.registered_tasks()
@@ -274,6 +272,7 @@ class Queuer:
         parameters: Sequence[Any],
         parameters_keyed: Mapping[str, Any],
         options: Options | None,
+        origin_rid: UUID | None = None,
     ) -> NewJob:
         name = self._task_name(task)
         if options is not None and not isinstance(options, Options):
@@ -305,11 +304,20 @@ class Queuer:
         schedule = options.schedule
         after = options.execute_after
         scheduled_at = after if isinstance(after, datetime) else (schedule.start if schedule is not None else None)
+        rid = uuid.uuid4()
+        sealed = None
+        if self.keyring is not None:
+            # Bound to the first job of a series, so recurring runs and re-adds can open it.
+            plain = '{"p":' + params + ',"k":' + keyed + "}"
+            sealed = self.keyring.encrypt(plain.encode(), origin_rid or rid, "arguments")
+            params, keyed = "[]", "{}"
         return NewJob(
-            rid=uuid.uuid4(),
+            rid=rid,
             task_name=name,
             parameters=params,
             parameters_keyed=keyed,
+            arguments_enc=sealed,
+            origin_rid=origin_rid,
             options=stored_json,
             priority=options.priority,
             scheduled_at=scheduled_at,
@@ -535,10 +543,12 @@ class Queuer:
         """Add an ended job again, as a new job with the same task, arguments and options."""
         old = self.get_job_ended(rid)
         stored = old.options
+        if old.encrypted:
+            raise EncryptionError(f"job {old.rid} is encrypted with a key this queuer does not have")
         new = self._new_job(old.task_name, old.parameters, old.parameters_keyed, stored and Options(
             on_error=stored.on_error, priority=old.priority, extra=stored.extra,
-        ))
-        return self.job_db.insert_job(replace(new, origin_rid=old.rid))
+        ), origin_rid=old.rid)
+        return self.job_db.insert_job(new)
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -580,7 +590,7 @@ class Queuer:
             log.warning("queuer %s starts with no tasks registered; it will claim nothing", self.name)
         self._runtime = WorkerRuntime(
             self.name, self.max_concurrency, self.tasks, self.job_db, self.worker_db, self.notifier,
-            self.settings, self.default_on_error, self.resources, self.next_interval_funcs,
+            self.settings, self.default_on_error, self.resources, self.next_interval_funcs, self.keyring,
         )
         self._runtime.start()
 

@@ -7,7 +7,7 @@
 WITH inserted AS (
     INSERT INTO {schema}.job (rid, task_name, parameters, parameters_keyed, options, priority,
                               status, scheduled_at, max_attempts, timeout_seconds,
-                              unique_key, origin_rid, schedule_count, serial_key)
+                              unique_key, origin_rid, schedule_count, serial_key, arguments_enc)
     VALUES (%(rid)s, %(task_name)s, %(parameters)s::json, %(parameters_keyed)s::json,
             %(options)s::jsonb, %(priority)s,
             CASE WHEN COALESCE(%(scheduled_at)s::timestamptz,
@@ -15,7 +15,7 @@ WITH inserted AS (
                  THEN 'SCHEDULED' ELSE 'QUEUED' END,
             COALESCE(%(scheduled_at)s::timestamptz, now() + make_interval(secs => %(delay_seconds)s)),
             %(max_attempts)s, %(timeout_seconds)s,
-            %(unique_key)s, %(origin_rid)s, %(schedule_count)s, %(serial_key)s)
+            %(unique_key)s, %(origin_rid)s, %(schedule_count)s, %(serial_key)s, %(arguments_enc)s)
     -- A unique key already queued or running: no row comes back, and the
     -- caller raises DuplicateJobError or returns the existing job.
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
@@ -75,7 +75,7 @@ FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, j.rid, j.task_name, j.parameters, j.parameters_keyed, j.options, j.priority,
           j.scheduled_at, j.attempts, j.max_attempts, j.timeout_seconds, j.schedule_count,
-          j.created_at;
+          j.created_at, j.origin_rid, j.arguments_enc;
 
 -- name: next_due_in
 -- Seconds until the next scheduled job of these tasks becomes claimable.
@@ -104,8 +104,8 @@ WITH outcome AS (
     SELECT *
     FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(statuses)s::text[],
                 %(results)s::text[], %(errors)s::text[], %(delays)s::double precision[],
-                %(next_at)s::timestamptz[])
-         AS o(id, attempt, status, results, error, delay, next_at)
+                %(next_at)s::timestamptz[], %(results_enc)s::bytea[])
+         AS o(id, attempt, status, results, error, delay, next_at, results_enc)
 ), retried AS (
     UPDATE {schema}.job AS j
     SET status = CASE WHEN o.delay > 0 THEN 'SCHEDULED' ELSE 'QUEUED' END,
@@ -125,10 +125,10 @@ WITH outcome AS (
       AND j.id = o.id AND j.attempts = o.attempt
       AND j.worker_rid = %(worker_rid)s
     RETURNING j.*, o.status AS final_status, o.results AS final_results, o.error AS final_error,
-              o.next_at AS final_next_at
+              o.next_at AS final_next_at, o.results_enc AS final_results_enc
 ), archived AS (
-    INSERT INTO {schema}.job_archive ({archived_columns}, status, results, error)
-    SELECT {archived_columns}, final_status, final_results::json, final_error
+    INSERT INTO {schema}.job_archive ({archived_columns}, status, results, error, results_enc)
+    SELECT {archived_columns}, final_status, final_results::json, final_error, final_results_enc
     FROM ended
     RETURNING id, rid, status
 ), next_runs AS (
@@ -138,11 +138,11 @@ WITH outcome AS (
     -- replayed. A next-interval function's time comes from the worker instead.
     INSERT INTO {schema}.job (rid, task_name, parameters, parameters_keyed, options, priority, status,
                               scheduled_at, max_attempts, timeout_seconds, origin_rid, schedule_count,
-                              serial_key)
+                              serial_key, arguments_enc)
     SELECT gen_random_uuid(), e.task_name, e.parameters, e.parameters_keyed,
            jsonb_set(e.options, '{schedule,start}', to_jsonb(s.anchor)),
            e.priority, 'SCHEDULED', s.next_at, e.max_attempts, e.timeout_seconds,
-           coalesce(e.origin_rid, e.rid), e.schedule_count + 1, e.serial_key
+           coalesce(e.origin_rid, e.rid), e.schedule_count + 1, e.serial_key, e.arguments_enc
     FROM ended AS e
     CROSS JOIN LATERAL (
         SELECT coalesce((e.options #>> '{schedule,start}')::timestamptz, e.created_at) AS anchor,

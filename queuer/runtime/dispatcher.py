@@ -12,6 +12,7 @@ the attempt at once, and whatever the task returns later is discarded.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -23,7 +24,8 @@ from typing import Any, Callable, Mapping
 from uuid import UUID
 
 from database.job_db import ClaimedJob, Outcome
-from helper.serialization import to_json
+from helper.encryption import EncryptionError, Keyring
+from helper.serialization import storable_size, to_json
 from model.options import OnError
 from model.task import Task
 from queuer.context import JobContext, reset_current, set_current
@@ -69,6 +71,7 @@ class Dispatcher:
         default_on_error: OnError | None,
         resources: Mapping[str, Any],
         next_interval_funcs: Mapping[str, Callable[[datetime, int], datetime]] | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
         self.tasks = tasks
         self.max_concurrency = max_concurrency
@@ -78,6 +81,7 @@ class Dispatcher:
         self.default_on_error = default_on_error
         self.resources = resources
         self.next_interval_funcs = next_interval_funcs if next_interval_funcs is not None else {}
+        self.keyring = keyring
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._work = threading.Condition(self._lock)
@@ -214,6 +218,11 @@ class Dispatcher:
         if task is None:  # claimed only for registered tasks, but a task can be removed
             error = f"TaskNotRegisteredError: task {job.task_name!r} is not registered on this worker"
             return self._failure(attempt, error, retry=False)
+        if job.arguments_enc is not None:
+            try:
+                self._open_arguments(job)
+            except EncryptionError as exc:
+                return self._failure(attempt, f"EncryptionError: {exc}", retry=False)
         if not isinstance(job.parameters, list) or not isinstance(job.parameters_keyed, dict):
             error = ("InvalidJobError: parameters must be a JSON array and parameters_keyed a JSON object; "
                      f"got {type(job.parameters).__name__} and {type(job.parameters_keyed).__name__}")
@@ -231,9 +240,22 @@ class Dispatcher:
             reset_current(token)
         try:
             results = to_json(result, f"the result of task {job.task_name!r}")
-        except TypeError as exc:
-            return self._failure(attempt, f"TypeError: {exc}", retry=False)
+            storable_size(results, f"the result of task {job.task_name!r}")
+        except (TypeError, ValueError) as exc:
+            return self._failure(attempt, f"{type(exc).__name__}: {exc}", retry=False)
+        if self.keyring is not None:
+            sealed = self.keyring.encrypt(results.encode(), job.rid, "results")
+            return Outcome(job.id, job.attempt, "SUCCEEDED", results=None, results_enc=sealed)
         return Outcome(job.id, job.attempt, "SUCCEEDED", results=results)
+
+    def _open_arguments(self, job: ClaimedJob) -> None:
+        """Decrypt the job's arguments in place; EncryptionError when this worker cannot."""
+        if self.keyring is None:
+            raise EncryptionError("the job's arguments are encrypted and this worker has no key: "
+                                  "set QUEUER_ENCRYPTION_KEY")
+        assert job.arguments_enc is not None
+        opened = json.loads(self.keyring.decrypt(job.arguments_enc, job.binding, "arguments"))
+        job.parameters, job.parameters_keyed = opened["p"], opened["k"]
 
     def _with_next_run(self, attempt: Attempt, outcome: Outcome) -> Outcome:
         """A recurring job driven by a next-interval function: ask it for the next run's time."""

@@ -17,6 +17,7 @@ from uuid import UUID
 from database.job_db import JobDB
 from database.schedule_db import ScheduleDB
 from database.worker_db import WorkerDB
+from helper.encryption import Keyring
 from model.options import OnError
 from model.task import Task
 from model.worker import Worker, WorkerStatus
@@ -47,6 +48,7 @@ class WorkerRuntime:
         default_on_error: OnError | None,
         resources: Mapping[str, Any],
         next_interval_funcs: Mapping[str, Callable[..., Any]] | None = None,
+        keyring: Keyring | None = None,
         on_stopped: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
@@ -68,7 +70,7 @@ class WorkerRuntime:
         )
         self.dispatcher = Dispatcher(
             tasks, max_concurrency, prefetch, self.completer.add, self._wake_poller, default_on_error, resources,
-            next_interval_funcs,
+            next_interval_funcs, keyring,
         )
         self.poller = Poller(
             job_db,

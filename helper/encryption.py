@@ -1,0 +1,112 @@
+"""Client-side encryption of job arguments and results (AES-256-GCM).
+
+Blob format (bytea): ``version (1 byte, 1) | key id (4 bytes) | nonce (12 bytes) | ciphertext + tag``.
+The associated data binds a blob to one job and one field
+(``queuer/v1/<rid>/<field>``), so a ciphertext moved to another job or field
+fails to decrypt instead of being accepted.
+
+Keys: ``QUEUER_ENCRYPTION_KEY`` holds one or more keys separated by commas,
+newest first. The newest encrypts; every key decrypts (rotation). A key is 32
+random bytes in base64 (``queuer keygen``) or a passphrase of at least 16
+characters, stretched with HKDF-SHA256.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+VERSION = 1
+HEADER = 1 + 4 + 12
+
+
+class EncryptionError(Exception):
+    """A payload could not be encrypted or decrypted; the message says why (never the key)."""
+
+
+@dataclass(frozen=True)
+class _Key:
+    key_id: bytes
+    aead: AESGCM = field(repr=False)
+
+
+def generate_key() -> str:
+    """A new random key, in the form QUEUER_ENCRYPTION_KEY takes."""
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def _key_bytes(text: str) -> bytes:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        if len(raw) == 32:
+            return raw
+    except (binascii.Error, ValueError):
+        pass
+    if len(text) < 16:
+        raise EncryptionError("an encryption key must be 32 bytes in base64 (queuer keygen) "
+                              "or a passphrase of at least 16 characters")
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"queuer", info=b"aes-256-gcm").derive(text.encode())
+
+
+class Keyring:
+    """The configured keys; ``repr`` shows key ids only."""
+
+    def __init__(self, keys: list[str]) -> None:
+        if not keys:
+            raise EncryptionError("no encryption key given")
+        self._keys = []
+        for text in keys:
+            raw = _key_bytes(text.strip())
+            self._keys.append(_Key(hashlib.sha256(raw).digest()[:4], AESGCM(raw)))
+        self._by_id = {k.key_id: k for k in reversed(self._keys)}
+
+    @classmethod
+    def parse(cls, value: str | None) -> "Keyring | None":
+        if not value:
+            return None
+        return cls([part for part in value.split(",") if part.strip()])
+
+    @property
+    def current_id(self) -> bytes:
+        return self._keys[0].key_id
+
+    def __repr__(self) -> str:
+        return f"<Keyring keys={[k.key_id.hex() for k in self._keys]}>"
+
+    @staticmethod
+    def _aad(binding: UUID, what: str) -> bytes:
+        return f"queuer/v{VERSION}/{binding}/{what}".encode()
+
+    def encrypt(self, plaintext: bytes, binding: UUID, what: str) -> bytes:
+        key = self._keys[0]
+        nonce = os.urandom(12)
+        return bytes([VERSION]) + key.key_id + nonce + key.aead.encrypt(nonce, plaintext, self._aad(binding, what))
+
+    def decrypt(self, blob: bytes, binding: UUID, what: str) -> bytes:
+        blob = bytes(blob)
+        if len(blob) < HEADER + 16 or blob[0] != VERSION:
+            raise EncryptionError(f"the job's {what} are not in queuer's encrypted format")
+        key = self._by_id.get(blob[1:5])
+        if key is None:
+            raise EncryptionError(
+                f"the job's {what} were encrypted with key {blob[1:5].hex()}, which is not configured here "
+                f"(configured: {', '.join(k.key_id.hex() for k in self._keys)}); add it to QUEUER_ENCRYPTION_KEY"
+            )
+        try:
+            return key.aead.decrypt(blob[5:17], blob[17:], self._aad(binding, what))
+        except InvalidTag:
+            raise EncryptionError(
+                f"the job's {what} failed authentication: altered, or moved from another job"
+            ) from None
+
+    def needs_rotation(self, blob: bytes | None) -> bool:
+        return blob is not None and bytes(blob[1:5]) != self.current_id
