@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import psycopg
 from psycopg.rows import tuple_row
 
 from helper.config import quote_identifier
+
+if TYPE_CHECKING:
+    from helper.encryption import Keyring
 
 TABLES = ("job", "job_archive", "worker", "master", "task_rate", "schedule", "schema_version")
 INDEXES = (
@@ -143,3 +146,48 @@ def prune_archive(
             progress(total)
         if deleted < batch_size or once:
             return total
+
+
+def reencrypt(
+    conn: psycopg.Connection,
+    schema: str,
+    keyring: "Keyring",
+    batch_size: int = 500,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Re-encrypt every payload not under the newest key (after a rotation); return how many rows changed.
+
+    Each row is updated only if its blob is still the one that was read, so a
+    worker writing at the same time is never overwritten.
+    """
+    quoted = quote_identifier(schema)
+    changed = 0
+    cur = conn.cursor(row_factory=tuple_row)
+    for table in ("job", "job_archive"):
+        after = -(2**63)
+        while True:
+            rows = cur.execute(
+                f"SELECT id, rid, origin_rid, arguments_enc, results_enc FROM {quoted}.{table} "  # type: ignore[arg-type]
+                "WHERE id > %s AND (substring(arguments_enc FROM 2 FOR 4) <> %s "
+                "OR substring(results_enc FROM 2 FOR 4) <> %s) ORDER BY id LIMIT %s",
+                (after, keyring.current_id, keyring.current_id, batch_size),
+            ).fetchall()
+            if not rows:
+                break
+            with conn.transaction():
+                for id_, rid, origin_rid, arguments, results in rows:
+                    for column, blob, binding, what in (
+                        ("arguments_enc", arguments, origin_rid or rid, "arguments"),
+                        ("results_enc", results, rid, "results"),
+                    ):
+                        if keyring.needs_rotation(blob):
+                            fresh = keyring.encrypt(keyring.decrypt(blob, binding, what), binding, what)
+                            cur.execute(
+                                f"UPDATE {quoted}.{table} SET {column} = %s WHERE id = %s AND {column} = %s",  # type: ignore[arg-type]
+                                (fresh, id_, blob),
+                            )
+                    changed += 1
+            after = rows[-1][0]
+            if progress is not None:
+                progress(changed)
+    return changed

@@ -8,6 +8,7 @@ traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
@@ -52,7 +53,8 @@ class CliState:
         from queuer.settings import WorkerSettings
 
         try:
-            return new_queuer_with_db("queuer-cli", 1, None, self.config(), settings=WorkerSettings())
+            key = os.environ.get("QUEUER_ENCRYPTION_KEY") or None
+            return new_queuer_with_db("queuer-cli", 1, key, self.config(), settings=WorkerSettings())
         except click.ClickException:
             raise
         except Exception as exc:  # unreachable database, bad settings: one clear line
@@ -184,6 +186,37 @@ def grant(state: CliState, role: str, dry_run: bool) -> None:
     if not dry_run:
         with state.connection() as conn:
             admin.apply(conn, statements)
+
+
+@main.command()
+def keygen() -> None:
+    """Print a new random encryption key for QUEUER_ENCRYPTION_KEY."""
+    from helper.encryption import generate_key
+
+    click.echo(generate_key())
+
+
+@main.command()
+@click.option("--batch-size", default=500, show_default=True)
+@pass_state
+def reencrypt(state: CliState, batch_size: int) -> None:
+    """After a key rotation: re-encrypt every job under the newest key of QUEUER_ENCRYPTION_KEY."""
+    from database import admin
+    from helper.encryption import EncryptionError, Keyring
+
+    try:
+        keyring = Keyring.parse(os.environ.get("QUEUER_ENCRYPTION_KEY"))
+    except EncryptionError as exc:
+        raise click.ClickException(str(exc)) from None
+    if keyring is None:
+        raise click.ClickException("set QUEUER_ENCRYPTION_KEY: the newest key first, then the old ones")
+    with state.connection() as conn:
+        try:
+            total = admin.reencrypt(conn, state.config().schema, keyring, batch_size,
+                                    progress=lambda n: click.echo(f"\rre-encrypted {n}", nl=False, err=True))
+        except EncryptionError as exc:
+            raise click.ClickException(f"{exc}; nothing after this row was changed") from None
+    click.echo(f"\nre-encrypted {total} job(s) under key {keyring.current_id.hex()}")
 
 
 # -- jobs -------------------------------------------------------------------------
