@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from uuid import UUID
 
 import click
@@ -321,24 +321,29 @@ def job(state: CliState, rid: str) -> None:
     click.echo(json.dumps(_plain(found), indent=2))
 
 
-@main.command()
-@click.argument("rids", nargs=-1, required=True)
-@pass_state
-def cancel(state: CliState, rids: tuple[str, ...]) -> None:
-    """Cancel queued, scheduled or running jobs."""
+def _each_rid(state: CliState, rids: tuple[str, ...], action: Callable[[Any, str], str]) -> None:
+    """Apply ``action`` to every rid; report each failure and exit 1 if any failed."""
+    from helper.encryption import EncryptionError
     from queuer.errors import QueuerError
 
     failed = 0
     with state.queuer() as q:
         for rid in rids:
             try:
-                q.cancel_job(rid)
-                click.echo(f"{rid} CANCELLED")
-            except (QueuerError, ValueError) as exc:
+                click.echo(action(q, rid))
+            except (QueuerError, EncryptionError, ValueError) as exc:
                 failed += 1
                 click.echo(f"{rid}: {exc}", err=True)
     if failed:
         raise SystemExit(1)
+
+
+@main.command()
+@click.argument("rids", nargs=-1, required=True)
+@pass_state
+def cancel(state: CliState, rids: tuple[str, ...]) -> None:
+    """Cancel queued, scheduled or running jobs."""
+    _each_rid(state, rids, lambda q, rid: f"{rid} {q.cancel_job(rid).status.value}")
 
 
 @main.command()
@@ -346,19 +351,12 @@ def cancel(state: CliState, rids: tuple[str, ...]) -> None:
 @pass_state
 def retry(state: CliState, rids: tuple[str, ...]) -> None:
     """Add ended jobs again (as new jobs with the same task and arguments)."""
-    from queuer.errors import QueuerError
 
-    failed = 0
-    with state.queuer() as q:
-        for rid in rids:
-            try:
-                again = q.readd_job_from_archive(rid)
-                click.echo(f"{rid} -> {again.rid} {again.status.value}")
-            except (QueuerError, ValueError) as exc:
-                failed += 1
-                click.echo(f"{rid}: {exc}", err=True)
-    if failed:
-        raise SystemExit(1)
+    def readd(q: Any, rid: str) -> str:
+        again = q.readd_job_from_archive(rid)
+        return f"{rid} -> {again.rid} {again.status.value}"
+
+    _each_rid(state, rids, readd)
 
 
 @main.command()
