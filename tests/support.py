@@ -40,6 +40,41 @@ def wait_until(condition: Callable[[], T], timeout: float = 20.0, interval: floa
         time.sleep(interval)
 
 
+def read_lines_until(proc: subprocess.Popen[bytes], done: Callable[[list[str]], bool], timeout: float = 30.0) -> list[str]:
+    """Read a process's output lines until ``done(lines)``; fail after ``timeout`` seconds.
+
+    A reader thread (one per process, kept on it) feeds a queue, so lines that
+    arrive together are never stuck in a buffer a select() cannot see.
+    """
+    import queue
+    import threading
+
+    lines_queue: queue.Queue[str | None] | None = getattr(proc, "_line_queue", None)
+    if lines_queue is None:
+        lines_queue = queue.Queue()
+        proc._line_queue = lines_queue  # type: ignore[attr-defined]
+        proc._lines = []  # type: ignore[attr-defined]
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                lines_queue.put(raw.decode().rstrip())
+            lines_queue.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+    lines: list[str] = proc._lines  # type: ignore[attr-defined]
+    deadline = time.monotonic() + timeout
+    while not done(lines):
+        try:
+            line = lines_queue.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(f"timed out after {timeout}s; output so far: {lines}") from None
+        if line is None:
+            raise AssertionError(f"the process ended; output: {lines}")
+        lines.append(line)
+    return lines
+
+
 def db_env(config: DatabaseConfiguration) -> dict[str, str]:
     """Environment variables that point a subprocess at ``config``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUER_DB_")}

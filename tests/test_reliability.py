@@ -15,7 +15,7 @@ import pytest
 
 import queuer
 from queuer import BatchJob, JobStatus, OnError, Options, WorkerSettings, WorkerStatus
-from tests.support import FAST, count, sql, start_worker_process, stop_process, wait_until
+from tests.support import FAST, count, read_lines_until, sql, start_worker_process, stop_process, wait_until
 
 pytestmark = pytest.mark.reliability
 
@@ -137,12 +137,11 @@ def test_stop_worker_from_another_process_stops_it(make_queuer):
 
 def test_sigterm_finishes_running_jobs_and_releases_prefetched_ones_at_once(make_queuer, db_config):
     producer = make_queuer()
-    proc = start_worker_process(db_config, "--concurrency", "2", QUEUER_PREFETCH="4")
+    proc = start_worker_process(db_config, "--concurrency", "2", QUEUER_PREFETCH="4", QUEUER_TEST_ANNOUNCE="1")
     try:
-        wait_until(lambda: producer.get_workers(status="RUNNING"), timeout=60, message="worker up")
+        read_lines_until(proc, lambda lines: any(line.startswith("READY") for line in lines))
         running = [producer.add_job("sleepy", i, seconds=1.5).rid for i in range(2)]
-        wait_until(lambda: len(producer.get_jobs(status="RUNNING")) == 2, message="2 running")
-        time.sleep(0.3)  # let both threads really start (bounded, not a wait for a condition)
+        read_lines_until(proc, lambda lines: sum(line.startswith("STARTED") for line in lines) == 2)
         prefetched = producer.add_jobs([BatchJob(task="sleepy", parameters=[i], parameters_keyed={"seconds": 1.5})
                                         for i in range(4)])
         wait_until(lambda: len(producer.get_jobs(status="RUNNING")) == 6, message="4 prefetched")
