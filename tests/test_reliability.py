@@ -141,7 +141,7 @@ def test_sigterm_finishes_running_jobs_and_releases_prefetched_ones_at_once(make
     try:
         read_lines_until(proc, lambda lines: any(line.startswith("READY") for line in lines))
         running = [producer.add_job("sleepy", i, seconds=1.5).rid for i in range(2)]
-        read_lines_until(proc, lambda lines: sum(line.startswith("STARTED") for line in lines) == 2)
+        read_lines_until(proc, lambda lines: sum(line.count("STARTED") for line in lines) == 2)
         prefetched = producer.add_jobs([BatchJob(task="sleepy", parameters=[i], parameters_keyed={"seconds": 1.5})
                                         for i in range(4)])
         wait_until(lambda: len(producer.get_jobs(status="RUNNING")) == 6, message="4 prefetched")

@@ -26,7 +26,8 @@ def noop(value: object = None) -> object:
 
 def sleepy(value: object = None, seconds: float = 0.01) -> object:
     if os.environ.get("QUEUER_TEST_ANNOUNCE"):
-        print(f"STARTED {value}", flush=True)  # lets a test wait until the task really runs
+        sys.stdout.write(f"STARTED {value}\n")  # one write: lines of two threads do not interleave
+        sys.stdout.flush()
     time.sleep(seconds)
     return value
 
