@@ -161,7 +161,13 @@ def autovac(state: CliState, dry_run: bool, rollback: bool) -> None:
     """Apply autovacuum settings suited to queue tables (or reset them)."""
     from database import admin
 
-    statements = admin.autovacuum_statements(state.config().schema, rollback)
+    _echo_and_apply(state, admin.autovacuum_statements(state.config().schema, rollback), dry_run)
+
+
+def _echo_and_apply(state: CliState, statements: list[str], dry_run: bool) -> None:
+    """Print the SQL; run it in one transaction unless this is a dry run."""
+    from database import admin
+
     for statement in statements:
         click.echo(statement + ";")
     if not dry_run:
@@ -181,11 +187,7 @@ def grant(state: CliState, role: str, dry_run: bool) -> None:
         statements = admin.grant_statements(state.config().schema, role)
     except ValueError as exc:
         raise click.BadParameter(str(exc).replace("schema name", "role name"), param_hint="ROLE") from None
-    for statement in statements:
-        click.echo(statement + ";")
-    if not dry_run:
-        with state.connection() as conn:
-            admin.apply(conn, statements)
+    _echo_and_apply(state, statements, dry_run)
 
 
 @main.command()
