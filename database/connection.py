@@ -119,11 +119,8 @@ class Database:
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
         """A pooled autocommit connection with dict rows."""
-        with self.pool.connection() as conn:
-            try:
-                yield conn  # type: ignore[misc]
-            finally:
-                self._last_used[id(conn)] = time.monotonic()
+        with self._borrow(self.pool) as conn:
+            yield conn
 
     @contextmanager
     def hot_connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
@@ -132,11 +129,16 @@ class Database:
             with self._open_lock:
                 if self.hot_pool.closed:
                     self.hot_pool.open(wait=True, timeout=self.connect_timeout)
-        with self.hot_pool.connection() as conn:
+        with self._borrow(self.hot_pool) as conn:
+            yield conn
+
+    @contextmanager
+    def _borrow(self, pool: ConnectionPool) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        with pool.connection() as conn:
             try:
                 yield conn  # type: ignore[misc]
             finally:
-                self._last_used[id(conn)] = time.monotonic()
+                self._last_used[id(conn)] = time.monotonic()  # see _check_if_idle
 
     def connect(self, **overrides: Any) -> psycopg.Connection[dict[str, Any]]:
         """A new connection outside the pool (LISTEN needs its own)."""

@@ -78,10 +78,10 @@ class ScheduleDB:
     def set_paused(self, name: str, paused: bool) -> CronSchedule | None:
         next_run_at = None
         if not paused:  # resuming: the next tick from now, no catching up
-            current = next((s for s in self.list() if s.name == name), None)
+            current = self.db.execute_one(self.q.get_schedule, {"name": name})
             if current is None:
                 return None
-            next_run_at = next_tick(current.cron, current.timezone, self._db_now())
+            next_run_at = next_tick(current["cron"], current["timezone"], current["db_now"])
         row = self.db.execute_one(self.q.set_schedule_paused,
                                   {"name": name, "paused": paused, "next_run_at": next_run_at})
         return CronSchedule.from_row(row) if row else None

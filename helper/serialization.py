@@ -28,6 +28,3 @@ def storable_size(text: str, what: str) -> int:
     except UnicodeEncodeError:
         raise ValueError(f"{what} contains a lone surrogate, which is not valid Unicode text") from None
 
-
-def from_json(text: str | bytes | None) -> Any:
-    return None if text is None else json.loads(text)

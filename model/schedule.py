@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 
@@ -65,6 +65,3 @@ class Schedule:
             next_interval=data.get("next_interval"),
         )
 
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)

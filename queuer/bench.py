@@ -151,7 +151,7 @@ class Bench:
                 q.add_jobs([BatchJob(task=noop) for _ in range(min(20_000, s.jobs - start))])
             env = {**os.environ, **_env_for(config)}
             command = [sys.executable, "-m", "queuer.bench", "--worker",
-                       str(s.concurrency), str(s.prefetch), str(s.jobs)]
+                       str(s.concurrency), str(s.prefetch)]
             since = self.db_now(q)
             started = time.perf_counter()
             procs = [subprocess.Popen(command, env=env) for _ in range(s.processes)]
@@ -269,7 +269,7 @@ def run_bench(settings: BenchSettings, which: set[str], json_path: str | None, o
     return 0
 
 
-def _worker_main(concurrency: int, prefetch: int, total: int) -> None:
+def _worker_main(concurrency: int, prefetch: int) -> None:
     """A drain worker for ``drain_processes`` (run as ``python -m queuer.bench --worker``)."""
     q = new_queuer_with_db("bench-worker", concurrency, None, None, settings=WorkerSettings(prefetch=prefetch))
     q.add_task(noop)
@@ -278,5 +278,5 @@ def _worker_main(concurrency: int, prefetch: int, total: int) -> None:
     q.wait_until_stopped()
 
 
-if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "--worker":
-    _worker_main(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--worker":
+    _worker_main(int(sys.argv[2]), int(sys.argv[3]))

@@ -15,7 +15,7 @@ import pytest
 
 import queuer
 from queuer import BatchJob, JobStatus, OnError, Options, WorkerSettings, WorkerStatus
-from tests.support import FAST, count, read_lines_until, sql, start_worker_process, stop_process, wait_until
+from tests.support import count, read_lines_until, sql, start_worker_process, stop_process, wait_until
 
 pytestmark = pytest.mark.reliability
 

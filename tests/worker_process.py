@@ -16,7 +16,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import queuer  # noqa: E402
 from queuer import OnError, WorkerSettings, new_queuer  # noqa: E402
 
 

@@ -37,6 +37,9 @@ FROM {schema}.schedule WHERE NOT paused;
 -- name: list_schedules
 SELECT * FROM {schema}.schedule ORDER BY name;
 
+-- name: get_schedule
+SELECT *, now() AS db_now FROM {schema}.schedule WHERE name = %(name)s;
+
 -- name: set_schedule_paused
 UPDATE {schema}.schedule
 SET paused = %(paused)s,

@@ -49,9 +49,8 @@ class BackgroundLoop:
                 error_delay = min(error_delay * 2, MAX_ERROR_DELAY)
             if delay is None:
                 delay = self.interval
-            if delay > 0 and self._wake.wait(delay):
-                self._wake.clear()
-            elif delay <= 0:
+            # Clear only a wake that was seen, so one set after a timeout is kept.
+            if delay <= 0 or self._wake.wait(delay):
                 self._wake.clear()
         try:
             self.on_stop()
