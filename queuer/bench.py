@@ -99,9 +99,12 @@ class Bench:
         assert row is not None
         return row["now"]
 
-    def wait_archived(self, q: Queuer, since: Any, target: int, timeout: float = 600.0) -> None:
+    def wait_archived(self, q: Queuer, since: Any, target: int, timeout: float = 600.0,
+                      procs: list[subprocess.Popen[bytes]] = ()) -> None:  # type: ignore[assignment]
         deadline = time.monotonic() + timeout
         while self.archived_since(q, since) < target:
+            if procs and all(p.poll() is not None for p in procs):
+                raise RuntimeError(f"every worker process exited early (codes {[p.returncode for p in procs]})")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {self.archived_since(q, since)} of {target} jobs archived after {timeout:.0f}s")
             time.sleep(0.05)
@@ -156,7 +159,7 @@ class Bench:
             started = time.perf_counter()
             procs = [subprocess.Popen(command, env=env) for _ in range(s.processes)]
             try:
-                self.wait_archived(q, since, s.jobs)
+                self.wait_archived(q, since, s.jobs, procs=procs)
             finally:
                 for proc in procs:
                     proc.terminate()
