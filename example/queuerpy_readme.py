@@ -7,8 +7,8 @@ import json
 
 import queuer
 from queuer import new_queuer
-from model.batch_job import BatchJob
-from model.options import Options, OnError
+from queuer import BatchJob
+from queuer import OnError, Options
 
 
 def example_task(*args, **kwargs):

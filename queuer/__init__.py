@@ -6,8 +6,8 @@ Everything public is importable from here::
     from queuer import new_queuer, Options, OnError, RetryBackoff, Schedule, BatchJob, JobStatus
 """
 
-from helper.config import ConfigurationError, DatabaseConfiguration
-from model import (
+from queuer.helper.config import ConfigurationError, DatabaseConfiguration
+from queuer.model import (
     BatchJob,
     Job,
     JobStatus,
@@ -19,7 +19,7 @@ from model import (
     Worker,
     WorkerStatus,
 )
-from model.cron_schedule import CronSchedule
+from queuer.model.cron_schedule import CronSchedule
 from queuer.context import JobContext, current_job
 from queuer.errors import (
     DatabaseUnreachableError,

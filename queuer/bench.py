@@ -20,8 +20,8 @@ from typing import Any, Callable, TextIO
 
 import psycopg
 
-from helper.config import DatabaseConfiguration, quote_identifier
-from model.batch_job import BatchJob
+from queuer.helper.config import DatabaseConfiguration, quote_identifier
+from queuer.model.batch_job import BatchJob
 from queuer.factory import new_queuer_with_db
 from queuer.queuer import Queuer
 from queuer.settings import WorkerSettings
@@ -260,7 +260,7 @@ def run_bench(settings: BenchSettings, which: set[str], json_path: str | None, o
         if DatabaseConfiguration.is_configured():
             config = DatabaseConfiguration.from_env()
         else:
-            from helper.postgres_server import TemporaryPostgres
+            from queuer.helper.postgres_server import TemporaryPostgres
 
             print("No QUEUER_DB_* set: starting a throwaway PostgreSQL ...", file=out, flush=True)
             config = stack.enter_context(TemporaryPostgres()).config

@@ -20,7 +20,7 @@ from uuid import UUID
 import click
 import psycopg
 
-from helper.config import ConfigurationError, DatabaseConfiguration
+from queuer.helper.config import ConfigurationError, DatabaseConfiguration
 
 DURABILITY = click.Choice(["volatile", "balanced", "durable"])
 
@@ -82,8 +82,8 @@ def main(ctx: click.Context, schema: str | None) -> None:
 @pass_state
 def install(state: CliState, durability: str) -> None:
     """Create queuer's tables in the schema (or upgrade them)."""
-    from database import admin
-    from database.migrations import migrate
+    from queuer.database import admin
+    from queuer.database.migrations import migrate
 
     with state.connection() as conn:
         applied = migrate(conn, state.config().schema)
@@ -97,8 +97,8 @@ def install(state: CliState, durability: str) -> None:
 @pass_state
 def upgrade(state: CliState, durability: str | None) -> None:
     """Apply pending migrations."""
-    from database import admin
-    from database.migrations import installed_version, migrate
+    from queuer.database import admin
+    from queuer.database.migrations import installed_version, migrate
 
     with state.connection() as conn:
         before = installed_version(conn, state.config().schema)
@@ -113,7 +113,7 @@ def upgrade(state: CliState, durability: str | None) -> None:
 @pass_state
 def uninstall(state: CliState) -> None:
     """Drop queuer's tables (the schema itself stays)."""
-    from database.migrations import uninstall as drop
+    from queuer.database.migrations import uninstall as drop
 
     with state.connection() as conn:
         drop(conn, state.config().schema)
@@ -125,7 +125,7 @@ def uninstall(state: CliState) -> None:
 @pass_state
 def verify(state: CliState, expect: str) -> None:
     """Check that queuer's tables and indexes exist (or not); exit 1 on any mismatch."""
-    from database import admin
+    from queuer.database import admin
 
     with state.connection() as conn:
         problems = admin.verify(conn, state.config().schema, expect == "present")
@@ -142,7 +142,7 @@ def verify(state: CliState, expect: str) -> None:
 @pass_state
 def durability(state: CliState, mode: str, dry_run: bool) -> None:
     """Switch tables between logged and unlogged without losing rows."""
-    from database import admin
+    from queuer.database import admin
 
     with state.connection() as conn:
         statements = admin.durability_statements(conn, state.config().schema, mode)
@@ -159,14 +159,14 @@ def durability(state: CliState, mode: str, dry_run: bool) -> None:
 @pass_state
 def autovac(state: CliState, dry_run: bool, rollback: bool) -> None:
     """Apply autovacuum settings suited to queue tables (or reset them)."""
-    from database import admin
+    from queuer.database import admin
 
     _echo_and_apply(state, admin.autovacuum_statements(state.config().schema, rollback), dry_run)
 
 
 def _echo_and_apply(state: CliState, statements: list[str], dry_run: bool) -> None:
     """Print the SQL; run it in one transaction unless this is a dry run."""
-    from database import admin
+    from queuer.database import admin
 
     for statement in statements:
         click.echo(statement + ";")
@@ -181,7 +181,7 @@ def _echo_and_apply(state: CliState, statements: list[str], dry_run: bool) -> No
 @pass_state
 def grant(state: CliState, role: str, dry_run: bool) -> None:
     """Let ROLE produce and consume jobs without DDL rights (run as the schema's owner)."""
-    from database import admin
+    from queuer.database import admin
 
     try:
         statements = admin.grant_statements(state.config().schema, role)
@@ -193,7 +193,7 @@ def grant(state: CliState, role: str, dry_run: bool) -> None:
 @main.command()
 def keygen() -> None:
     """Print a new random encryption key for QUEUER_ENCRYPTION_KEY."""
-    from helper.encryption import generate_key
+    from queuer.helper.encryption import generate_key
 
     click.echo(generate_key())
 
@@ -203,8 +203,8 @@ def keygen() -> None:
 @pass_state
 def reencrypt(state: CliState, batch_size: int) -> None:
     """After a key rotation: re-encrypt every job under the newest key of QUEUER_ENCRYPTION_KEY."""
-    from database import admin
-    from helper.encryption import EncryptionError, Keyring
+    from queuer.database import admin
+    from queuer.helper.encryption import EncryptionError, Keyring
 
     try:
         keyring = Keyring.parse(os.environ.get("QUEUER_ENCRYPTION_KEY"))
@@ -247,7 +247,7 @@ def _json_arg(text: str | None, what: str, kind: type) -> Any:
 def queue(state: CliState, task: str, args: str | None, kwargs: str | None, priority: int, after: float | None,
           force: bool) -> None:
     """Add a job: TASK with positional ARGS as a JSON array, e.g. queuer queue resize '["/a.png"]'."""
-    from model.options import Options
+    from queuer.model.options import Options
 
     parameters = _json_arg(args, "ARGS", list)
     parameters_keyed = _json_arg(kwargs, "--kwargs", dict)
@@ -325,7 +325,7 @@ def job(state: CliState, rid: str) -> None:
 
 def _each_rid(state: CliState, rids: tuple[str, ...], action: Callable[[Any, str], str]) -> None:
     """Apply ``action`` to every rid; report each failure and exit 1 if any failed."""
-    from helper.encryption import EncryptionError
+    from queuer.helper.encryption import EncryptionError
     from queuer.errors import QueuerError
 
     failed = 0
@@ -406,7 +406,7 @@ def schedules(state: CliState, action: str, name: str | None) -> None:
 @pass_state
 def prune(state: CliState, older_than: str, batch_size: int) -> None:
     """Delete archived jobs that ended longer ago than --older-than, in small batches."""
-    from database import admin
+    from queuer.database import admin
 
     seconds = parse_age(older_than)
     with state.connection() as conn:
@@ -429,7 +429,7 @@ def parse_age(text: str) -> float:
 @pass_state
 def listen(state: CliState) -> None:
     """Print queuer's NOTIFY events as they arrive (Ctrl-C to stop)."""
-    from database.connection import channel_name
+    from queuer.database.connection import channel_name
 
     with state.connection() as conn:
         channel = channel_name(state.config().schema)

@@ -13,9 +13,9 @@ import time
 from contextlib import ExitStack
 from typing import TextIO
 
-from helper.config import DatabaseConfiguration
-from model.batch_job import BatchJob
-from model.job import JobStatus
+from queuer.helper.config import DatabaseConfiguration
+from queuer.model.batch_job import BatchJob
+from queuer.model.job import JobStatus
 from queuer.factory import new_queuer_with_db
 from queuer.settings import WorkerSettings
 
@@ -45,7 +45,7 @@ def run_demo(jobs: int = 10_000, concurrency: int = 8, out: TextIO = sys.stdout)
             config = DatabaseConfiguration.from_env()
             print(f"Using PostgreSQL at {config.describe()}", file=out)
         else:
-            from helper.postgres_server import TemporaryPostgres
+            from queuer.helper.postgres_server import TemporaryPostgres
 
             print("No QUEUER_DB_* set: starting an embedded PostgreSQL ...", file=out, flush=True)
             server = stack.enter_context(TemporaryPostgres())

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from database.connection import DatabaseUnreachableError
-from helper.config import ConfigurationError
+from queuer.database.connection import DatabaseUnreachableError
+from queuer.helper.config import ConfigurationError
 
 
 class QueuerError(Exception):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
-from helper.config import DatabaseConfiguration
-from model.options import OnError
+from queuer.helper.config import DatabaseConfiguration
+from queuer.model.options import OnError
 from queuer.queuer import Queuer
 from queuer.settings import WorkerSettings
 

@@ -22,21 +22,21 @@ from uuid import UUID
 
 import psycopg
 
-from database.connection import Database
-from database.job_db import DuplicateKeyError, JobDB, NewJob
-from database.migrations import migrate
-from database.schedule_db import ScheduleDB
-from database.worker_db import WorkerDB
-from helper.cron import validate_cron, validate_timezone
-from model.cron_schedule import CronSchedule
-from helper.config import DatabaseConfiguration
-from helper.encryption import EncryptionError, Keyring
-from helper.serialization import storable_size, to_json
-from model.batch_job import BatchJob
-from model.job import ENDED_STATUSES, Job, JobStatus
-from model.options import OnError, Options
-from model.task import Task, task_name_of
-from model.worker import Worker, WorkerStatus
+from queuer.database.connection import Database
+from queuer.database.job_db import DuplicateKeyError, JobDB, NewJob
+from queuer.database.migrations import migrate
+from queuer.database.schedule_db import ScheduleDB
+from queuer.database.worker_db import WorkerDB
+from queuer.helper.cron import validate_cron, validate_timezone
+from queuer.model.cron_schedule import CronSchedule
+from queuer.helper.config import DatabaseConfiguration
+from queuer.helper.encryption import EncryptionError, Keyring
+from queuer.helper.serialization import storable_size, to_json
+from queuer.model.batch_job import BatchJob
+from queuer.model.job import ENDED_STATUSES, Job, JobStatus
+from queuer.model.options import OnError, Options
+from queuer.model.task import Task, task_name_of
+from queuer.model.worker import Worker, WorkerStatus
 from queuer import registry
 from queuer.errors import (
     DuplicateJobError,
@@ -329,12 +329,12 @@ class Queuer:
             skip_duplicate=options.on_duplicate == "skip",
         )
 
-    def add_job(self, task: Callable[..., Any] | str, *parameters: Any, **parameters_keyed: Any) -> Job:
+    def add_job(self, task: Callable[..., Any] | str, /, *parameters: Any, **parameters_keyed: Any) -> Job:
         """Add one job; ``task`` is a registered function or a task name."""
         return self.add_job_with_options(None, task, *parameters, **parameters_keyed)
 
     def add_job_with_options(
-        self, options: Options | None, task: Callable[..., Any] | str, *parameters: Any, **parameters_keyed: Any
+        self, options: Options | None, task: Callable[..., Any] | str, /, *parameters: Any, **parameters_keyed: Any
     ) -> Job:
         self._check_open()
         with _duplicates_as_errors():
@@ -346,7 +346,7 @@ class Queuer:
         return self._insert_batch(batch_jobs, None)
 
     def add_job_tx(
-        self, conn: psycopg.Connection[Any], task: Callable[..., Any] | str, *parameters: Any, **parameters_keyed: Any
+        self, conn: psycopg.Connection[Any], task: Callable[..., Any] | str, /, *parameters: Any, **parameters_keyed: Any
     ) -> Job:
         """Insert on the caller's connection, inside the caller's transaction.
 
@@ -359,6 +359,7 @@ class Queuer:
         conn: psycopg.Connection[Any],
         options: Options | None,
         task: Callable[..., Any] | str,
+        /,
         *parameters: Any,
         **parameters_keyed: Any,
     ) -> Job:

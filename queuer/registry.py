@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, TypeVar
 
-from model.task import Task, task_name_of
+from queuer.model.task import Task, task_name_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 

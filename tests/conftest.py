@@ -31,8 +31,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from helper.config import DatabaseConfiguration
-from helper.postgres_server import TemporaryPostgres
+from queuer.helper.config import DatabaseConfiguration
+from queuer.helper.postgres_server import TemporaryPostgres
 
 DSN_VARIABLE = "QUEUER_TEST_DSN"
 CONTAINER_IMAGE = "postgres:16-alpine"
@@ -42,7 +42,7 @@ MARKERS = (
     "slow: takes more than a few seconds",
     "crash: kills processes or the database on purpose",
     "load: many jobs over several processes",
-    "reliability: the crash-safety suite (issue 3)",
+    "reliability: the crash-safety suite",
 )
 
 

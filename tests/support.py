@@ -12,7 +12,7 @@ from typing import Any, Callable, TypeVar
 
 import psycopg
 
-from helper.config import DatabaseConfiguration
+from queuer.helper.config import DatabaseConfiguration
 from queuer import WorkerSettings
 
 T = TypeVar("T")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helper.config import ConfigurationError, DatabaseConfiguration
+from queuer.helper.config import ConfigurationError, DatabaseConfiguration
 from queuer import (
     BatchJob,
     DatabaseUnreachableError,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helper.config import ConfigurationError, DatabaseConfiguration
-from helper.cron import validate_cron
+from queuer.helper.config import ConfigurationError, DatabaseConfiguration
+from queuer.helper.cron import validate_cron
 from queuer import JobStatus
 from tests.support import count, sql, wait_until
 

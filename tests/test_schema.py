@@ -7,7 +7,7 @@ import uuid
 
 import psycopg
 
-from database.migrations import installed_version, latest_version, migrate
+from queuer.database.migrations import installed_version, latest_version, migrate
 from tests.support import count, sql
 
 

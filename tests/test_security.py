@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql as psql
 
-from helper.config import DatabaseConfiguration
+from queuer.helper.config import DatabaseConfiguration
 from queuer import JobStatus, new_queuer_with_db
 from queuer.cli import main
 from tests.support import FAST, db_env

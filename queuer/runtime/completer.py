@@ -15,7 +15,7 @@ import time
 from typing import Callable
 from uuid import UUID
 
-from database.job_db import JobDB, Outcome
+from queuer.database.job_db import JobDB, Outcome
 from queuer.runtime.loop import BackgroundLoop
 
 log = logging.getLogger("queuer.completer")

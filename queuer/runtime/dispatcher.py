@@ -23,11 +23,11 @@ from datetime import datetime
 from typing import Any, Callable, Mapping
 from uuid import UUID
 
-from database.job_db import ClaimedJob, Outcome
-from helper.encryption import EncryptionError, Keyring
-from helper.serialization import storable_size, to_json
-from model.options import OnError
-from model.task import Task
+from queuer.database.job_db import ClaimedJob, Outcome
+from queuer.helper.encryption import EncryptionError, Keyring
+from queuer.helper.serialization import storable_size, to_json
+from queuer.model.options import OnError
+from queuer.model.task import Task
 from queuer.context import JobContext, reset_current, set_current
 
 log = logging.getLogger("queuer.worker")

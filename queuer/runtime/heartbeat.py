@@ -13,8 +13,8 @@ import logging
 from typing import Protocol
 from uuid import UUID
 
-from database.job_db import JobDB
-from database.worker_db import WorkerDB
+from queuer.database.job_db import JobDB
+from queuer.database.worker_db import WorkerDB
 from queuer.runtime.loop import BackgroundLoop
 
 log = logging.getLogger("queuer.heartbeat")

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 import psycopg
 
-from database.connection import Database
+from queuer.database.connection import Database
 from queuer.runtime.loop import BackgroundLoop
 
 log = logging.getLogger("queuer.notifier")

@@ -8,8 +8,8 @@ from uuid import UUID
 
 from psycopg.errors import UniqueViolation
 
-from database.job_db import ClaimedJob, JobDB
-from model.task import Task
+from queuer.database.job_db import ClaimedJob, JobDB
+from queuer.model.task import Task
 from queuer.runtime.dispatcher import Dispatcher
 from queuer.runtime.loop import BackgroundLoop
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from database.schedule_db import ScheduleDB
+from queuer.database.schedule_db import ScheduleDB
 from queuer.runtime.loop import BackgroundLoop
 
 log = logging.getLogger("queuer.scheduler")

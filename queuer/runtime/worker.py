@@ -14,13 +14,13 @@ import uuid
 from typing import Any, Callable, Mapping
 from uuid import UUID
 
-from database.job_db import JobDB
-from database.schedule_db import ScheduleDB
-from database.worker_db import WorkerDB
-from helper.encryption import Keyring
-from model.options import OnError
-from model.task import Task
-from model.worker import Worker, WorkerStatus
+from queuer.database.job_db import JobDB
+from queuer.database.schedule_db import ScheduleDB
+from queuer.database.worker_db import WorkerDB
+from queuer.helper.encryption import Keyring
+from queuer.model.options import OnError
+from queuer.model.task import Task
+from queuer.model.worker import Worker, WorkerStatus
 from queuer.runtime.completer import Completer
 from queuer.runtime.dispatcher import Dispatcher
 from queuer.runtime.heartbeat import Heartbeat

@@ -8,8 +8,8 @@ import socket
 from typing import Any, Sequence
 from uuid import UUID
 
-from database.connection import Database
-from model.worker import Worker, WorkerStatus
+from queuer.database.connection import Database
+from queuer.model.worker import Worker, WorkerStatus
 
 
 class WorkerDB:

@@ -7,10 +7,10 @@ import logging
 import uuid
 from typing import Any
 
-from database.connection import Database
-from database.job_db import JobDB, NewJob
-from helper.cron import next_tick
-from model.cron_schedule import CronSchedule
+from queuer.database.connection import Database
+from queuer.database.job_db import JobDB, NewJob
+from queuer.helper.cron import next_tick
+from queuer.model.cron_schedule import CronSchedule
 
 log = logging.getLogger("queuer.scheduler")
 

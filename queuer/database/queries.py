@@ -12,7 +12,7 @@ import re
 from functools import lru_cache
 from importlib import resources
 
-from helper.config import quote_identifier
+from queuer.helper.config import quote_identifier
 
 # The columns a job keeps when it moves to job_archive ({archived_columns} in
 # the SQL files); status, results and error are set by each statement, and
@@ -40,7 +40,7 @@ def _parse(text: str) -> dict[str, str]:
 @lru_cache(maxsize=None)
 def _templates() -> dict[str, str]:
     statements: dict[str, str] = {}
-    folder = resources.files("database") / "sql"
+    folder = resources.files("queuer.database") / "sql"
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".sql"):
             for name, body in _parse(entry.read_text(encoding="utf-8")).items():

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from model.options import Options
+from queuer.model.options import Options
 
 
 @dataclass

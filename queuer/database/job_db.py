@@ -15,10 +15,10 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import dict_row, tuple_row
 
-from database import admin
-from database.connection import Database
-from helper.encryption import EncryptionError, Keyring
-from model.job import Job, JobStatus
+from queuer.database import admin
+from queuer.database.connection import Database
+from queuer.helper.encryption import EncryptionError, Keyring
+from queuer.model.job import Job, JobStatus
 
 
 @dataclass(slots=True)

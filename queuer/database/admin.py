@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Callable
 import psycopg
 from psycopg.rows import tuple_row
 
-from helper.config import quote_identifier
+from queuer.helper.config import quote_identifier
 
 if TYPE_CHECKING:
-    from helper.encryption import Keyring
+    from queuer.helper.encryption import Keyring
 
 TABLES = ("job", "job_archive", "worker", "master", "task_rate", "schedule", "schema_version")
 INDEXES = (
@@ -98,7 +98,7 @@ def autovacuum_statements(schema: str, rollback: bool) -> list[str]:
 
 def grant_statements(schema: str, role: str) -> list[str]:
     """What a role needs to produce and consume jobs, and nothing more: no DDL, no ownership."""
-    from helper.config import validate_schema_name
+    from queuer.helper.config import validate_schema_name
 
     quoted = quote_identifier(schema)
     validate_schema_name(role)  # a role name is an identifier too: same rules, same quoting

@@ -8,7 +8,7 @@ from enum import Enum
 from typing import Any
 from uuid import UUID
 
-from model.options import Options
+from queuer.model.options import Options
 
 
 class JobStatus(str, Enum):

@@ -18,8 +18,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from database.queries import Queries
-from helper.config import DatabaseConfiguration
+from queuer.database.queries import Queries
+from queuer.helper.config import DatabaseConfiguration
 
 log = logging.getLogger("queuer.database")
 

@@ -16,7 +16,7 @@ from importlib import resources
 import psycopg
 from psycopg.rows import tuple_row
 
-from helper.config import quote_identifier
+from queuer.helper.config import quote_identifier
 
 log = logging.getLogger("queuer.migrations")
 
@@ -31,7 +31,7 @@ class Migration:
 
 
 def available_migrations() -> list[Migration]:
-    folder = resources.files("database") / "migrations"
+    folder = resources.files("queuer.database") / "migrations"
     found = []
     for entry in folder.iterdir():
         match = _FILE_NAME.match(entry.name)

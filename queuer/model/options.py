@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from model.schedule import Schedule
+from queuer.model.schedule import Schedule
 
 
 class RetryBackoff(str, Enum):
