@@ -14,4 +14,4 @@ with new_queuer("example-script", 1) as q:
     done = q.wait_for_job_finished(job.rid, timeout_seconds=60)
     if done.status != JobStatus.SUCCEEDED:
         sys.exit(f"job {done.rid} ended {done.status.value}: {done.error}")
-    print("result:", done.results)
+    print("result:", done.result)

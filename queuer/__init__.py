@@ -6,7 +6,7 @@ Everything public is importable from here::
     from queuer import new_queuer, Options, OnError, RetryBackoff, Schedule, BatchJob, JobStatus
 """
 
-from queuer.helper.config import ConfigurationError, DatabaseConfiguration
+from queuer.helper.config import DatabaseConfiguration
 from queuer.model import (
     BatchJob,
     Job,
@@ -22,19 +22,23 @@ from queuer.model import (
 from queuer.model.cron_schedule import CronSchedule
 from queuer.context import JobContext, current_job
 from queuer.errors import (
+    ConfigurationError,
     DatabaseUnreachableError,
     DuplicateJobError,
     DuplicateTaskError,
+    EncryptionError,
     JobAlreadyEndedError,
     JobNotFoundError,
+    JobOutcomeUnknownError,
     JobWaitTimeoutError,
     QueuerError,
     QueuerStoppedError,
     TaskNotRegisteredError,
+    WorkerNotFoundError,
 )
 from queuer.factory import new_queuer, new_queuer_with_db
 from queuer.queuer import Queuer
-from queuer.registry import task
+from queuer.registry import task, task_with_name
 from queuer.settings import WorkerSettings
 
 __version__ = "0.1.0"
@@ -47,10 +51,12 @@ __all__ = [
     "DatabaseUnreachableError",
     "DuplicateJobError",
     "DuplicateTaskError",
+    "EncryptionError",
     "Job",
     "JobAlreadyEndedError",
     "JobContext",
     "JobNotFoundError",
+    "JobOutcomeUnknownError",
     "JobStatus",
     "JobWaitTimeoutError",
     "OnError",
@@ -63,10 +69,12 @@ __all__ = [
     "Task",
     "TaskNotRegisteredError",
     "Worker",
+    "WorkerNotFoundError",
     "WorkerSettings",
     "WorkerStatus",
     "current_job",
     "new_queuer",
     "new_queuer_with_db",
     "task",
+    "task_with_name",
 ]

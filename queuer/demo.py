@@ -85,5 +85,5 @@ def run_demo(jobs: int = 10_000, concurrency: int = 8, out: TextIO = sys.stdout)
               f"with {concurrency} threads ({failed} failed)", file=out)
         for rid in rids[:3]:
             job = q.get_job_ended(rid)
-            print(f"  {job.task_name}{tuple(job.parameters)} -> {job.results!r}", file=out)
+            print(f"  {job.task_name}{tuple(job.parameters)} -> {job.result!r}", file=out)
         return 0 if failed == 0 else 1

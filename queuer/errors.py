@@ -1,15 +1,38 @@
-"""Exceptions raised by queuer's public API. Each message says what to do next."""
+"""Exceptions raised by queuer. Each message says what to do next.
+
+Every one is a ``QueuerError``, and also the built-in class a caller would
+catch for that kind of failure (``LookupError``, ``ValueError``,
+``RuntimeError``, ...), which includes what queuerPy raises in the same spot.
+This module imports nothing of queuer's, so every layer can raise these.
+"""
 
 from __future__ import annotations
 
 from uuid import UUID
 
-from queuer.database.connection import DatabaseUnreachableError
-from queuer.helper.config import ConfigurationError
-
 
 class QueuerError(Exception):
     """Base class of queuer's own errors."""
+
+
+class ConfigurationError(QueuerError, ValueError):
+    """The configuration is invalid; the message says what to fix."""
+
+
+class DatabaseUnreachableError(QueuerError, ConnectionError):
+    """PostgreSQL could not be reached in time; the message names the server (never the password)."""
+
+
+class JobOutcomeUnknownError(DatabaseUnreachableError):
+    """The connection broke while the job's insert was being committed: it may or may not exist."""
+
+    def __init__(self, message: str, rid: UUID | None = None) -> None:
+        super().__init__(message)
+        self.rid = rid
+
+
+class EncryptionError(QueuerError):
+    """A payload could not be encrypted or opened (no key, wrong key, tampered data)."""
 
 
 class TaskNotRegisteredError(QueuerError, LookupError):
@@ -21,17 +44,17 @@ class TaskNotRegisteredError(QueuerError, LookupError):
         self.task_name = name
 
 
-class DuplicateTaskError(QueuerError, ValueError):
-    pass
+class DuplicateTaskError(QueuerError, RuntimeError, ValueError):
+    """Another function is already registered under this name."""
 
 
 class JobNotFoundError(QueuerError, LookupError):
-    def __init__(self, rid: UUID) -> None:
-        super().__init__(f"no job with rid {rid} in job or job_archive")
+    def __init__(self, rid: UUID, message: str | None = None) -> None:
+        super().__init__(message or f"Job not found: {rid}")
         self.rid = rid
 
 
-class JobAlreadyEndedError(QueuerError):
+class JobAlreadyEndedError(QueuerError, RuntimeError):
     def __init__(self, rid: UUID, status: str) -> None:
         super().__init__(f"job {rid} already ended as {status}; nothing to cancel")
         self.rid = rid
@@ -58,8 +81,14 @@ class DuplicateJobError(QueuerError):
         self.unique_key = unique_key
 
 
+class WorkerNotFoundError(QueuerError, LookupError):
+    def __init__(self, rid: UUID) -> None:
+        super().__init__(f"Worker {rid} not found (it may have been pruned); list workers with q.get_workers()")
+        self.rid = rid
+
+
 class QueuerStoppedError(QueuerError, RuntimeError):
-    pass
+    """Kept for code that catches it; a stopped queuer reopens its connections when used again."""
 
 
 __all__ = [
@@ -67,10 +96,13 @@ __all__ = [
     "DatabaseUnreachableError",
     "DuplicateJobError",
     "DuplicateTaskError",
+    "EncryptionError",
     "JobAlreadyEndedError",
     "JobNotFoundError",
+    "JobOutcomeUnknownError",
     "JobWaitTimeoutError",
     "QueuerError",
     "QueuerStoppedError",
     "TaskNotRegisteredError",
+    "WorkerNotFoundError",
 ]

@@ -1,8 +1,12 @@
 """Queuer: the public face of the library (queuerPy's API, Pythonic behaviour).
 
-A Queuer is a producer as soon as it exists (add jobs, query, wait, cancel)
-and becomes a worker when ``start()`` is called. A process that only produces
-never registers a worker row, so it can never be mistaken for a dead worker.
+A thin facade: tasks live in a TaskSet, job rows are built by a JobBuilder,
+listeners and waiters in JobEvents, the running worker in a WorkerRuntime.
+
+As in queuerPy, the constructor registers this process's worker row, READY:
+a READY row claims nothing and the master never takes it for a dead worker,
+so a process that only produces jobs costs one row and is never rescued.
+``start()`` makes it RUNNING.
 """
 
 from __future__ import annotations
@@ -10,57 +14,46 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import FrameType, TracebackType
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 from uuid import UUID
 
 import psycopg
 
+from queuer import registry
 from queuer.database.connection import Database
-from queuer.database.job_db import DuplicateKeyError, JobDB, NewJob
-from queuer.database.migrations import migrate
+from queuer.database.job_db import JobDB
+from queuer.database.migrations import migrate, uninstall
 from queuer.database.schedule_db import ScheduleDB
 from queuer.database.worker_db import WorkerDB
-from queuer.helper.cron import validate_cron, validate_timezone
-from queuer.model.cron_schedule import CronSchedule
-from queuer.helper.config import DatabaseConfiguration
-from queuer.helper.encryption import EncryptionError, Keyring
-from queuer.helper.serialization import storable_size, to_json
-from queuer.model.batch_job import BatchJob
-from queuer.model.job import ENDED_STATUSES, Job, JobStatus
-from queuer.model.options import OnError, Options
-from queuer.model.task import Task, task_name_of
-from queuer.model.worker import Worker, WorkerStatus
-from queuer import registry
+from queuer.enqueue import JobBuilder, check_batch, duplicates_as_errors
 from queuer.errors import (
-    DuplicateJobError,
-    DuplicateTaskError,
+    EncryptionError,
     JobAlreadyEndedError,
     JobNotFoundError,
-    JobWaitTimeoutError,
-    QueuerStoppedError,
-    TaskNotRegisteredError,
+    WorkerNotFoundError,
 )
-from queuer.runtime.notifier import Event, Notifier
+from queuer.events import JobEvents, JobListener
+from queuer.helper.config import DatabaseConfiguration
+from queuer.helper.cron import validate_cron, validate_timezone
+from queuer.helper.encryption import Keyring
+from queuer.helper.serialization import to_json
+from queuer.model.batch_job import BatchJob
+from queuer.model.cron_schedule import CronSchedule
+from queuer.model.job import ENDED_STATUSES, Job, JobStatus
+from queuer.model.options import OnError, Options
+from queuer.model.task import Task
+from queuer.model.worker import Worker, WorkerStatus
+from queuer.runtime.notifier import Notifier
 from queuer.runtime.worker import WorkerRuntime
 from queuer.settings import WorkerSettings
+from queuer.tasks import NextIntervalFunc, TaskSet
 
 log = logging.getLogger("queuer")
 
 F = TypeVar("F", bound=Callable[..., Any])
-JobListener = Callable[[Job], None]
-
-_NO_OPTIONS = Options()
-
-# wait_for_job_finished re-reads the archive this often even without a NOTIFY,
-# so a notification lost while the LISTEN connection was down delays, never hangs.
-WAIT_RECHECK_SECONDS = 5.0
 
 
 class Queuer:
@@ -89,29 +82,25 @@ class Queuer:
         self.default_on_error: OnError | None = on_error[0] if on_error else None
         self.settings = settings or WorkerSettings.from_env()
         self.resources: Mapping[str, Any] = dict(resources or {})
-        self._default_options_json = (
-            to_json({"on_error": self.default_on_error.to_dict()}, "the default OnError")
-            if self.default_on_error else None
-        )
         self.db_config = db_config or DatabaseConfiguration.from_env()
         self.db = Database(self.db_config, min_size=2, max_size=max(6, 4 + max_concurrency // 4), name=f"queuer-{name}")
         self.db.open()
         with self.db.connection() as conn:
+            if self.db_config.with_table_drop:
+                uninstall(conn, self.db_config.schema)
             migrate(conn, self.db_config.schema)
         self.job_db = JobDB(self.db, self.keyring)
         self.worker_db = WorkerDB(self.db)
         self.schedule_db = ScheduleDB(self.db, self.job_db)
-        self.tasks: dict[str, Task] = registry.registered_tasks()
-        self.next_interval_funcs: dict[str, Callable[..., datetime]] = {}
+        self._tasks = TaskSet(registry.registered_tasks())
+        self._jobs = JobBuilder(self._tasks, self.settings, self.default_on_error, self.keyring)
         self.notifier = Notifier(self.db)
-        self.notifier.subscribe(self._on_events)
-        self.notifier.on_reconnect(self._wake_all_waiters)
-        self._callbacks = ThreadPoolExecutor(1, thread_name_prefix="queuer-callback")
-        self._listeners: dict[str, list[JobListener]] = {"insert": [], "update": [], "delete": []}
-        self._waiters: dict[str, list[threading.Event]] = {}  # by rid as text, as NOTIFY sends it
+        self._events = JobEvents(self.notifier, self.job_db)
         self._lock = threading.Lock()
         self._runtime: WorkerRuntime | None = None
-        self._closed = False
+        self._worker: Worker = self.worker_db.insert(
+            uuid.uuid4(), name, max_concurrency, list(self._tasks), self._worker_options(), WorkerStatus.READY
+        )
 
     # -- context manager -------------------------------------------------------
 
@@ -122,10 +111,19 @@ class Queuer:
         self.stop()
 
     def __repr__(self) -> str:
-        state = "running" if self.running else ("closed" if self._closed else "idle")
+        state = "running" if self.running else "idle"
         return f"<Queuer {self.name!r} {state}, {self.max_concurrency} threads, {self.db_config.describe()}>"
 
     # -- tasks -----------------------------------------------------------------------
+
+    @property
+    def tasks(self) -> dict[str, Task]:
+        """The registered tasks by name."""
+        return self._tasks.tasks
+
+    @property
+    def next_interval_funcs(self) -> dict[str, NextIntervalFunc]:
+        return self._tasks.next_interval_funcs
 
     def add_task(
         self,
@@ -136,22 +134,16 @@ class Queuer:
         requests_per_second: float | None = None,
         serialized: bool = False,
     ) -> Task:
-        """Register a function as a task (name defaults to the function's name)."""
-        new = registry.make_task(
+        """Register a function as a task (name defaults to the function's name; ``Class.method`` for a method)."""
+        known = set(self._tasks)
+        new = self._tasks.add(
             task, name,
             concurrency_limit=concurrency_limit, requests_per_second=requests_per_second, serialized=serialized,
         )
-        with self._lock:
-            existing = self.tasks.get(new.name)
-            if existing is not None and existing.fn is not task:
-                raise DuplicateTaskError(
-                    f"another function is already registered as task {new.name!r}; "
-                    "use add_task_with_name(fn, 'other-name')"
-                )
-            self.tasks[new.name] = new
-        if self._runtime is not None:
-            self.worker_db.update_tasks(self._runtime.worker_rid, list(self.tasks))
-            self._runtime.poller.wake()
+        if new.name not in known:
+            self._refresh_worker(self.worker_db.update_tasks(self.worker.rid, list(self._tasks)))
+            if self._runtime is not None:
+                self._runtime.poller.wake()
         return new
 
     def add_task_with_name(
@@ -187,20 +179,28 @@ class Queuer:
 
         return decorate
 
-    def add_next_interval_func(self, nif: Callable[..., datetime]) -> Worker | None:
-        return self.add_next_interval_func_with_name(nif, task_name_of(nif))
+    def task_with_name(self, name: str) -> Callable[[F], F]:
+        """Decorator: register the function as task ``name`` on this queuer."""
+        return self.task(name)
 
-    def add_next_interval_func_with_name(self, nif: Callable[..., datetime], name: str) -> Worker | None:
-        """Register a function that returns the next run time of a recurring job."""
-        if not callable(nif):
-            raise TypeError("a next-interval function must be callable")
-        registry.validate_task_name(name)
-        with self._lock:
-            existing = self.next_interval_funcs.get(name)
-            if existing is not None and existing is not nif:
-                raise DuplicateTaskError(f"another next-interval function is already registered as {name!r}")
-            self.next_interval_funcs[name] = nif
+    def add_next_interval_func(self, nif: NextIntervalFunc) -> Worker:
+        return self.add_next_interval_func_with_name(nif, None)
+
+    def add_next_interval_func_with_name(self, nif: NextIntervalFunc, name: str | None) -> Worker:
+        """Register a function ``fn(start, count) -> datetime`` that gives a recurring job's next run time."""
+        known = set(self._tasks.next_interval_funcs)
+        added = self._tasks.add_next_interval_func(nif, name)
+        if added not in known:
+            names = list(self._tasks.next_interval_funcs)
+            self._refresh_worker(self.worker_db.update_next_interval_funcs(self.worker.rid, names))
         return self.worker
+
+    def _refresh_worker(self, row: Worker | None) -> None:
+        if row is not None:
+            self._worker = row
+
+    def _worker_options(self) -> dict[str, Any] | None:
+        return self.default_on_error.to_dict() if self.default_on_error else None
 
     # -- cron schedules --------------------------------------------------------------
 
@@ -219,14 +219,14 @@ class Queuer:
         return decorate
 
     def add_schedule(
-        self, name: str, cron: str, task: Callable[..., Any] | str, *parameters: Any,
+        self, name: str, cron: str, task: Callable[..., Any] | str, /, *parameters: Any,
         timezone: str = "UTC", **parameters_keyed: Any,
     ) -> CronSchedule:
         """Add (or update) a cron schedule that adds a job of ``task`` with these arguments at each tick."""
         registry.validate_task_name(name)
         validate_cron(cron)
         validate_timezone(timezone)
-        task_name = self._task_name(task)
+        task_name = self._tasks.name_of(task)
         return self.schedule_db.upsert(
             name, cron, timezone, task_name,
             to_json(list(parameters), f"a positional argument of schedule {name!r}"),
@@ -237,97 +237,17 @@ class Queuer:
         return self.schedule_db.list()
 
     def pause_schedule(self, name: str) -> CronSchedule:
-        return self._schedule_or_raise(name, self.schedule_db.set_paused(name, True))
+        return _schedule_or_raise(name, self.schedule_db.set_paused(name, True))
 
     def resume_schedule(self, name: str) -> CronSchedule:
         """Resume from the next tick after now; ticks missed while paused do not fire."""
-        return self._schedule_or_raise(name, self.schedule_db.set_paused(name, False))
+        return _schedule_or_raise(name, self.schedule_db.set_paused(name, False))
 
     def remove_schedule(self, name: str) -> None:
         if not self.schedule_db.remove(name):
             raise LookupError(f"no schedule named {name!r}")
 
-    @staticmethod
-    def _schedule_or_raise(name: str, schedule: CronSchedule | None) -> CronSchedule:
-        if schedule is None:
-            raise LookupError(f"no schedule named {name!r}")
-        return schedule
-
-    def _task_name(self, task: Callable[..., Any] | str) -> str:
-        if isinstance(task, str):
-            return registry.validate_task_name(task)
-        if not callable(task):
-            raise TypeError(f"task must be a registered function or a task name, not {type(task).__name__}")
-        with self._lock:
-            for registered in self.tasks.values():
-                if registered.fn is task:
-                    return registered.name
-        raise TaskNotRegisteredError(getattr(task, "__name__", repr(task)))
-
     # -- adding jobs --------------------------------------------------------------------
-
-    def _new_job(
-        self,
-        task: Callable[..., Any] | str,
-        parameters: Sequence[Any],
-        parameters_keyed: Mapping[str, Any],
-        options: Options | None,
-        origin_rid: UUID | None = None,
-    ) -> NewJob:
-        name = self._task_name(task)
-        if options is not None and not isinstance(options, Options):
-            raise TypeError(f"options must be Options, not {type(options).__name__}")
-        if not isinstance(parameters_keyed, Mapping):
-            raise TypeError("parameters_keyed must be a dict of keyword arguments")
-        # Empty arguments and default options are the common case in batches: no encoder for them.
-        params = to_json(list(parameters), f"a positional argument of job {name!r}") if parameters else "[]"
-        keyed = (
-            to_json(dict(parameters_keyed), f"a keyword argument of job {name!r}") if parameters_keyed else "{}"
-        )
-        size = storable_size(params, f"a positional argument of job {name!r}") + storable_size(
-            keyed, f"a keyword argument of job {name!r}")
-        if size > self.settings.max_payload_bytes:
-            raise ValueError(
-                f"the arguments of job {name!r} are {size:,} bytes of JSON, over the limit of "
-                f"{self.settings.max_payload_bytes:,} (WorkerSettings.max_payload_bytes); store large "
-                "data elsewhere and pass a reference"
-            )
-        on_error = (options.on_error if options else None) or self.default_on_error
-        if options is None:
-            stored_json = self._default_options_json
-            options = _NO_OPTIONS
-        else:
-            stored = options.to_dict()
-            if on_error is not None:
-                stored["on_error"] = on_error.to_dict()
-            stored_json = to_json(stored, f"the options of job {name!r}") if stored else None
-        schedule = options.schedule
-        after = options.execute_after
-        scheduled_at = after if isinstance(after, datetime) else (schedule.start if schedule is not None else None)
-        rid = uuid.uuid4()
-        sealed = None
-        if self.keyring is not None:
-            # Bound to the first job of a series, so recurring runs and re-adds can open it.
-            plain = '{"p":' + params + ',"k":' + keyed + "}"
-            sealed = self.keyring.encrypt(plain.encode(), origin_rid or rid, "arguments")
-            params, keyed = "[]", "{}"
-        return NewJob(
-            rid=rid,
-            task_name=name,
-            parameters=params,
-            parameters_keyed=keyed,
-            arguments_enc=sealed,
-            origin_rid=origin_rid,
-            options=stored_json,
-            priority=options.priority,
-            scheduled_at=scheduled_at,
-            delay_seconds=after.total_seconds() if isinstance(after, timedelta) else 0.0,
-            max_attempts=on_error.max_attempts if on_error else 1,
-            timeout_seconds=on_error.timeout_seconds if on_error else None,
-            unique_key=options.unique_key,
-            serial_key=options.serial_key,
-            skip_duplicate=options.on_duplicate == "skip",
-        )
 
     def add_job(self, task: Callable[..., Any] | str, /, *parameters: Any, **parameters_keyed: Any) -> Job:
         """Add one job; ``task`` is a registered function or a task name."""
@@ -336,13 +256,12 @@ class Queuer:
     def add_job_with_options(
         self, options: Options | None, task: Callable[..., Any] | str, /, *parameters: Any, **parameters_keyed: Any
     ) -> Job:
-        self._check_open()
-        with _duplicates_as_errors():
-            return self.job_db.insert_job(self._new_job(task, parameters, parameters_keyed, options))
+        new = self._jobs.build(task, parameters, parameters_keyed, options)
+        with duplicates_as_errors():
+            return self.job_db.insert_job(new)
 
     def add_jobs(self, batch_jobs: Iterable[BatchJob]) -> list[UUID]:
         """Add many jobs at once with COPY; all or none are inserted."""
-        self._check_open()
         return self._insert_batch(batch_jobs, None)
 
     def add_job_tx(
@@ -363,37 +282,24 @@ class Queuer:
         *parameters: Any,
         **parameters_keyed: Any,
     ) -> Job:
-        with _duplicates_as_errors():
-            return self.job_db.insert_job(self._new_job(task, parameters, parameters_keyed, options), conn=conn)
+        new = self._jobs.build(task, parameters, parameters_keyed, options)
+        with duplicates_as_errors():
+            return self.job_db.insert_job(new, conn=conn)
 
     def add_jobs_tx(self, conn: psycopg.Connection[Any], batch_jobs: Iterable[BatchJob]) -> list[UUID]:
         return self._insert_batch(batch_jobs, conn)
 
     def _insert_batch(self, batch_jobs: Iterable[BatchJob], conn: psycopg.Connection[Any] | None) -> list[UUID]:
         items = list(batch_jobs)
-        for index, item in enumerate(items):
-            if not isinstance(item, BatchJob):
-                raise TypeError(f"add_jobs takes BatchJob items; item {index} is {type(item).__name__}")
+        check_batch(items)
         with_keys = any(item.options is not None and item.options.unique_key for item in items)
-        with _duplicates_as_errors():
-            return self.job_db.insert_jobs(self._new_jobs(items), conn, unique_keys=with_keys)
-
-    def _new_jobs(self, items: list[BatchJob]) -> Iterator[NewJob]:
-        # A generator: COPY sends each row as it is built. A bad item raises
-        # inside the COPY's transaction, so nothing of the batch is written.
-        for index, item in enumerate(items):
-            try:
-                options = item.options
-                if item.execute_after is not None:
-                    options = replace(options or Options(), execute_after=item.execute_after)
-                yield self._new_job(item.task, item.parameters or (), item.parameters_keyed or {}, options)
-            except (TypeError, ValueError, LookupError) as exc:
-                raise type(exc)(f"batch item {index}: {exc}") from None
+        with duplicates_as_errors():
+            return self.job_db.insert_jobs(self._jobs.build_batch(items), conn, unique_keys=with_keys)
 
     # -- reading jobs ------------------------------------------------------------------------
 
     def get_job(self, rid: UUID | str) -> Job:
-        """The job with this rid, active or ended; JobNotFoundError if there is none."""
+        """The job with this rid, active or ended; JobNotFoundError ("Job not found") if there is none."""
         rid = _as_uuid(rid)
         job = self.job_db.get_job(rid) or self.job_db.get_job_ended(rid)
         if job is None:
@@ -405,45 +311,82 @@ class Queuer:
         rid = _as_uuid(rid)
         job = self.job_db.get_job_ended(rid)
         if job is None:
-            raise JobNotFoundError(rid)
+            raise JobNotFoundError(rid, f"Job not found in archive: {rid}")
         return job
 
     def get_jobs(
         self,
-        status: JobStatus | str | None = None,
+        last_id: int | JobStatus | str | None = None,
+        entries: int | None = None,
         *,
+        status: JobStatus | str | None = None,
         task_name: str | None = None,
         limit: int = 100,
         offset: int = 0,
         after_id: int | None = None,
     ) -> list[Job]:
-        """Jobs by status (active statuses read ``job``, ended ones ``job_archive``), oldest first.
+        """Jobs: queuerPy's pages, or filtered by status and task.
 
-        Page with ``limit``/``offset``, or by keyset: pass the last job's ``id`` as ``after_id``.
+        ``get_jobs(last_id, entries)`` is queuerPy's form: queued, scheduled and
+        running jobs, newest first, ``entries`` at a time; pass the last job's
+        ``id`` for the next page (0 for the first). ``get_jobs(status=...)``
+        filters (active statuses read ``job``, ended ones ``job_archive``),
+        oldest first; page with ``limit``/``offset`` or keyset ``after_id``.
         """
-        parsed = JobStatus.parse(status) if status is not None else None
-        _check_page(limit, offset)
-        return self.job_db.get_jobs(
-            ended=parsed in ENDED_STATUSES, status=parsed, task_name=task_name,
-            limit=limit, offset=offset, after_id=after_id,
-        )
+        return self._list_jobs(False, last_id, entries, status, task_name, limit, offset, after_id)
 
     def get_jobs_ended(
-        self, status: JobStatus | str | None = None, *, task_name: str | None = None,
-        limit: int = 100, offset: int = 0, after_id: int | None = None,
+        self,
+        last_id: int | JobStatus | str | None = None,
+        entries: int | None = None,
+        *,
+        status: JobStatus | str | None = None,
+        task_name: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        after_id: int | None = None,
     ) -> list[Job]:
+        """Ended jobs; the same two forms as ``get_jobs``."""
+        return self._list_jobs(True, last_id, entries, status, task_name, limit, offset, after_id)
+
+    def _list_jobs(
+        self, ended_only: bool, last_id: int | JobStatus | str | None, entries: int | None,
+        status: JobStatus | str | None, task_name: str | None, limit: int, offset: int, after_id: int | None,
+    ) -> list[Job]:
+        if isinstance(last_id, (JobStatus, str)):  # get_jobs("RUNNING")
+            status, last_id = last_id, None
+        if last_id is not None or entries is not None:
+            return self._newest(ended=ended_only, last_id=last_id, entries=entries)
         parsed = JobStatus.parse(status) if status is not None else None
-        if parsed is not None and parsed not in ENDED_STATUSES:
+        if ended_only and parsed is not None and parsed not in ENDED_STATUSES:
             raise ValueError(f"{parsed.value} is not an ended status; use get_jobs for active jobs")
         _check_page(limit, offset)
         return self.job_db.get_jobs(
-            ended=True, status=parsed, task_name=task_name, limit=limit, offset=offset, after_id=after_id
+            ended=ended_only or parsed in ENDED_STATUSES, status=parsed, task_name=task_name,
+            limit=limit, offset=offset, after_id=after_id,
         )
 
-    def get_jobs_by_worker_rid(self, worker_rid: UUID | str, limit: int = 100, offset: int = 0) -> list[Job]:
-        """Active jobs held by a worker."""
-        _check_page(limit, offset)
-        return self.job_db.get_jobs(worker_rid=_as_uuid(worker_rid), limit=limit, offset=offset)
+    def get_jobs_by_worker_rid(
+        self, worker_rid: UUID | str, last_id: int = 0, entries: int = 100, *, limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Job]:
+        """Active jobs held by a worker, newest first (queuerPy's ``last_id``/``entries`` paging)."""
+        if limit is not None or offset:  # the older keyword form
+            _check_page(limit or 100, offset)
+            return self.job_db.get_jobs(worker_rid=_as_uuid(worker_rid), limit=limit or 100, offset=offset)
+        return self._newest(ended=False, last_id=last_id, entries=entries, worker_rid=_as_uuid(worker_rid))
+
+    def _newest(
+        self, *, ended: bool, last_id: int | None, entries: int | None, worker_rid: UUID | None = None,
+    ) -> list[Job]:
+        last_id = last_id or 0
+        entries = 100 if entries is None else entries
+        if isinstance(last_id, bool) or not isinstance(last_id, int) or last_id < 0:
+            raise ValueError(f"last_id must be the id of the last job of the previous page (0 for the first), not {last_id!r}")
+        _check_page(entries, 0)
+        return self.job_db.get_jobs_newest(
+            ended=ended, before_id=last_id or None, limit=entries, worker_rid=worker_rid
+        )
 
     # -- waiting and events ----------------------------------------------------------------
 
@@ -452,76 +395,19 @@ class Queuer:
 
         Woken by the NOTIFY its worker sends when the job ends.
         """
-        rid = _as_uuid(rid)
-        self._check_open()
-        self.notifier.ensure_started()
-        event = threading.Event()
-        with self._lock:
-            self._waiters.setdefault(str(rid), []).append(event)
-        try:
-            deadline = time.monotonic() + timeout_seconds
-            if self.job_db.status_of(rid) is None:
-                raise JobNotFoundError(rid)
-            while True:
-                job = self.job_db.get_job_ended(rid)
-                if job is not None:
-                    return job
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    status = self.job_db.status_of(rid)
-                    raise JobWaitTimeoutError(rid, timeout_seconds, status.value if status else None)
-                event.wait(min(remaining, WAIT_RECHECK_SECONDS))
-                event.clear()
-        finally:
-            with self._lock:
-                waiters = self._waiters.get(str(rid), [])
-                if event in waiters:
-                    waiters.remove(event)
-                if not waiters:
-                    self._waiters.pop(str(rid), None)
+        return self._events.wait_for_end(_as_uuid(rid), timeout_seconds)
 
-    def _wake_all_waiters(self) -> None:
-        # After a reconnect a NOTIFY may have been missed: every waiter re-reads.
-        with self._lock:
-            for waiters in self._waiters.values():
-                for waiter in waiters:
-                    waiter.set()
+    def listen_for_job_insert(self, notify_function: JobListener) -> None:
+        """Call ``notify_function(job)`` for each added job (a batch gives one call per task, rid None)."""
+        self._events.listen("insert", notify_function)
 
-    def listen_for_job_insert(self, fn: JobListener) -> None:
-        """Call ``fn(job)`` for each added job (a batch gives one call per task, rid None)."""
-        self._listen("insert", fn)
+    def listen_for_job_update(self, notify_function: JobListener) -> None:
+        """Call ``notify_function(job)`` when a job is re-queued for a retry or cancelled."""
+        self._events.listen("update", notify_function)
 
-    def listen_for_job_update(self, fn: JobListener) -> None:
-        """Call ``fn(job)`` when a job is re-queued for a retry or cancelled."""
-        self._listen("update", fn)
-
-    def listen_for_job_delete(self, fn: JobListener) -> None:
-        """Call ``fn(job)`` when a job ends (moves to ``job_archive``); status is set."""
-        self._listen("delete", fn)
-
-    def _listen(self, kind: str, fn: JobListener) -> None:
-        if not callable(fn):
-            raise TypeError("a listener must be callable")
-        self._check_open()
-        with self._lock:
-            self._listeners[kind].append(fn)
-        self.notifier.ensure_started()
-
-    def _on_events(self, events: list[Event]) -> None:
-        calls: list[tuple[JobListener, Job]] = []
-        with self._lock:
-            if not self._waiters and not any(self._listeners.values()):
-                return  # a busy worker's own batches of events: nobody here is waiting
-            for event in events:
-                if event.kind == "end" and event.rid is not None:
-                    for waiter in self._waiters.get(event.rid, ()):
-                        waiter.set()
-                kind = {"insert": "insert", "retry": "update", "cancel": "update", "end": "delete"}.get(event.kind)
-                if kind and self._listeners[kind]:
-                    job = _event_job(event)
-                    calls.extend((fn, job) for fn in self._listeners[kind])
-        for fn, job in calls:
-            self._callbacks.submit(_call_listener, fn, job)
+    def listen_for_job_delete(self, notify_function: JobListener) -> None:
+        """Call ``notify_function(job)`` when a job ends (moves to ``job_archive``); status is set."""
+        self._events.listen("delete", notify_function)
 
     # -- managing jobs --------------------------------------------------------------------
 
@@ -546,7 +432,7 @@ class Queuer:
         stored = old.options
         if old.encrypted:
             raise EncryptionError(f"job {old.rid} is encrypted with a key this queuer does not have")
-        new = self._new_job(old.task_name, old.parameters, old.parameters_keyed, stored and Options(
+        new = self._jobs.build(old.task_name, old.parameters, old.parameters_keyed, stored and Options(
             on_error=stored.on_error, priority=old.priority, extra=stored.extra,
         ), origin_rid=old.rid)
         return self.job_db.insert_job(new)
@@ -554,57 +440,76 @@ class Queuer:
     # -- workers -----------------------------------------------------------------------------
 
     @property
-    def worker(self) -> Worker | None:
-        """This queuer's worker row once started, else None."""
-        return self._runtime.worker if self._runtime is not None else None
+    def worker(self) -> Worker:
+        """This queuer's worker row: READY until ``start()``, then RUNNING."""
+        runtime = self._runtime
+        if runtime is not None and runtime.worker is not None:
+            return runtime.worker
+        return self._worker
 
     @property
     def running(self) -> bool:
         return self._runtime is not None and not self._runtime.stopped.is_set()
 
-    def get_worker(self, rid: UUID | str) -> Worker:
-        worker = self.worker_db.get(_as_uuid(rid))
-        if worker is None:
-            raise LookupError(f"no worker with rid {rid}")
-        return worker
+    def get_worker(self, rid: UUID | str) -> Worker | None:
+        """The worker with this rid, or None."""
+        return self.worker_db.get(_as_uuid(rid))
 
     def get_workers(self, status: WorkerStatus | str | None = None, limit: int = 100, offset: int = 0) -> list[Worker]:
         parsed = WorkerStatus(str(status).upper()) if status is not None and not isinstance(status, WorkerStatus) else status
         return self.worker_db.list(parsed, limit, offset)
 
-    def stop_worker(self, rid: UUID | str) -> bool:
-        """Ask a worker (any process) to stop now: unstarted jobs are released, running ones abandoned."""
-        return self.worker_db.request_stop(_as_uuid(rid), graceful=False)
+    def stop_worker(self, rid: UUID | str) -> Worker:
+        """Stop a worker (any process) now: its row shows STOPPED at once; unstarted jobs are released."""
+        return self._request_stop(_as_uuid(rid), graceful=False)
 
-    def stop_worker_gracefully(self, rid: UUID | str) -> bool:
-        """Ask a worker (any process) to finish its running jobs and stop."""
-        return self.worker_db.request_stop(_as_uuid(rid), graceful=True)
+    def stop_worker_gracefully(self, rid: UUID | str) -> Worker:
+        """Ask a worker (any process) to finish its running jobs and stop; its row shows STOPPING at once."""
+        return self._request_stop(_as_uuid(rid), graceful=True)
+
+    def _request_stop(self, rid: UUID, graceful: bool) -> Worker:
+        worker = self.worker_db.request_stop(rid, graceful=graceful)
+        if worker is None:
+            if self.worker_db.get(rid) is None:
+                raise WorkerNotFoundError(rid)
+            return self.worker_db.get(rid)  # type: ignore[return-value]  # already stopped or dead
+        if rid == self.worker.rid:
+            self._refresh_worker(worker)
+        return worker
 
     # -- life cycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start working: returns at once; background threads claim and run jobs."""
-        self._check_open()
-        if self._runtime is not None:
-            raise RuntimeError("this queuer was already started; create a new one to start again")
-        if not self.tasks:
-            log.warning("queuer %s starts with no tasks registered; it will claim nothing", self.name)
-        self._runtime = WorkerRuntime(
-            self.name, self.max_concurrency, self.tasks, self.job_db, self.worker_db, self.notifier,
-            self.settings, self.default_on_error, self.resources, self.next_interval_funcs, self.keyring,
-        )
-        self._runtime.start()
+        with self._lock:
+            if self.running:
+                raise RuntimeError("Queuer is already running")
+            if not self._tasks:
+                log.warning("queuer %s starts with no tasks registered; it will claim nothing", self.name)
+            self.db.open()
+            self._runtime = WorkerRuntime(
+                self.name, self.max_concurrency, self._tasks.tasks, self.job_db, self.worker_db, self.notifier,
+                self.settings, self.default_on_error, self.resources, self._tasks.next_interval_funcs,
+                self.keyring, worker_rid=self._worker.rid, worker_options=self._worker_options(),
+            )
+            self._runtime.start()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop gracefully: finish running jobs (up to ``timeout``), release the rest, close connections."""
-        if self._closed:
-            return
-        if self._runtime is not None:
-            self._runtime.stop(timeout)
-        self._closed = True
-        self.notifier.stop()
-        self._callbacks.shutdown(wait=False)
-        self.db.close()
+        """Stop gracefully: finish running jobs (up to ``timeout``), release the rest, close connections.
+
+        The queuer stays usable: a later call reopens its connections, and ``start()`` works again.
+        """
+        with self._lock:
+            runtime = self._runtime
+            if runtime is not None:
+                runtime.stop(timeout)
+                self._refresh_worker(runtime.worker)
+                self._runtime = None
+            elif self.db.is_open:
+                self._refresh_worker(self.worker_db.set_status(self._worker.rid, WorkerStatus.STOPPED))
+            self.notifier.stop()
+            self._events.close()
+            self.db.close()
 
     close = stop
 
@@ -612,13 +517,14 @@ class Queuer:
         """True when this worker holds no job and none of its tasks has a job due now."""
         if self._runtime is not None and self._runtime.held():
             return False
-        return not self.job_db.has_due_jobs(list(self.tasks))
+        return not self.job_db.has_due_jobs(list(self._tasks))
 
     def wait_until_stopped(self, timeout: float | None = None) -> bool:
         """Block until the worker has stopped (by stop(), a signal or a stop request)."""
-        if self._runtime is None:
+        runtime = self._runtime
+        if runtime is None:
             return True
-        return self._runtime.stopped.wait(timeout)
+        return runtime.stopped.wait(timeout)
 
     def install_signal_handlers(self, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> None:
         """On SIGTERM/SIGINT stop gracefully (call from the main thread)."""
@@ -629,10 +535,6 @@ class Queuer:
 
         for sig in signals:
             signal.signal(sig, handle)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise QueuerStoppedError("this queuer was stopped; create a new one with new_queuer(...)")
 
 
 def _as_uuid(rid: UUID | str | Job) -> UUID:
@@ -646,32 +548,14 @@ def _as_uuid(rid: UUID | str | Job) -> UUID:
         raise ValueError(f"{rid!r} is not a job rid (a UUID)") from None
 
 
-@contextmanager
-def _duplicates_as_errors() -> Iterator[None]:
-    try:
-        yield
-    except DuplicateKeyError as exc:
-        raise DuplicateJobError(exc.unique_key) from None
-
-
 def _check_page(limit: int, offset: int) -> None:
-    if not isinstance(limit, int) or limit < 1:
-        raise ValueError("limit must be a positive integer")
-    if not isinstance(offset, int) or offset < 0:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError("limit (entries) must be a positive integer")
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise ValueError("offset must be an integer >= 0")
 
 
-def _event_job(event: Event) -> Job:
-    status = JobStatus.CANCELLED if event.kind == "cancel" else (
-        JobStatus(event.detail) if event.kind == "end" and event.detail else JobStatus.QUEUED
-    )
-    task_name = event.detail if event.kind in ("insert", "retry") and event.detail else ""
-    return Job(rid=UUID(event.rid) if event.rid else None, task_name=task_name, status=status)  # type: ignore[arg-type]
-
-
-def _call_listener(fn: JobListener, job: Job) -> None:
-    try:
-        fn(job)
-    except Exception:
-        log.exception("a job listener failed; other listeners go on")
-
+def _schedule_or_raise(name: str, schedule: CronSchedule | None) -> CronSchedule:
+    if schedule is None:
+        raise LookupError(f"no schedule named {name!r}")
+    return schedule

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, TypeVar
 
+from queuer.errors import DuplicateTaskError
 from queuer.model.task import Task, task_name_of
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -69,8 +70,10 @@ def task(
         )
         with _lock:
             existing = _tasks.get(registered.name)
-            if existing is not None and existing.fn is not fn and _qualname(existing.fn) != _qualname(fn):
-                raise ValueError(f"another function is already registered as task {registered.name!r}")
+            if existing is not None and existing.fn != fn and _qualname(existing.fn) != _qualname(fn):
+                raise DuplicateTaskError(
+                    f"Task already exists: {registered.name} (another function is registered under this name)"
+                )
             _tasks[registered.name] = registered
         return fn
 
@@ -78,6 +81,13 @@ def task(
         fn, name = name, None
         return decorate(fn)  # type: ignore[return-value]
     return decorate
+
+
+def task_with_name(name: str) -> Callable[[F], F]:
+    """Register a function as task ``name`` for every Queuer created afterwards."""
+    if not isinstance(name, str):
+        raise TypeError("task_with_name takes the task's name, e.g. @queuer.task_with_name('resize')")
+    return task(name)
 
 
 def registered_tasks() -> dict[str, Task]:

@@ -139,9 +139,9 @@ class Supervisor:
         with as_queuer(factory()) as q:
             self._current = q
             try:
-                if self.options.max_concurrency is not None and q.worker is None:
+                if self.options.max_concurrency is not None and not q.running:
                     q.max_concurrency = self.options.max_concurrency
-                if q.worker is None:
+                if not q.running:
                     q.start()
                 self._supervise(q)
             finally:

@@ -46,7 +46,7 @@ def test_add_job_positional_and_keyword_arguments_reach_the_task(make_queuer):
     assert job.status == JobStatus.QUEUED and job.task_name == "record"
     done = q.wait_for_job_finished(job.rid, timeout_seconds=10)
     assert done.status == JobStatus.SUCCEEDED
-    assert done.results == {"args": [5, "12"], "kwargs": {"paramKeyed1": "test", "debug": True}}
+    assert done.result == {"args": [5, "12"], "kwargs": {"paramKeyed1": "test", "debug": True}}
     assert seen == [((5, "12"), {"paramKeyed1": "test", "debug": True})]
     assert done.attempts == 1 and done.ended_at is not None
 
@@ -59,7 +59,7 @@ def test_task_by_name_and_module_decorator(make_queuer):
     q = make_queuer()  # created after the decorator: picks the task up
     q.start()
     done = q.wait_for_job_finished(q.add_job("decorated-square", 7).rid, 10)
-    assert done.results == 49
+    assert done.result == 49
 
 
 def test_instance_decorator_and_add_task_with_name(make_queuer):
@@ -71,8 +71,8 @@ def test_instance_decorator_and_add_task_with_name(make_queuer):
 
     q.add_task_with_name(add, "adder")
     q.start()
-    assert q.wait_for_job_finished(q.add_job(triple, 2).rid, 10).results == 6
-    assert q.wait_for_job_finished(q.add_job("adder", 2, b=5).rid, 10).results == 7
+    assert q.wait_for_job_finished(q.add_job(triple, 2).rid, 10).result == 6
+    assert q.wait_for_job_finished(q.add_job("adder", 2, b=5).rid, 10).result == 7
     assert sorted(q.worker.available_tasks) == sorted(q.tasks)
 
 
@@ -84,7 +84,7 @@ def test_async_task_runs_on_an_event_loop(make_queuer):
     q = make_queuer()
     q.add_task(slow_add)
     q.start()
-    assert q.wait_for_job_finished(q.add_job(slow_add, 1, 2).rid, 10).results == 3
+    assert q.wait_for_job_finished(q.add_job(slow_add, 1, 2).rid, 10).result == 3
 
 
 def test_add_jobs_batch_with_copy(make_queuer, db_config):
@@ -100,7 +100,7 @@ def test_add_jobs_batch_with_copy(make_queuer, db_config):
     assert len(rids) == 3 and all(isinstance(r, uuid.UUID) for r in rids)
     assert count(db_config, "SELECT count(*) FROM {schema}.job WHERE status = 'QUEUED'") == 3
     q.start()
-    results = [q.wait_for_job_finished(r, 10).results for r in rids]
+    results = [q.wait_for_job_finished(r, 10).result for r in rids]
     assert results == [3, 5, 7]
 
 
@@ -144,7 +144,7 @@ def test_get_job_get_job_ended_and_get_jobs(make_queuer):
     for job in jobs:
         q.wait_for_job_finished(job.rid, 10)
     assert q.get_job(jobs[0].rid).status == JobStatus.SUCCEEDED
-    assert q.get_job_ended(jobs[1].rid).results == 1
+    assert q.get_job_ended(jobs[1].rid).result == 1
     assert len(q.get_jobs(status=JobStatus.SUCCEEDED)) == 5
     assert q.get_jobs(status="QUEUED") == []
     with pytest.raises(JobNotFoundError):
@@ -167,7 +167,7 @@ def test_get_jobs_by_worker_rid_shows_running_jobs(make_queuer):
     assert running[0].status == JobStatus.RUNNING
     assert q.get_jobs(status=JobStatus.RUNNING)[0].worker_rid == q.worker.rid
     release.set()
-    assert q.wait_for_job_finished(job.rid, 10).results == "held"
+    assert q.wait_for_job_finished(job.rid, 10).result == "held"
 
 
 def test_cancel_queued_job_and_cancel_ended_job(make_queuer, db_config):
@@ -214,7 +214,7 @@ def test_retry_succeeds_on_a_later_attempt(make_queuer):
     q.add_task(second_time_lucky)
     q.start()
     done = q.wait_for_job_finished(q.add_job(second_time_lucky).rid, 10)
-    assert (done.status, done.attempts, done.results) == (JobStatus.SUCCEEDED, 2, "ok")
+    assert (done.status, done.attempts, done.result) == (JobStatus.SUCCEEDED, 2, "ok")
 
 
 def test_unserializable_result_fails_the_job_clearly(make_queuer):
@@ -237,7 +237,7 @@ def test_readd_job_from_archive(make_queuer):
     again = q.readd_job_from_archive(first.rid)
     assert again.rid != first.rid and again.origin_rid == first.rid
     done = q.wait_for_job_finished(again.rid, 10)
-    assert done.results == 21 and done.origin_rid == first.rid
+    assert done.result == 21 and done.origin_rid == first.rid
 
 
 def test_listeners_see_insert_update_and_delete(make_queuer):
@@ -276,8 +276,9 @@ def test_worker_row_lifecycle_and_stop_leaves_no_threads(make_queuer):
     before = {t.ident for t in threading.enumerate()}
     q = make_queuer()
     q.add_task(add)
-    assert q.worker is None  # a producer has no worker row
-    assert q.get_workers() == []
+    # The constructor registers the worker row READY: it claims nothing until start().
+    assert q.worker.status == WorkerStatus.READY and "add" in q.worker.available_tasks
+    assert [w.status for w in q.get_workers()] == [WorkerStatus.READY]
     q.start()
     assert q.get_worker(q.worker.rid).status == WorkerStatus.RUNNING
     q.wait_for_job_finished(q.add_job(add, 1).rid, 10)
@@ -299,7 +300,7 @@ def test_worker_claims_only_its_registered_tasks(make_queuer):
     q.start()
     foreign = q.add_job("someone-elses-task")
     done = q.wait_for_job_finished(q.add_job(mine).rid, 10)
-    assert done.results == "mine"
+    assert done.result == "mine"
     assert q.get_job(foreign.rid).status == JobStatus.QUEUED
 
 
@@ -335,7 +336,7 @@ def test_next_interval_functions_register_by_name(make_queuer):
     q.add_next_interval_func(every_hour)
     q.add_next_interval_func_with_name(every_hour, "hourly")
     assert q.next_interval_funcs == {"every_hour": every_hour, "hourly": every_hour}
-    with pytest.raises(ValueError, match="already registered as 'hourly'"):
+    with pytest.raises(RuntimeError, match="NextIntervalFunc already exists: hourly"):
         q.add_next_interval_func_with_name(lambda s, c: s, "hourly")
 
 
@@ -349,7 +350,7 @@ def test_delayed_job_waits_as_scheduled_then_runs(make_queuer):
     job = q.add_job_with_options(Options(schedule=queuer.Schedule(start=start)), add, 1, 2)
     assert job.status == JobStatus.SCHEDULED
     done = q.wait_for_job_finished(job.rid, 10)
-    assert done.results == 3 and done.started_at >= start
+    assert done.result == 3 and done.started_at >= start
     assert (done.started_at - start).total_seconds() < 2.0  # woken at the due time, not by a long poll
 
 

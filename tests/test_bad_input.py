@@ -101,7 +101,7 @@ def test_bad_task_registration(make_queuer):
     def other(a):
         return a
 
-    with pytest.raises(ValueError, match="already registered as task 'add'"):
+    with pytest.raises(RuntimeError, match="Task already exists: add"):
         q.add_task_with_name(other, "add")
     with pytest.raises(ValueError, match="control characters"):
         q.add_task_with_name(other, "bad\nname")

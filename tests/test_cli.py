@@ -191,7 +191,7 @@ def test_run_drains_the_queue_and_exits_0(db_config, make_queuer, tmp_path):
                    QUEUER_TEST_CLEANUP_MARKER=str(marker))
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, output
-    assert [producer.get_job_ended(r).results for r in rids[:2]] == ["hello, user 0", "hello, user 1"]
+    assert [producer.get_job_ended(r).result for r in rids[:2]] == ["hello, user 0", "hello, user 1"]
     assert marker.read_text() == "cleaned up"  # the context manager's cleanup ran
 
 
@@ -210,7 +210,7 @@ def test_run_shuts_down_gracefully_on_sigterm(db_config, make_queuer):
     assert proc.returncode == 0, output
     assert f"[slow {job.rid}] sleeping 1.0 s" in output  # log lines carry task name and job rid
     done = producer.get_job_ended(job.rid)
-    assert done.status.value == "SUCCEEDED" and done.results == 1.0  # the running job finished
+    assert done.status.value == "SUCCEEDED" and done.result == 1.0  # the running job finished
 
 
 def test_run_restarts_a_factory_that_fails_once(db_config, make_queuer, tmp_path):

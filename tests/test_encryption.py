@@ -49,7 +49,7 @@ def test_no_plaintext_in_the_database_and_results_come_back(keyed, db_config):
     assert SECRET not in raw_text(db_config)  # queued: arguments sealed
     for rid in (single.rid, batched):
         done = q.wait_for_job_finished(rid, 10)
-        assert done.status == JobStatus.SUCCEEDED and done.results == f"{SECRET} / {SECRET}"
+        assert done.status == JobStatus.SUCCEEDED and done.result == f"{SECRET} / {SECRET}"
     assert q.get_job(single.rid).parameters == [SECRET] and q.get_job(single.rid).parameters_keyed == {"note": SECRET}
     text = raw_text(db_config)
     assert SECRET not in text and "leak" in text  # task name, status and times stay in clear
@@ -99,13 +99,13 @@ def test_rotation_keeps_old_jobs_readable_and_reencrypt_moves_them(keyed, db_con
     pending = before.add_job_with_options(Options(execute_after=timedelta(hours=1)), leak, "later")
     before.stop()
     rotated = keyed(f"{new_key},{old_key}")  # newest first
-    assert rotated.get_job(first.rid).results == "old / " + SECRET
+    assert rotated.get_job(first.rid).result == "old / " + SECRET
     assert rotated.get_job(pending.rid).parameters == ["later"]
     env = {**db_env(db_config), "QUEUER_ENCRYPTION_KEY": f"{new_key},{old_key}"}
     result = CliRunner().invoke(main, ["reencrypt"], env=env)
     assert result.exit_code == 0 and "re-encrypted 2 job(s)" in result.output, result.output
     only_new = keyed(new_key)
-    assert only_new.get_job(first.rid).results == "old / " + SECRET
+    assert only_new.get_job(first.rid).result == "old / " + SECRET
     assert only_new.get_job(pending.rid).parameters == ["later"]
     current = Keyring([new_key]).current_id
     assert count(db_config, "SELECT count(*) FROM {schema}.job_archive WHERE substring(results_enc FROM 2 FOR 4) <> %s",

@@ -29,7 +29,7 @@ def test_unique_key_rejects_or_skips_while_queued_or_running(make_queuer, db_con
     q.wait_for_job_finished(first.rid, 10)
     again = q.add_job_with_options(Options(unique_key="report-42"), echo, 6)  # free once archived
     assert again.rid != first.rid
-    assert q.wait_for_job_finished(again.rid, 10).results == 6
+    assert q.wait_for_job_finished(again.rid, 10).result == 6
 
 
 def test_add_job_tx_exists_only_if_the_transaction_commits(make_queuer, db_config):
@@ -46,8 +46,8 @@ def test_add_job_tx_exists_only_if_the_transaction_commits(make_queuer, db_confi
             with conn.transaction():
                 lost = q.add_job_tx(conn, echo, "rolled back")
                 raise RuntimeError("the caller's transaction fails")
-    assert q.wait_for_job_finished(kept.rid, 10).results == "kept"  # woken at commit
-    assert q.wait_for_job_finished(batch[0], 10).results == "batch"
+    assert q.wait_for_job_finished(kept.rid, 10).result == "kept"  # woken at commit
+    assert q.wait_for_job_finished(batch[0], 10).result == "batch"
     assert count(db_config, "SELECT count(*) FROM {schema}.job WHERE rid = %s", (lost.rid,)) == 0
     assert count(db_config, "SELECT count(*) FROM {schema}.job_archive WHERE rid = %s", (lost.rid,)) == 0
     assert q.get_job_ended(kept.rid).status == JobStatus.SUCCEEDED

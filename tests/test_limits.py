@@ -37,19 +37,19 @@ def run_on_three_workers(make_queuer, db_config, task: str, jobs: int, seconds: 
 
 def test_concurrency_limit_of_2_is_never_exceeded_across_3_processes(make_queuer, db_config):
     ended = run_on_three_workers(make_queuer, db_config, "limited_to_2", 60, 0.05, 60)
-    intervals = [(j.results["start"], j.results["end"]) for j in ended]
+    intervals = [(j.result["start"], j.result["end"]) for j in ended]
     assert max_overlap(intervals) == 2  # the limit is used, and never exceeded
     assert len({j.worker_rid for j in ended}) >= 2  # shared among processes
 
 
 def test_serialized_task_runs_one_at_a_time_across_3_processes(make_queuer, db_config):
     ended = run_on_three_workers(make_queuer, db_config, "serial", 30, 0.03, 60)
-    assert max_overlap([(j.results["start"], j.results["end"]) for j in ended]) == 1
+    assert max_overlap([(j.result["start"], j.result["end"]) for j in ended]) == 1
 
 
 def test_rate_limit_of_20_per_second_holds_within_10_percent_over_10_s(make_queuer, db_config):
     ended = run_on_three_workers(make_queuer, db_config, "rated_20", 240, 0.0, 60)
-    starts = sorted(j.results["start"] for j in ended)
+    starts = sorted(j.result["start"] for j in ended)
     window_start = starts[0] + 1.0  # skip the first burst
     in_window = [s for s in starts if window_start <= s < window_start + 10.0]
     assert 180 <= len(in_window) <= 220, len(in_window)
@@ -74,7 +74,7 @@ def test_jobs_with_the_same_serial_key_run_one_at_a_time(make_queuer, db_config)
     # Ids follow the batch's order, so job i had key i % 3.
     ended = sorted(producer.get_jobs_ended(limit=100), key=lambda j: j.id)
     assert len(ended) == 45 and all(j.status == JobStatus.SUCCEEDED for j in ended)
-    spans = [(j.results["start"], j.results["end"]) for j in ended]
+    spans = [(j.result["start"], j.result["end"]) for j in ended]
     for k, key in enumerate(keys):
         assert max_overlap(spans[k::3]) == 1, key
     assert max_overlap(spans) >= 2  # different keys do run side by side

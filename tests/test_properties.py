@@ -116,5 +116,5 @@ def test_a_row_edited_into_an_invalid_state_fails_alone(make_queuer, db_config):
         done = q.wait_for_job_finished(rid, 10)
         assert done.status == JobStatus.FAILED and "InvalidJobError" in done.error
     # The worker goes on.
-    assert q.wait_for_job_finished(q.add_job("echo", 1).rid, 10).results == "ran"
+    assert q.wait_for_job_finished(q.add_job("echo", 1).rid, 10).result == "ran"
     wait_until(lambda: q._runtime.poller.alive and q._runtime.completer.alive)

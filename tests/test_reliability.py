@@ -50,7 +50,7 @@ def test_fencing_a_runner_declared_dead_cannot_change_the_outcome(make_queuer, d
     rescuer.add_task_with_name(fast_second, "work")
     rescuer.start()
     done = rescuer.wait_for_job_finished(job.rid, 10)
-    assert (done.status, done.results, done.attempts) == (JobStatus.SUCCEEDED, "from the rescuer", 2)
+    assert (done.status, done.result, done.attempts) == (JobStatus.SUCCEEDED, "from the rescuer", 2)
 
     release_first.set()  # the stale runner finishes now and tries to complete
     assert first_returned.wait(10)
@@ -59,7 +59,7 @@ def test_fencing_a_runner_declared_dead_cannot_change_the_outcome(make_queuer, d
     wait_until(lambda: stale._runtime.dispatcher.busy() == 0, message="stale runner returned")
     wait_until(lambda: stale._runtime.completer.pending() == 0, message="stale outcome flushed")
     final = rescuer.get_job_ended(job.rid)
-    assert (final.results, final.attempts, final.worker_rid) == ("from the rescuer", 2, rescuer.worker.rid)
+    assert (final.result, final.attempts, final.worker_rid) == ("from the rescuer", 2, rescuer.worker.rid)
     assert archived(db_config) == 1
 
 
@@ -80,10 +80,10 @@ def test_timeout_fails_the_attempt_sets_the_flag_and_discards_the_late_result(ma
     q.start()
     job = q.add_job_with_options(Options(on_error=OnError(timeout=0.3, max_retries=0)), overrun)
     done = q.wait_for_job_finished(job.rid, 10)
-    assert done.status == JobStatus.FAILED and "TimeoutError" in done.error and done.results is None
+    assert done.status == JobStatus.FAILED and "TimeoutError" in done.error and done.result is None
     assert saw_cancel.wait(5) and returned.wait(5)
     wait_until(lambda: q._runtime.dispatcher.busy() == 0, message="runaway thread returned")
-    assert q.get_job_ended(job.rid).results is None
+    assert q.get_job_ended(job.rid).result is None
 
 
 def test_timeout_is_retried_when_retries_are_left(make_queuer):
@@ -98,7 +98,7 @@ def test_timeout_is_retried_when_retries_are_left(make_queuer):
     q.start()
     job = q.add_job_with_options(Options(on_error=OnError(timeout=0.3, max_retries=1, retry_delay=0)), slow_then_fast)
     done = q.wait_for_job_finished(job.rid, 10)
-    assert (done.status, done.results, done.attempts) == (JobStatus.SUCCEEDED, "second", 2)
+    assert (done.status, done.result, done.attempts) == (JobStatus.SUCCEEDED, "second", 2)
 
 
 def test_cancel_a_running_job_reaches_the_task_and_discards_its_result(make_queuer):
@@ -122,7 +122,7 @@ def test_cancel_a_running_job_reaches_the_task_and_discards_its_result(make_queu
     wait_until(lambda: q._runtime.dispatcher.busy() == 0, message="task returned")
     q._runtime.completer.drain(5)
     final = q.get_job_ended(job.rid)
-    assert final.status == JobStatus.CANCELLED and final.results is None
+    assert final.status == JobStatus.CANCELLED and final.result is None
 
 
 def test_stop_worker_from_another_process_stops_it(make_queuer):
@@ -239,7 +239,7 @@ def test_database_restart_and_terminated_backends_are_survived(make_queuer, db_c
     assert count(db_config, "SELECT count(DISTINCT rid) FROM {schema}.job_archive") == total
     # LISTEN came back too: a new job is picked up and waited for by NOTIFY.
     job = q.add_job(short, -1)
-    assert q.wait_for_job_finished(job.rid, 10).results == -1
+    assert q.wait_for_job_finished(job.rid, 10).result == -1
 
 
 def test_a_failing_flush_is_retried_and_loses_nothing(make_queuer, monkeypatch):
@@ -257,7 +257,7 @@ def test_a_failing_flush_is_retried_and_loses_nothing(make_queuer, monkeypatch):
     monkeypatch.setattr(q.job_db, "record_outcomes", flaky_record)
     q.start()
     done = q.wait_for_job_finished(q.add_job(len, "abc").rid, 10)
-    assert failures == [1] and (done.status, done.results) == (JobStatus.SUCCEEDED, 3)
+    assert failures == [1] and (done.status, done.result) == (JobStatus.SUCCEEDED, 3)
     assert q._runtime.completer.alive
 
 
@@ -271,7 +271,7 @@ def test_a_dead_background_loop_is_restarted(make_queuer):
     wait_until(lambda: not poller.alive, message="poller thread ended")
     poller._stopping.clear()
     wait_until(lambda: poller.alive, timeout=5, message="poller restarted by the heartbeat")
-    assert q.wait_for_job_finished(q.add_job(len, "ab").rid, 10).results == 2
+    assert q.wait_for_job_finished(q.add_job(len, "ab").rid, 10).result == 2
 
 
 def test_stop_worker_now_releases_its_jobs(make_queuer):
@@ -295,7 +295,7 @@ def test_stop_worker_now_releases_its_jobs(make_queuer):
     rescuer.add_task_with_name(lambda: "again", "block")
     rescuer.start()
     done = rescuer.wait_for_job_finished(job.rid, 15)
-    assert (done.status, done.results, done.attempts) == (JobStatus.SUCCEEDED, "again", 2)
+    assert (done.status, done.result, done.attempts) == (JobStatus.SUCCEEDED, "again", 2)
 
 
 def test_master_prunes_the_archive_by_retention_in_batches(make_queuer, db_config):
@@ -310,5 +310,5 @@ def test_master_prunes_the_archive_by_retention_in_batches(make_queuer, db_confi
     fresh = q.wait_for_job_finished(q.add_job(len, "abc").rid, 10)
     wait_until(lambda: count(db_config, "SELECT count(*) FROM {schema}.job_archive") == 1, timeout=20,
                message="old rows pruned")
-    assert q.get_job_ended(fresh.rid).results == 3  # the recent job stays
+    assert q.get_job_ended(fresh.rid).result == 3  # the recent job stays
     assert q._runtime.master.archive_pruned_total == 2500

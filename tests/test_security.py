@@ -48,7 +48,7 @@ def test_a_role_without_ddl_rights_can_produce_and_consume(db_config, app_role):
         q.add_task(add)
         q.start()
         done = q.wait_for_job_finished(q.add_job(add, 2, 3).rid, 10)
-        assert (done.status, done.results) == (JobStatus.SUCCEEDED, 5)
+        assert (done.status, done.result) == (JobStatus.SUCCEEDED, 5)
         q.add_schedule("as-app", "0 3 * * *", add, 1, 1)
         assert [s.name for s in q.get_schedules()] == ["as-app"]
     finally:

@@ -19,6 +19,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from queuer.database.queries import Queries
+from queuer.errors import DatabaseUnreachableError
 from queuer.helper.config import DatabaseConfiguration
 
 log = logging.getLogger("queuer.database")
@@ -34,10 +35,6 @@ HOT_PATH_PLANNER_OPTIONS = (
     # cost enormous, which would trigger JIT compilation: milliseconds per claim.
     " -c jit=off"
 )
-
-
-class DatabaseUnreachableError(ConnectionError):
-    """PostgreSQL could not be reached; the message names the target (never the password)."""
 
 
 def channel_name(schema: str) -> str:
@@ -66,13 +63,19 @@ class Database:
         self._kwargs.setdefault("connect_timeout", max(1, int(connect_timeout)))
         self._last_used: dict[int, float] = {}
         self._open_lock = threading.Lock()
-        self.pool = self._make_pool(self._kwargs, min_size, max_size, name)
+        self._ever_opened = False
+        self._sizes = (min_size, max_size)
+        self._name = name
+        self.pool, self.hot_pool = self._make_pools()
+
+    def _make_pools(self) -> tuple[ConnectionPool, ConnectionPool]:
+        pool = self._make_pool(self._kwargs, *self._sizes, self._name)
         # The hot path (claim, outcomes, release) gets connections of its own whose
         # planner may only use index scans: with the stale statistics of a table
         # that just grew from empty, it would otherwise sort or scan the whole
         # queue on every claim and every batch of outcomes.
         hot_kwargs = {**self._kwargs, "options": (self._kwargs.get("options", "") + HOT_PATH_PLANNER_OPTIONS).strip()}
-        self.hot_pool = self._make_pool(hot_kwargs, 1, 3, name + "-hot")
+        return pool, self._make_pool(hot_kwargs, 1, 3, self._name + "-hot")
 
     def _make_pool(self, kwargs: dict[str, Any], min_size: int, max_size: int, name: str) -> ConnectionPool:
         return ConnectionPool(
@@ -89,8 +92,24 @@ class Database:
 
     # -- life cycle ---------------------------------------------------------
 
+    @property
+    def is_open(self) -> bool:
+        return not self.pool.closed
+
     def open(self) -> None:
-        """Check the server answers (failing fast with libpq's reason), then open the pool."""
+        """Check the server answers (failing fast with libpq's reason), then open the pool.
+
+        After ``close()`` it opens new pools: a closed psycopg pool cannot be reused.
+        """
+        with self._open_lock:
+            if not self.pool.closed:
+                return
+            if self._ever_opened:
+                self.pool, self.hot_pool = self._make_pools()
+            self._open_pool()
+            self._ever_opened = True
+
+    def _open_pool(self) -> None:
         try:
             psycopg.connect(**self._kwargs).close()
         except psycopg.Error as exc:
@@ -134,6 +153,9 @@ class Database:
 
     @contextmanager
     def _borrow(self, pool: ConnectionPool) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        if pool.closed and pool is self.pool:
+            self.open()  # used again after close(): reopen
+            pool = self.pool
         with pool.connection() as conn:
             try:
                 yield conn  # type: ignore[misc]

@@ -120,7 +120,7 @@ class JobDB:
                 opened = json.loads(self.keyring.decrypt(arguments, job.origin_rid or job.rid, "arguments"))
                 job.parameters, job.parameters_keyed = opened["p"], opened["k"]
             if results is not None:
-                job.results = json.loads(self.keyring.decrypt(results, job.rid, "results"))
+                job.result = json.loads(self.keyring.decrypt(results, job.rid, "results"))
         except (EncryptionError, ValueError, KeyError):
             job.encrypted = True
         return job
@@ -399,6 +399,16 @@ class JobDB:
                 "offset": offset,
                 "after_id": after_id,
             },
+        )
+        return [self._job(r) for r in rows]
+
+    def get_jobs_newest(
+        self, *, ended: bool, before_id: int | None, limit: int, worker_rid: UUID | None = None,
+    ) -> list[Job]:
+        """Newest first, ids below ``before_id`` (queuerPy's ``last_id`` paging)."""
+        rows = self.db.execute(
+            self.q.get_jobs_ended_newest if ended else self.q.get_jobs_newest,
+            {"before_id": before_id, "limit": limit, "worker_rid": worker_rid},
         )
         return [self._job(r) for r in rows]
 

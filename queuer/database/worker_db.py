@@ -42,8 +42,25 @@ class WorkerDB:
         assert row is not None
         return Worker.from_row(row)
 
-    def update_tasks(self, rid: UUID, task_names: Sequence[str]) -> None:
-        self.db.execute(self.q.update_worker_tasks, {"rid": rid, "available_tasks": list(task_names)})
+    def activate(
+        self, rid: UUID, name: str, max_concurrency: int, task_names: Sequence[str], options: dict[str, Any] | None,
+    ) -> Worker:
+        """Mark this process's worker row RUNNING (made again if it was pruned)."""
+        row = self.db.execute_one(self.q.activate_worker, {
+            "rid": rid, "name": name, "host": socket.gethostname(), "pid": os.getpid(),
+            "max_concurrency": max_concurrency, "available_tasks": list(task_names),
+            "options": json.dumps(options) if options else None,
+        })
+        assert row is not None
+        return Worker.from_row(row)
+
+    def update_tasks(self, rid: UUID, task_names: Sequence[str]) -> Worker | None:
+        row = self.db.execute_one(self.q.update_worker_tasks, {"rid": rid, "available_tasks": list(task_names)})
+        return Worker.from_row(row) if row else None
+
+    def update_next_interval_funcs(self, rid: UUID, names: Sequence[str]) -> Worker | None:
+        row = self.db.execute_one(self.q.update_worker_next_interval, {"rid": rid, "names": list(names)})
+        return Worker.from_row(row) if row else None
 
     def set_status(self, rid: UUID, status: WorkerStatus) -> Worker | None:
         row = self.db.execute_one(self.q.set_worker_status, {"rid": rid, "status": status.value})
@@ -54,12 +71,13 @@ class WorkerDB:
         row = self.db.execute_one(self.q.heartbeat, {"rid": rid})
         return (WorkerStatus(row["status"]), row["stop_requested"]) if row else None
 
-    def request_stop(self, rid: UUID, graceful: bool) -> bool:
+    def request_stop(self, rid: UUID, graceful: bool) -> Worker | None:
+        """Ask a worker to stop; its row shows STOPPED (now) or STOPPING (graceful) at once."""
         row = self.db.execute_one(
             self.q.request_worker_stop,
             {"rid": rid, "mode": "graceful" if graceful else "now", "channel": self.db.channel},
         )
-        return row is not None
+        return Worker.from_row(row) if row else None
 
     def get(self, rid: UUID) -> Worker | None:
         row = self.db.execute_one(self.q.get_worker, {"rid": rid})

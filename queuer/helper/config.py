@@ -14,6 +14,8 @@ from typing import Any, Mapping
 
 from psycopg.conninfo import conninfo_to_dict
 
+from queuer.errors import ConfigurationError
+
 ENV_PREFIX = "QUEUER_DB_"
 DEFAULT_SCHEMA = "public"
 
@@ -21,10 +23,6 @@ DEFAULT_SCHEMA = "public"
 # quoted without escaping, and short enough that "queuer." + schema stays a
 # valid NOTIFY channel name (63 bytes at most).
 _SCHEMA_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
-
-
-class ConfigurationError(ValueError):
-    """The database configuration is invalid; the message says what to fix."""
 
 
 def validate_schema_name(schema: str) -> str:
@@ -53,6 +51,10 @@ class DatabaseConfiguration:
     password: str | None = field(default=None, repr=False)
     schema: str = DEFAULT_SCHEMA
     sslmode: str | None = None
+    #: queuerPy's switch: drop queuer's tables and make them anew when a Queuer is created
+    with_table_drop: bool = False
+    #: accepted for queuerPy code; queuer needs no extension and uses plain tables either way
+    with_timescale: bool = False
     # Extra libpq keywords (from QUEUER_DB_URL or given explicitly).
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -88,6 +90,8 @@ class DatabaseConfiguration:
             password=get("PASSWORD") if get("PASSWORD") is not None else extra.pop("password", None),
             schema=get("SCHEMA") or DEFAULT_SCHEMA,
             sslmode=get("SSLMODE") or extra.pop("sslmode", None),
+            with_table_drop=(get("WITH_TABLE_DROP") or "").strip().lower() == "true",
+            with_timescale=(get("WITH_TIMESCALE") or "").strip().lower() == "true",
             extra=extra,
         )
 

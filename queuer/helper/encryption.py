@@ -25,12 +25,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from queuer.errors import EncryptionError
+
 VERSION = 1
 HEADER = 1 + 4 + 12
-
-
-class EncryptionError(Exception):
-    """A payload could not be encrypted or decrypted; the message says why (never the key)."""
 
 
 @dataclass(frozen=True)

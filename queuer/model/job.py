@@ -55,7 +55,8 @@ class Job:
     ended_at: datetime | None = None
     worker_rid: UUID | None = None
     schedule_count: int = 0
-    results: Any = None
+    #: what the task returned (SUCCEEDED jobs); see ``results`` for queuerPy's list form
+    result: Any = None
     error: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -63,6 +64,11 @@ class Job:
     #: True when the payload is encrypted and no configured key could open it
     encrypted: bool = False
     id: int | None = None
+
+    @property
+    def results(self) -> list[Any]:
+        """queuerPy's form of the outcome: ``[value]`` when the job succeeded, else ``[]``."""
+        return [self.result] if self.status is JobStatus.SUCCEEDED and not self.encrypted else []
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Job":
@@ -82,7 +88,7 @@ class Job:
             ended_at=row.get("ended_at"),
             worker_rid=row.get("worker_rid"),
             schedule_count=row.get("schedule_count", 0),
-            results=row.get("results"),
+            result=row.get("results"),
             error=row.get("error"),
             created_at=row.get("created_at"),
             updated_at=row.get("updated_at"),

@@ -17,6 +17,11 @@ class Task:
     serialized: bool = False
 
     @property
+    def task(self) -> Callable[..., Any]:
+        """queuerPy's name for the function."""
+        return self.fn
+
+    @property
     def limited(self) -> bool:
         return self.concurrency_limit is not None or self.requests_per_second is not None or self.serialized
 
@@ -34,7 +39,12 @@ class Task:
 
 def task_name_of(fn: Callable[..., Any]) -> str:
     """The name a function is registered under when none is given."""
-    name = getattr(fn, "__name__", None)
+    if inspect.ismethod(fn):
+        # "Class.method": a bound method's __name__ alone would collide across classes.
+        fn = fn.__func__
+        name = getattr(fn, "__qualname__", None)
+    else:
+        name = getattr(fn, "__name__", None)
     if not name or name == "<lambda>":
         raise ValueError("cannot derive a task name from this callable: pass name=... explicitly")
     return name

@@ -8,6 +8,8 @@ from enum import Enum
 from typing import Any
 from uuid import UUID
 
+from queuer.model.options import OnError
+
 
 class WorkerStatus(str, Enum):
     READY = "READY"  # created, not yet claiming
@@ -24,6 +26,9 @@ class Worker:
     status: WorkerStatus
     max_concurrency: int
     available_tasks: list[str] = field(default_factory=list)
+    available_next_interval_funcs: list[str] = field(default_factory=list)
+    #: the worker's default OnError for jobs that bring none
+    options: OnError | None = None
     host: str | None = None
     pid: int | None = None
     id: int | None = None
@@ -41,6 +46,8 @@ class Worker:
             status=WorkerStatus(row["status"]),
             max_concurrency=row["max_concurrency"],
             available_tasks=list(row.get("available_tasks") or []),
+            available_next_interval_funcs=list(row.get("available_next_interval") or []),
+            options=_on_error_of(row.get("options")),
             host=row.get("host"),
             pid=row.get("pid"),
             heartbeat_at=row.get("heartbeat_at"),
@@ -48,3 +55,12 @@ class Worker:
             updated_at=row.get("updated_at"),
             stop_requested=row.get("stop_requested"),
         )
+
+
+def _on_error_of(stored: Any) -> OnError | None:
+    if not isinstance(stored, dict):
+        return None
+    try:
+        return OnError.from_dict(stored.get("on_error", stored))
+    except (TypeError, ValueError, AttributeError):
+        return None  # a row edited by hand stays readable

@@ -50,6 +50,8 @@ class WorkerRuntime:
         next_interval_funcs: Mapping[str, Callable[..., Any]] | None = None,
         keyring: Keyring | None = None,
         on_stopped: Callable[[], None] | None = None,
+        worker_rid: UUID | None = None,
+        worker_options: dict[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.max_concurrency = max_concurrency
@@ -58,7 +60,8 @@ class WorkerRuntime:
         self.worker_db = worker_db
         self.notifier = notifier
         self.settings = settings
-        self._worker_rid: UUID = uuid.uuid4()
+        self._worker_rid: UUID = worker_rid or uuid.uuid4()
+        self._worker_options = worker_options
         self.worker: Worker | None = None
         self._stop_lock = threading.Lock()
         self.stopped = threading.Event()
@@ -99,8 +102,8 @@ class WorkerRuntime:
     # -- life cycle -------------------------------------------------------------
 
     def start(self) -> Worker:
-        self.worker = self.worker_db.insert(
-            self._worker_rid, self.name, self.max_concurrency, list(self.tasks), None, WorkerStatus.RUNNING
+        self.worker = self.worker_db.activate(
+            self._worker_rid, self.name, self.max_concurrency, list(self.tasks), self._worker_options
         )
         self.notifier.subscribe(self._on_events)
         self.notifier.on_reconnect(self._wake_poller)
@@ -137,7 +140,7 @@ class WorkerRuntime:
         self.master.stop()
         self.notifier.unsubscribe(self._on_events)
         self.dispatcher.shutdown()
-        self._set_status(WorkerStatus.STOPPED)
+        self.worker = self._set_status(WorkerStatus.STOPPED) or self.worker
         log.info("worker %s (%s) stopped", self.name, self._worker_rid)
         self.stopped.set()
         if self._on_stopped is not None:
@@ -152,11 +155,12 @@ class WorkerRuntime:
             except Exception:
                 log.exception("could not release %d unstarted job(s); the master will re-queue them", len(unstarted))
 
-    def _set_status(self, status: WorkerStatus) -> None:
+    def _set_status(self, status: WorkerStatus) -> Worker | None:
         try:
-            self.worker_db.set_status(self._worker_rid, status)
+            return self.worker_db.set_status(self._worker_rid, status)
         except Exception:
             log.exception("could not mark worker %s %s", self._worker_rid, status.value)
+            return None
 
     # -- callbacks from the loops -----------------------------------------------------
 
@@ -197,7 +201,8 @@ class WorkerRuntime:
         self.dispatcher.end_all("the worker was declared dead; the job was rescued by another worker")
         self._worker_rid = uuid.uuid4()
         self.worker = self.worker_db.insert(
-            self._worker_rid, self.name, self.max_concurrency, list(self.tasks), None, WorkerStatus.RUNNING
+            self._worker_rid, self.name, self.max_concurrency, list(self.tasks), self._worker_options,
+            WorkerStatus.RUNNING,
         )
         log.error("worker %s was declared dead (heartbeat too late); re-registered as %s", old, self._worker_rid)
 

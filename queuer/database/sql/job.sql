@@ -293,3 +293,18 @@ WHERE (%(status)s::text IS NULL OR status = %(status)s)
   AND (%(after_id)s::bigint IS NULL OR id > %(after_id)s)
 ORDER BY id
 LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: get_jobs_newest
+-- queuerPy's pages: newest first, each page after the last id of the one before.
+SELECT * FROM {schema}.job
+WHERE (%(worker_rid)s::uuid IS NULL OR worker_rid = %(worker_rid)s)
+  AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s)
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: get_jobs_ended_newest
+SELECT * FROM {schema}.job_archive
+WHERE (%(worker_rid)s::uuid IS NULL OR worker_rid = %(worker_rid)s)
+  AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s)
+ORDER BY id DESC
+LIMIT %(limit)s;

@@ -6,9 +6,27 @@ VALUES (%(rid)s, %(name)s, %(host)s, %(pid)s, %(max_concurrency)s, %(available_t
         %(options)s::jsonb, %(status)s)
 RETURNING *;
 
+-- name: activate_worker
+-- start(): the row the constructor made (READY), or one a previous stop()
+-- left, becomes RUNNING. A row pruned meanwhile is made again.
+INSERT INTO {schema}.worker (rid, name, host, pid, max_concurrency, available_tasks, options, status)
+VALUES (%(rid)s, %(name)s, %(host)s, %(pid)s, %(max_concurrency)s, %(available_tasks)s,
+        %(options)s::jsonb, 'RUNNING')
+ON CONFLICT (rid) DO UPDATE
+SET status = 'RUNNING', stop_requested = NULL, host = excluded.host, pid = excluded.pid,
+    available_tasks = excluded.available_tasks, max_concurrency = excluded.max_concurrency,
+    heartbeat_at = now(), updated_at = now()
+RETURNING *;
+
 -- name: update_worker_tasks
 UPDATE {schema}.worker
 SET available_tasks = %(available_tasks)s, updated_at = now()
+WHERE rid = %(rid)s
+RETURNING *;
+
+-- name: update_worker_next_interval
+UPDATE {schema}.worker
+SET available_next_interval = %(names)s, updated_at = now()
 WHERE rid = %(rid)s
 RETURNING *;
 
@@ -16,6 +34,8 @@ RETURNING *;
 UPDATE {schema}.worker
 SET status = %(status)s, updated_at = now(), heartbeat_at = now()
 WHERE rid = %(rid)s AND status <> 'DEAD'
+  -- a stop request already shows STOPPED: winding down does not show STOPPING again
+  AND NOT (status = 'STOPPED' AND %(status)s = 'STOPPING')
 RETURNING *;
 
 -- name: heartbeat
@@ -27,13 +47,18 @@ WHERE rid = %(rid)s AND status <> 'DEAD'
 RETURNING status, stop_requested;
 
 -- name: request_worker_stop
+-- The row shows the request at once (STOPPED for "now", STOPPING for
+-- "graceful"); the worker itself is told by NOTIFY and by its heartbeat.
+-- A worker that never started has nothing to finish: it is STOPPED either way.
 WITH requested AS (
     UPDATE {schema}.worker
-    SET stop_requested = %(mode)s, updated_at = now()
+    SET stop_requested = %(mode)s,
+        status = CASE WHEN %(mode)s = 'graceful' AND status <> 'READY' THEN 'STOPPING' ELSE 'STOPPED' END,
+        updated_at = now()
     WHERE rid = %(rid)s AND status IN ('READY', 'RUNNING', 'STOPPING')
-    RETURNING rid
+    RETURNING *
 )
-SELECT rid, pg_notify(%(channel)s, json_build_object(
+SELECT requested.*, pg_notify(%(channel)s, json_build_object(
            'j', json_build_array(json_build_array('stop', rid, %(mode)s)))::text) AS notified
 FROM requested;
 
@@ -67,11 +92,11 @@ WHERE id = 1 AND worker_rid = %(rid)s;
 -- name: mark_silent_workers_dead
 UPDATE {schema}.worker
 SET status = 'DEAD', updated_at = now()
-WHERE status IN ('READY', 'RUNNING', 'STOPPING')
+WHERE status IN ('RUNNING', 'STOPPING')
   AND heartbeat_at < now() - make_interval(secs => %(dead_after_seconds)s)
 RETURNING rid, name;
 
 -- name: prune_workers
 DELETE FROM {schema}.worker
-WHERE status IN ('DEAD', 'STOPPED')
+WHERE status IN ('DEAD', 'STOPPED', 'READY')  -- READY: a producer that never stopped
   AND updated_at < now() - make_interval(secs => %(older_than_seconds)s);

@@ -1,0 +1,135 @@
+"""JobEvents: the user's job listeners and the callers waiting for jobs to end.
+
+Both are fed by the Notifier (the LISTEN thread). Listeners run on one
+callback thread, so a slow listener never delays the LISTEN connection.
+A waiter also re-reads the archive every few seconds: a notification lost
+while the LISTEN connection was down delays a waiter, never hangs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+from uuid import UUID
+
+from queuer.database.job_db import JobDB
+from queuer.errors import JobNotFoundError, JobWaitTimeoutError
+from queuer.model.job import Job, JobStatus
+from queuer.runtime.notifier import Event, Notifier
+
+log = logging.getLogger("queuer")
+
+JobListener = Callable[[Job], None]
+
+WAIT_RECHECK_SECONDS = 5.0
+
+# Which notification kinds each listener kind hears.
+_LISTENER_KIND = {"insert": "insert", "retry": "update", "cancel": "update", "end": "delete"}
+
+
+class JobEvents:
+    def __init__(self, notifier: Notifier, job_db: JobDB) -> None:
+        self.notifier = notifier
+        self.job_db = job_db
+        self._lock = threading.Lock()
+        self._listeners: dict[str, list[JobListener]] = {"insert": [], "update": [], "delete": []}
+        self._waiters: dict[str, list[threading.Event]] = {}  # by rid as text, as NOTIFY sends it
+        self._callbacks: ThreadPoolExecutor | None = None
+        notifier.subscribe(self._on_events)
+        notifier.on_reconnect(self._wake_all_waiters)
+
+    # -- listeners -------------------------------------------------------------------
+
+    def listen(self, kind: str, notify_function: JobListener) -> None:
+        if not callable(notify_function):
+            raise TypeError("a listener must be callable, e.g. q.listen_for_job_delete(lambda job: print(job))")
+        with self._lock:
+            self._listeners[kind].append(notify_function)
+            if self._callbacks is None:
+                self._callbacks = ThreadPoolExecutor(1, thread_name_prefix="queuer-callback")
+        self.notifier.ensure_started()
+
+    def close(self) -> None:
+        with self._lock:
+            callbacks, self._callbacks = self._callbacks, None
+        if callbacks is not None:
+            callbacks.shutdown(wait=False)
+
+    # -- waiting ---------------------------------------------------------------------
+
+    def wait_for_end(self, rid: UUID, timeout_seconds: float) -> Job:
+        self.notifier.ensure_started()
+        event = threading.Event()
+        key = str(rid)
+        with self._lock:
+            self._waiters.setdefault(key, []).append(event)
+        try:
+            deadline = time.monotonic() + timeout_seconds
+            if self.job_db.status_of(rid) is None:
+                raise JobNotFoundError(rid)
+            while True:
+                job = self.job_db.get_job_ended(rid)
+                if job is not None:
+                    return job
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    status = self.job_db.status_of(rid)
+                    raise JobWaitTimeoutError(rid, timeout_seconds, status.value if status else None)
+                event.wait(min(remaining, WAIT_RECHECK_SECONDS))
+                event.clear()
+        finally:
+            with self._lock:
+                waiters = self._waiters.get(key, [])
+                if event in waiters:
+                    waiters.remove(event)
+                if not waiters:
+                    self._waiters.pop(key, None)
+
+    def _wake_all_waiters(self) -> None:
+        # After a reconnect a NOTIFY may have been missed: every waiter re-reads.
+        with self._lock:
+            for waiters in self._waiters.values():
+                for waiter in waiters:
+                    waiter.set()
+
+    # -- dispatch --------------------------------------------------------------------
+
+    def _on_events(self, events: list[Event]) -> None:
+        calls: list[tuple[JobListener, Job]] = []
+        with self._lock:
+            if not self._waiters and not any(self._listeners.values()):
+                return  # a busy worker's own batches of events: nobody here is waiting
+            for event in events:
+                if event.kind == "end" and event.rid is not None:
+                    for waiter in self._waiters.get(event.rid, ()):
+                        waiter.set()
+                kind = _LISTENER_KIND.get(event.kind)
+                if kind and self._listeners[kind]:
+                    job = _event_job(event)
+                    calls.extend((fn, job) for fn in self._listeners[kind])
+            executor = self._callbacks
+        if executor is None:
+            return
+        for fn, job in calls:
+            try:
+                executor.submit(_call_listener, fn, job)
+            except RuntimeError:
+                return  # closed meanwhile
+
+
+def _event_job(event: Event) -> Job:
+    status = JobStatus.CANCELLED if event.kind == "cancel" else (
+        JobStatus(event.detail) if event.kind == "end" and event.detail else JobStatus.QUEUED
+    )
+    task_name = event.detail if event.kind in ("insert", "retry") and event.detail else ""
+    return Job(rid=UUID(event.rid) if event.rid else None, task_name=task_name, status=status)  # type: ignore[arg-type]
+
+
+def _call_listener(fn: JobListener, job: Job) -> None:
+    try:
+        fn(job)
+    except Exception:
+        log.exception("a job listener failed; other listeners go on")
