@@ -30,6 +30,7 @@ from queuer.database.schedule_db import ScheduleDB
 from queuer.database.worker_db import WorkerDB
 from queuer.enqueue import JobBuilder, check_batch, duplicates_as_errors
 from queuer.errors import (
+    DatabaseUnreachableError,
     EncryptionError,
     JobAlreadyEndedError,
     JobNotFoundError,
@@ -83,8 +84,8 @@ class Queuer:
         self.settings = settings or WorkerSettings.from_env()
         self.resources: Mapping[str, Any] = dict(resources or {})
         self.db_config = db_config or DatabaseConfiguration.from_env()
-        self.db = Database(self.db_config, min_size=2, max_size=max(6, 4 + max_concurrency // 4), name=f"queuer-{name}")
-        self.db.open()
+        self.db = Database(self.db_config, name=name)
+        self.db.wait_until_reachable(self.db_config.startup_wait)
         with self.db.connection() as conn:
             if self.db_config.with_table_drop:
                 uninstall(conn, self.db_config.schema)
@@ -486,7 +487,8 @@ class Queuer:
                 raise RuntimeError("Queuer is already running")
             if not self._tasks:
                 log.warning("queuer %s starts with no tasks registered; it will claim nothing", self.name)
-            self.db.open()
+            self.db.role = "worker"
+            self.db.close()  # idle connections named for a producer: new ones say "worker"
             self._runtime = WorkerRuntime(
                 self.name, self.max_concurrency, self._tasks.tasks, self.job_db, self.worker_db, self.notifier,
                 self.settings, self.default_on_error, self.resources, self._tasks.next_interval_funcs,
@@ -505,8 +507,11 @@ class Queuer:
                 runtime.stop(timeout)
                 self._refresh_worker(runtime.worker)
                 self._runtime = None
-            elif self.db.is_open:
-                self._refresh_worker(self.worker_db.set_status(self._worker.rid, WorkerStatus.STOPPED))
+            elif self._worker.status != WorkerStatus.STOPPED:
+                try:
+                    self._refresh_worker(self.worker_db.set_status(self._worker.rid, WorkerStatus.STOPPED))
+                except DatabaseUnreachableError as exc:
+                    log.warning("could not mark worker %s STOPPED: %s", self._worker.rid, exc)
             self.notifier.stop()
             self._events.close()
             self.db.close()

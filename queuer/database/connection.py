@@ -1,22 +1,42 @@
-"""Connections: one psycopg pool per Queuer, plus dedicated LISTEN connections.
+"""Every connection queuer makes: pools, the session connection, reconnects and fork.
 
-Pooled connections run in autocommit mode (each statement commits on its own,
-which is what the one-statement operations want) and are checked before use
-when they sat idle, so a connection the server closed (restart,
-``pg_terminate_backend``) is replaced instead of failing a caller.
+One ``Database`` per Queuer. It owns
+
+* a pool for general statements (enqueue, reads, heartbeat, master duties),
+* a pool for the worker's hot path (claim, outcomes, release), whose planner
+  may only use index scans (see HOT_PATH_SETTINGS),
+* session connections on request (``connect_session``: the LISTEN connection
+  that also carries the worker's liveness lock).
+
+The pools are small and plain on purpose, so their behaviour fits in one's
+head: a borrower takes the most recently used idle connection (pinged first if
+it sat idle), or opens a new one while the pool is below its size, or waits
+for one to come back. Opening retries every few hundred milliseconds until the
+caller's deadline, so a restarted or promoted server is used again as soon as
+it accepts connections, and nothing ever "gives up" for good. No background
+thread: an idle process holds its idle connections and nothing else.
+
+A process forked from the one that opened the pools (gunicorn --preload,
+multiprocessing) never touches the parent's connections: the first use in the
+child sees the new pid and starts over; the inherited connections are kept
+referenced, never used and never closed (closing would end the parent's sessions).
+
+Callers see only queuer's errors: DatabaseUnreachableError after the wait,
+naming the server (never the password).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool, PoolTimeout
 
 from queuer.database.queries import Queries
 from queuer.errors import DatabaseUnreachableError
@@ -26,20 +46,125 @@ log = logging.getLogger("queuer.database")
 
 # A connection idle for longer than this is pinged before it is handed out.
 IDLE_CHECK_SECONDS = 1.0
+# Reconnect attempts start this far apart and back off to the ceiling.
+RECONNECT_FIRST_DELAY = 0.05
+RECONNECT_MAX_DELAY = 0.5
 
 # Planner settings of the hot-path connections: only index scans are left.
-HOT_PATH_PLANNER_OPTIONS = (
-    " -c enable_sort=off -c enable_bitmapscan=off -c enable_seqscan=off"
-    " -c enable_hashjoin=off -c enable_mergejoin=off"
+# With the stale statistics of a table that just grew from empty, the planner
+# would otherwise sort or scan the whole queue on every claim. They are plain
+# SETs after connecting (no startup "options", which poolers refuse).
+HOT_PATH_SETTINGS = (
+    "SET enable_sort = off; SET enable_bitmapscan = off; SET enable_seqscan = off;"
+    " SET enable_hashjoin = off; SET enable_mergejoin = off;"
     # A disabled node still in a plan (the small sort of serial keys) makes its
     # cost enormous, which would trigger JIT compilation: milliseconds per claim.
-    " -c jit=off"
+    " SET jit = off"
 )
+
+# TCP keepalives bound how long a vanished host (not a closed socket) goes unnoticed.
+KEEPALIVE_DEFAULTS = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 
 
 def channel_name(schema: str) -> str:
     """The NOTIFY channel of a schema (one per schema, all events on it)."""
     return f"queuer.{schema}"
+
+
+class _Pool:
+    """At most ``size`` autocommit connections with dict rows, opened on demand."""
+
+    def __init__(self, name: str, size: int, connect: Callable[[float], psycopg.Connection[Any]]) -> None:
+        self.name = name
+        self.size = size
+        self._connect = connect
+        self._cond = threading.Condition()
+        self._idle: list[tuple[psycopg.Connection[Any], float]] = []  # (connection, last used)
+        self._open = 0  # idle + lent out
+        self._pid = os.getpid()
+        self._inherited: list[psycopg.Connection[Any]] = []
+
+    def borrow(self, deadline: float) -> psycopg.Connection[Any]:
+        while True:
+            with self._cond:
+                self._check_fork()
+                while not self._idle and self._open >= self.size:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise DatabaseUnreachableError(
+                            f"all {self.size} connections of pool {self.name} stayed busy; "
+                            "raise the pool size or the wait (QUEUER_DB_TIMEOUT)"
+                        )
+                    self._cond.wait(remaining)
+                if self._idle:
+                    conn, last_used = self._idle.pop()
+                else:
+                    self._open += 1
+                    conn, last_used = None, 0.0
+            if conn is None:
+                try:
+                    return self._connect(deadline)
+                except BaseException:
+                    self._forget()
+                    raise
+            if time.monotonic() - last_used <= IDLE_CHECK_SECONDS or _ping(conn):
+                return conn
+            self._discard(conn)  # the server closed it (restart, terminate): take another
+
+    def give_back(self, conn: psycopg.Connection[Any]) -> None:
+        if os.getpid() != self._pid:
+            return  # lent out before a fork: the parent's, not ours
+        healthy = not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE
+        if not healthy:
+            self._discard(conn)
+            return
+        with self._cond:
+            self._idle.append((conn, time.monotonic()))
+            self._cond.notify()
+
+    def _discard(self, conn: psycopg.Connection[Any]) -> None:
+        try:
+            conn.close()
+        except Exception:
+            pass
+        self._forget()
+
+    def _forget(self) -> None:
+        with self._cond:
+            self._open -= 1
+            self._cond.notify()
+
+    def _check_fork(self) -> None:
+        if os.getpid() != self._pid:
+            self._inherited.extend(conn for conn, _ in self._idle)
+            self._idle.clear()
+            self._open = 0
+            self._pid = os.getpid()
+
+    def close(self) -> None:
+        with self._cond:
+            self._check_fork()
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+        for conn, _ in idle:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+    def stats(self) -> tuple[int, int]:
+        """(open, idle) connections of this process."""
+        with self._cond:
+            self._check_fork()
+            return self._open, len(self._idle)
+
+
+def _ping(conn: psycopg.Connection[Any]) -> bool:
+    try:
+        conn.execute("")
+        return True
+    except psycopg.Error:
+        return False
 
 
 class Database:
@@ -49,132 +174,111 @@ class Database:
         self,
         config: DatabaseConfiguration,
         *,
-        min_size: int = 2,
-        max_size: int = 8,
-        connect_timeout: float = 10.0,
+        pool_size: int = 3,
+        hot_pool_size: int = 2,
         name: str = "queuer",
     ) -> None:
         self.config = config
         self.schema = config.schema
         self.queries = Queries(config.schema)
         self.channel = channel_name(config.schema)
-        self.connect_timeout = connect_timeout
+        self.timeout = config.timeout
+        self.name = name
+        self.role = "producer"
         self._kwargs: dict[str, Any] = {**config.connect_kwargs(), "autocommit": True}
-        self._kwargs.setdefault("connect_timeout", max(1, int(connect_timeout)))
-        self._last_used: dict[int, float] = {}
-        self._open_lock = threading.Lock()
-        self._ever_opened = False
-        self._sizes = (min_size, max_size)
-        self._name = name
-        self.pool, self.hot_pool = self._make_pools()
-
-    def _make_pools(self) -> tuple[ConnectionPool, ConnectionPool]:
-        pool = self._make_pool(self._kwargs, *self._sizes, self._name)
-        # The hot path (claim, outcomes, release) gets connections of its own whose
-        # planner may only use index scans: with the stale statistics of a table
-        # that just grew from empty, it would otherwise sort or scan the whole
-        # queue on every claim and every batch of outcomes.
-        hot_kwargs = {**self._kwargs, "options": (self._kwargs.get("options", "") + HOT_PATH_PLANNER_OPTIONS).strip()}
-        return pool, self._make_pool(hot_kwargs, 1, 3, self._name + "-hot")
-
-    def _make_pool(self, kwargs: dict[str, Any], min_size: int, max_size: int, name: str) -> ConnectionPool:
-        return ConnectionPool(
-            kwargs=kwargs,
-            min_size=min_size,
-            max_size=max_size,
-            open=False,
-            name=name,
-            configure=self._configure,
-            check=self._check_if_idle,
-            reconnect_timeout=0,  # never give up reconnecting: a restart may take a while
-            timeout=self.connect_timeout,
-        )
+        for key, value in KEEPALIVE_DEFAULTS.items():
+            self._kwargs.setdefault(key, value)
+        self.pool = _Pool(name, pool_size, lambda deadline: self._connect(deadline))
+        self.hot_pool = _Pool(name + "-hot", hot_pool_size, lambda deadline: self._connect(deadline, HOT_PATH_SETTINGS))
 
     # -- life cycle ---------------------------------------------------------
 
-    @property
-    def is_open(self) -> bool:
-        return not self.pool.closed
-
-    def open(self) -> None:
-        """Check the server answers (failing fast with libpq's reason), then open the pool.
-
-        After ``close()`` it opens new pools: a closed psycopg pool cannot be reused.
-        """
-        with self._open_lock:
-            if not self.pool.closed:
-                return
-            if self._ever_opened:
-                self.pool, self.hot_pool = self._make_pools()
-            self._open_pool()
-            self._ever_opened = True
-
-    def _open_pool(self) -> None:
-        try:
-            psycopg.connect(**self._kwargs).close()
-        except psycopg.Error as exc:
-            raise DatabaseUnreachableError(
-                f"cannot connect to PostgreSQL at {self.config.describe()}: {_first_line(exc)}. "
-                "Check QUEUER_DB_HOST/PORT/DATABASE/USERNAME/PASSWORD (or QUEUER_DB_URL) "
-                "and that the server is running."
-            ) from None
-        try:
-            self.pool.open(wait=True, timeout=self.connect_timeout)
-        except PoolTimeout:
-            self.pool.close(timeout=0)
-            raise DatabaseUnreachableError(
-                f"PostgreSQL at {self.config.describe()} accepted one connection but the pool "
-                f"could not open {self.pool.min_size} within {self.connect_timeout:g}s; "
-                "check max_connections on the server"
-            ) from None
+    def wait_until_reachable(self, wait: float) -> None:
+        """Block until the server takes a connection, logging progress; DatabaseUnreachableError after ``wait``."""
+        deadline = time.monotonic() + wait
+        started = time.monotonic()
+        next_report = started + 5.0
+        while True:
+            try:
+                with self.connection(deadline=min(deadline, time.monotonic() + 5.0)):
+                    return
+            except DatabaseUnreachableError:
+                now = time.monotonic()
+                if now >= deadline:
+                    raise
+                if now >= next_report:
+                    log.warning("waiting for PostgreSQL at %s (%.0f s so far, giving up after %.0f s)",
+                                self.config.describe(), now - started, wait)
+                    next_report = now + 5.0
 
     def close(self) -> None:
-        self.pool.close(timeout=5)
-        if not self.hot_pool.closed:
-            self.hot_pool.close(timeout=5)
+        self.pool.close()
+        self.hot_pool.close()
 
     # -- connections --------------------------------------------------------
 
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    def connection(self, deadline: float | None = None) -> Iterator[psycopg.Connection[dict[str, Any]]]:
         """A pooled autocommit connection with dict rows."""
-        with self._borrow(self.pool) as conn:
+        with self._borrow(self.pool, deadline) as conn:
             yield conn
 
     @contextmanager
     def hot_connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
-        """A connection for the worker's hot path (see HOT_PATH_PLANNER_OPTIONS); opened on first use."""
-        if self.hot_pool.closed:
-            with self._open_lock:
-                if self.hot_pool.closed:
-                    self.hot_pool.open(wait=True, timeout=self.connect_timeout)
-        with self._borrow(self.hot_pool) as conn:
+        """A connection for the worker's hot path (see HOT_PATH_SETTINGS)."""
+        with self._borrow(self.hot_pool, None) as conn:
             yield conn
 
     @contextmanager
-    def _borrow(self, pool: ConnectionPool) -> Iterator[psycopg.Connection[dict[str, Any]]]:
-        if pool.closed and pool is self.pool:
-            self.open()  # used again after close(): reopen
-            pool = self.pool
-        with pool.connection() as conn:
+    def _borrow(self, pool: _Pool, deadline: float | None) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        conn = pool.borrow(time.monotonic() + self.timeout if deadline is None else deadline)
+        try:
+            yield conn
+        except psycopg.OperationalError as exc:
+            if conn.broken or conn.closed:
+                pool.give_back(conn)
+                raise DatabaseUnreachableError(
+                    f"lost the connection to PostgreSQL at {self.config.describe()}: {_first_line(exc)}"
+                ) from exc
+            pool.give_back(conn)
+            raise
+        except BaseException:
+            pool.give_back(conn)
+            raise
+        pool.give_back(conn)
+
+    def connect_session(self, deadline: float | None = None) -> psycopg.Connection[dict[str, Any]]:
+        """A connection of its own, outside the pools (LISTEN and the liveness lock need one)."""
+        return self._connect(time.monotonic() + self.timeout if deadline is None else deadline, role="session")
+
+    def _connect(self, deadline: float, settings: str | None = None, role: str | None = None) -> psycopg.Connection[Any]:
+        """Open a connection, retrying until ``deadline`` (a server may be starting or failing over)."""
+        delay = RECONNECT_FIRST_DELAY
+        kwargs = {**self._kwargs, "application_name": self._application_name(role or self.role)}
+        while True:
+            remaining = deadline - time.monotonic()
             try:
-                yield conn  # type: ignore[misc]
-            finally:
-                self._last_used[id(conn)] = time.monotonic()  # see _check_if_idle
+                conn = psycopg.connect(**kwargs, connect_timeout=max(1, int(min(remaining, 10) + 0.999)),
+                                       row_factory=dict_row)
+                if settings:
+                    conn.execute(settings)  # type: ignore[arg-type]
+                return conn
+            except psycopg.Error as exc:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise DatabaseUnreachableError(
+                        f"cannot connect to PostgreSQL at {self.config.describe()}: {_first_line(exc)}. "
+                        "Check QUEUER_DB_HOST/PORT/DATABASE/USERNAME/PASSWORD (or QUEUER_DB_URL) "
+                        "and that the server is running."
+                    ) from None
+                time.sleep(min(delay, remaining))
+                delay = min(delay * 2, RECONNECT_MAX_DELAY)
 
-    def connect(self, **overrides: Any) -> psycopg.Connection[dict[str, Any]]:
-        """A new connection outside the pool (LISTEN needs its own)."""
-        conn = psycopg.connect(**{**self._kwargs, **overrides}, row_factory=dict_row)
-        return conn
-
-    def _configure(self, conn: psycopg.Connection[Any]) -> None:
-        conn.row_factory = dict_row  # type: ignore[assignment]
-        self._last_used[id(conn)] = time.monotonic()
-
-    def _check_if_idle(self, conn: psycopg.Connection[Any]) -> None:
-        # Ping only connections that sat idle: a busy queue pays nothing.
-        if time.monotonic() - self._last_used.get(id(conn), 0.0) > IDLE_CHECK_SECONDS:
-            conn.execute("")
+    def _application_name(self, role: str) -> str:
+        given = self.config.extra.get("application_name")
+        if given:
+            return str(given)
+        return f"queuer:{self.name}:{role}"[:63]
 
     # -- helpers ------------------------------------------------------------
 

@@ -55,6 +55,10 @@ class DatabaseConfiguration:
     with_table_drop: bool = False
     #: accepted for queuerPy code; queuer needs no extension and uses plain tables either way
     with_timescale: bool = False
+    #: seconds a call (add_job, a query) waits for the server before DatabaseUnreachableError
+    timeout: float = 10.0
+    #: seconds creating a Queuer waits for a server that is not up yet (a container started before its database)
+    startup_wait: float = 60.0
     # Extra libpq keywords (from QUEUER_DB_URL or given explicitly).
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -62,6 +66,10 @@ class DatabaseConfiguration:
         validate_schema_name(self.schema)
         if self.port is not None and not (0 < int(self.port) < 65536):
             raise ConfigurationError(f"invalid port {self.port!r}: use 1 to 65535")
+        for name in ("timeout", "startup_wait"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigurationError(f"DatabaseConfiguration.{name} must be a positive number of seconds, not {value!r}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "DatabaseConfiguration":
@@ -90,6 +98,8 @@ class DatabaseConfiguration:
             password=get("PASSWORD") if get("PASSWORD") is not None else extra.pop("password", None),
             schema=get("SCHEMA") or DEFAULT_SCHEMA,
             sslmode=get("SSLMODE") or extra.pop("sslmode", None),
+            timeout=_seconds(get("TIMEOUT"), "QUEUER_DB_TIMEOUT", 10.0),
+            startup_wait=_seconds(get("STARTUP_WAIT"), "QUEUER_DB_STARTUP_WAIT", 60.0),
             with_table_drop=(get("WITH_TABLE_DROP") or "").strip().lower() == "true",
             with_timescale=(get("WITH_TIMESCALE") or "").strip().lower() == "true",
             extra=extra,
@@ -127,3 +137,15 @@ class DatabaseConfiguration:
         db = self.database or "(libpq default database)"
         user = f"{self.username}@" if self.username else ""
         return f"{user}{host}{port}/{db} schema {self.schema}"
+
+
+def _seconds(raw: str | None, variable: str, default: float) -> float:
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{variable} must be a number of seconds, not {raw!r}") from None
+    if not value > 0:
+        raise ConfigurationError(f"{variable} must be a positive number of seconds, not {raw!r}")
+    return value

@@ -16,6 +16,7 @@ from typing import Callable, Optional
 import psycopg
 
 from queuer.database.connection import Database
+from queuer.errors import DatabaseUnreachableError
 from queuer.runtime.loop import BackgroundLoop
 
 log = logging.getLogger("queuer.notifier")
@@ -105,9 +106,9 @@ class Notifier(BackgroundLoop):
 
     def _connect(self) -> bool:
         try:
-            conn = self.db.connect(autocommit=True)
+            conn = self.db.connect_session()
             conn.execute(f'LISTEN "{self.db.channel}"')  # type: ignore[arg-type]
-        except psycopg.Error as exc:
+        except (psycopg.Error, DatabaseUnreachableError) as exc:
             log.warning("cannot LISTEN on %s (%s); retrying", self.db.config.describe(), exc.__class__.__name__)
             self.connected.clear()
             return False
