@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from contextlib import contextmanager
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, is_dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Callable, Iterator
@@ -52,9 +52,12 @@ class CliState:
         from queuer.factory import new_queuer_with_db
         from queuer.settings import WorkerSettings
 
+        config = self.config()
+        if not os.environ.get("QUEUER_DB_STARTUP_WAIT"):
+            config = replace(config, startup_wait=config.timeout)  # an operator wants an answer soon
         try:
             key = os.environ.get("QUEUER_ENCRYPTION_KEY") or None
-            return new_queuer_with_db("queuer-cli", 1, key, self.config(), settings=WorkerSettings())
+            return new_queuer_with_db("queuer-cli", 1, key, config, settings=WorkerSettings())
         except click.ClickException:
             raise
         except Exception as exc:  # unreachable database, bad settings: one clear line

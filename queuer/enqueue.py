@@ -73,6 +73,8 @@ class JobBuilder:
             if on_error is not None:
                 stored["on_error"] = on_error.to_dict()
             stored_json = to_json(stored, f"the options of job {name!r}") if stored else None
+            if stored_json is not None:
+                storable_size(stored_json, f"the options of job {name!r}")
         schedule = options.schedule
         after = options.execute_after
         scheduled_at = after if isinstance(after, datetime) else (schedule.start if schedule is not None else None)
@@ -99,6 +101,7 @@ class JobBuilder:
             unique_key=options.unique_key,
             serial_key=options.serial_key,
             skip_duplicate=options.on_duplicate == "skip",
+            crash_budget=options.crash_budget,
         )
 
     def build_batch(self, batch_jobs: Sequence[BatchJob]) -> Iterator[NewJob]:

@@ -14,8 +14,19 @@ class WorkerSettings:
     #: jobs claimed beyond free threads, run from the local buffer; None = max_concurrency
     prefetch: int | None = None
     heartbeat_interval: float = 2.0
-    #: a worker silent this long is declared dead and its jobs rescued
+    #: a worker without a session (heartbeat liveness) silent this long is declared dead
     dead_after: float = 20.0
+    #: a worker whose session is open but which has not heartbeated this long is declared
+    #: hung and dead: far above any GIL pause of a long C call
+    hung_after: float = 600.0
+    #: a worker whose session lock has been free (and which was silent) this long is dead
+    liveness_grace: float = 1.0
+    #: after a database restart, this long before a free lock counts (workers reconnect)
+    restart_grace: float = 10.0
+    #: how often the master checks liveness
+    liveness_interval: float = 0.25
+    #: crashes a job may cost while it runs before it ends FAILED (Options.crash_budget overrides)
+    crash_budget: int = 5
     master_lease: float = 10.0
     #: dead and stopped worker rows are deleted after this long
     prune_workers_after: float = 24 * 3600.0
@@ -33,8 +44,10 @@ class WorkerSettings:
             value = getattr(self, f.name)
             if value is not None and value < 0:
                 raise ValueError(f"WorkerSettings.{f.name} must not be negative")
-        if self.dead_after <= self.heartbeat_interval:
-            raise ValueError("dead_after must be longer than heartbeat_interval")
+        if self.dead_after <= self.heartbeat_interval or self.hung_after <= self.heartbeat_interval:
+            raise ValueError("dead_after and hung_after must be longer than heartbeat_interval")
+        if self.crash_budget < 1:
+            raise ValueError("WorkerSettings.crash_budget must be at least 1")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "WorkerSettings":
@@ -45,7 +58,7 @@ class WorkerSettings:
             raw = env.get("QUEUER_" + f.name.upper())
             if raw:
                 try:
-                    integer = f.name in ("prefetch", "completer_batch_size", "max_payload_bytes")
+                    integer = f.name in ("prefetch", "completer_batch_size", "max_payload_bytes", "crash_budget")
                     values[f.name] = int(raw) if integer else float(raw)
                 except ValueError:
                     raise ValueError(f"QUEUER_{f.name.upper()} must be a number, not {raw!r}") from None

@@ -70,7 +70,7 @@ def test_invalid_schema_name(db_config, schema):
 
 def test_unreachable_database_names_target_not_password():
     config = DatabaseConfiguration(
-        host="127.0.0.1", port=1, database="nope", username="someone", password="s3cret pass"
+        host="127.0.0.1", port=1, database="nope", username="someone", password="s3cret pass", startup_wait=1
     )
     with pytest.raises(DatabaseUnreachableError) as info:
         new_queuer_with_db("w", 1, None, config)
@@ -105,3 +105,55 @@ def test_bad_task_registration(make_queuer):
         q.add_task_with_name(other, "add")
     with pytest.raises(ValueError, match="control characters"):
         q.add_task_with_name(other, "bad\nname")
+
+
+def test_keyword_arguments_named_like_the_api_reach_the_task(make_queuer):
+    def echo(**kwargs):
+        return kwargs
+
+    q = make_queuer()
+    q.add_task(echo)
+    q.start()
+    job = q.add_job(echo, options=1, task=2, self=3)
+    assert q.wait_for_job_finished(job.rid, 10).result == {"options": 1, "task": 2, "self": 3}
+    job = q.add_job_with_options(Options(priority=1), echo, options="o")
+    assert q.wait_for_job_finished(job.rid, 10).result == {"options": "o"}
+
+
+def test_nul_and_lone_surrogates_in_keys_and_extra_are_our_value_errors(make_queuer, db_config):
+    from tests.support import count
+
+    with pytest.raises(ValueError, match="unique_key contains a NUL"):
+        Options(unique_key="a\x00b")
+    with pytest.raises(ValueError, match="serial_key contains a lone surrogate"):
+        Options(serial_key="a\ud800")
+    q = make_queuer()
+    q.add_task(len)
+    for extra in ({"k": "\x00"}, {"k": "\udc00"}):
+        with pytest.raises(ValueError):
+            q.add_job_with_options(Options(extra=extra), len, "x")
+    assert count(db_config, "SELECT count(*) FROM {schema}.job") == 0
+
+
+def test_an_empty_schema_variable_is_an_error():
+    from queuer import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="QUEUER_DB_SCHEMA is set but empty"):
+        DatabaseConfiguration.from_env({"QUEUER_DB_SCHEMA": ""})
+
+
+def test_arguments_that_do_not_fit_the_task_fail_at_once_other_type_errors_are_retried(make_queuer):
+    calls = []
+
+    def one_arg(x):
+        calls.append(x)
+        raise TypeError("raised inside the task")
+
+    q = make_queuer(OnError(max_retries=2, retry_delay=0, timeout=None))
+    q.add_task(one_arg)
+    q.start()
+    wrong = q.wait_for_job_finished(q.add_job(one_arg, 1, 2).rid, 10)
+    assert wrong.status.value == "FAILED" and wrong.attempts == 1 and wrong.failures == 1
+    inside = q.wait_for_job_finished(q.add_job(one_arg, 1).rid, 10)
+    assert inside.status.value == "FAILED" and inside.attempts == 3 and inside.failures == 3
+    assert calls == [1, 1, 1]

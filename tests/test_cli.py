@@ -155,7 +155,8 @@ def test_dashboard_shows_the_numbers(cli, make_queuer, db_config):
 
 def test_unreachable_database_is_a_clear_error():
     runner = CliRunner()
-    env = {"QUEUER_DB_HOST": "127.0.0.1", "QUEUER_DB_PORT": "1", "QUEUER_DB_PASSWORD": "hunter2 secret"}
+    env = {"QUEUER_DB_HOST": "127.0.0.1", "QUEUER_DB_PORT": "1", "QUEUER_DB_PASSWORD": "hunter2 secret",
+           "QUEUER_DB_TIMEOUT": "1"}
     for args in (["verify"], ["jobs"], ["install"]):
         result = runner.invoke(main, args, env=env)
         assert result.exit_code == 1, args

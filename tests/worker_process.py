@@ -51,7 +51,6 @@ def main() -> int:
         poll_interval=0.5, heartbeat_interval=0.25, dead_after=2.0, master_lease=1.0, shutdown_timeout=20.0,
         prefetch=int(prefetch) if prefetch else None,
     )
-    # Retries let a job whose worker was killed run again (a crash counts as an attempt).
     on_error = OnError(max_retries=5, retry_delay=0, timeout=None)
     q = new_queuer(args.name, args.concurrency, on_error, settings=settings)
     q.add_task(noop)

@@ -265,7 +265,7 @@ class Database:
                 return conn
             except psycopg.Error as exc:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or _refused_for_good(exc):
                     raise DatabaseUnreachableError(
                         f"cannot connect to PostgreSQL at {self.config.describe()}: {_first_line(exc)}. "
                         "Check QUEUER_DB_HOST/PORT/DATABASE/USERNAME/PASSWORD (or QUEUER_DB_URL) "
@@ -291,6 +291,19 @@ class Database:
     def execute_one(self, query: str, params: Any = None) -> dict[str, Any] | None:
         rows = self.execute(query, params)
         return rows[0] if rows else None
+
+
+# Answers that waiting will not change: bad credentials, no such database or role.
+_FINAL_SQLSTATE_CLASSES = ("28", "3D")
+_FINAL_MESSAGES = ("password authentication failed", "does not exist", "no pg_hba.conf entry",
+                   "authentication failed", "invalid connection option")
+
+
+def _refused_for_good(exc: psycopg.Error) -> bool:
+    if exc.sqlstate and exc.sqlstate[:2] in _FINAL_SQLSTATE_CLASSES:
+        return True
+    text = str(exc)
+    return any(fragment in text for fragment in _FINAL_MESSAGES)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -41,6 +41,7 @@ class NewJob:
     serial_key: str | None = None
     arguments_enc: bytes | None = None  # encrypted {"p": parameters, "k": parameters_keyed}
     skip_duplicate: bool = False  # with a unique_key: return the existing job instead of failing
+    crash_budget: int | None = None  # None: the claiming worker's default
 
 
 class DuplicateKeyError(Exception):
@@ -70,6 +71,8 @@ class ClaimedJob:
     created_at: datetime
     origin_rid: UUID | None = None
     arguments_enc: bytes | None = None
+    failures: int = 0  # earlier attempts that raised or timed out
+    rescues: int = 0  # times put back after a crash: then its start is recorded before it runs
 
     @property
     def binding(self) -> UUID:
@@ -96,7 +99,8 @@ RATE_BURST_SECONDS = 0.2
 
 _COPY_COLUMNS = (
     "rid, task_name, parameters, parameters_keyed, options, priority, status, scheduled_at,"
-    " max_attempts, timeout_seconds, unique_key, origin_rid, schedule_count, serial_key, arguments_enc"
+    " max_attempts, timeout_seconds, unique_key, origin_rid, schedule_count, serial_key, arguments_enc,"
+    " crash_budget"
 )
 
 
@@ -145,6 +149,7 @@ class JobDB:
             "arguments_enc": job.arguments_enc,
             "origin_rid": job.origin_rid,
             "schedule_count": job.schedule_count,
+            "crash_budget": job.crash_budget,
             "channel": self.db.channel,
         }
 
@@ -215,6 +220,7 @@ class JobDB:
                         str(job.schedule_count),
                         _copy_text(job.serial_key),
                         "\\N" if job.arguments_enc is None else "\\\\x" + job.arguments_enc.hex(),
+                        _copy_text(job.crash_budget),
                     )))
                     if len(lines) >= 1000:
                         copy.write("\n".join(lines) + "\n")
@@ -235,27 +241,36 @@ class JobDB:
         limit: int,
         default_max_attempts: int,
         default_timeout: float | None,
+        default_crash_budget: int,
         conn: psycopg.Connection[Any] | None = None,
+        suspects: bool = False,
     ) -> list[ClaimedJob]:
-        """Claim up to ``limit`` jobs of these tasks for a new attempt each, in claim order."""
+        """Claim up to ``limit`` jobs of these tasks for a new attempt each, in claim order.
+
+        ``suspects=True`` claims only suspects (jobs to run alone), else only the others.
+        """
         if conn is None:
             with self.db.hot_connection() as hot:
-                return self.claim(worker_rid, task_names, limit, default_max_attempts, default_timeout, hot)
+                return self.claim(worker_rid, task_names, limit, default_max_attempts, default_timeout,
+                                  default_crash_budget, hot, suspects)
         params = {
             "worker_rid": worker_rid,
             "task_names": list(task_names),
             "limit": limit,
             "default_max_attempts": default_max_attempts,
             "default_timeout": default_timeout,
+            "default_crash_budget": default_crash_budget,
+            "suspects": suspects,
         }
         cur = conn.cursor(row_factory=tuple_row)
         rows = cur.execute(self.q.claim_jobs, params, prepare=True).fetchall()  # type: ignore[arg-type]
         claimed = []
         for (id_, rid, task_name, params, params_keyed, options, priority, scheduled_at, attempt,
-             max_attempts, timeout, schedule_count, created_at, origin_rid, arguments_enc) in rows:
+             max_attempts, timeout, schedule_count, created_at, origin_rid, arguments_enc, failures, rescues) in rows:
             claimed.append(
                 ClaimedJob(id_, rid, task_name, params, params_keyed, options, priority, scheduled_at,
-                           attempt, max_attempts, timeout, schedule_count, created_at, origin_rid, arguments_enc)
+                           attempt, max_attempts, timeout, schedule_count, created_at, origin_rid, arguments_enc,
+                           failures, rescues)
             )
         # UPDATE ... RETURNING has no order: restore claim order.
         claimed.sort(key=lambda c: (-c.priority, c.scheduled_at, c.id))
@@ -270,6 +285,7 @@ class JobDB:
         requests_per_second: float | None,
         default_max_attempts: int,
         default_timeout: float | None,
+        default_crash_budget: int,
     ) -> tuple[list[ClaimedJob], float | None]:
         """Claim jobs of one limited task; also return seconds until a rate token is due.
 
@@ -295,7 +311,8 @@ class JobDB:
                 if allowed <= 0:
                     claimed: list[ClaimedJob] = []
                 else:
-                    claimed = self.claim(worker_rid, [task_name], allowed, default_max_attempts, default_timeout, conn)
+                    claimed = self.claim(worker_rid, [task_name], allowed, default_max_attempts, default_timeout,
+                                         default_crash_budget, conn)
                 if tokens is not None and claimed:
                     conn.execute(self.q.spend_rate_tokens, {"task_name": task_name, "spent": len(claimed)})  # type: ignore[arg-type]
         wait = None
@@ -345,6 +362,24 @@ class JobDB:
         with self.db.hot_connection() as conn:
             row = conn.execute(self.q.release_jobs, params).fetchone()  # type: ignore[arg-type]
         return int(row["released"]) if row else 0
+
+    def confirm_start(self, worker_rid: UUID, job_id: int, attempt: int, alone: bool) -> bool:
+        """Record that a rescued job starts now; False when this worker no longer holds it."""
+        with self.db.hot_connection() as conn:
+            row = conn.execute(self.q.confirm_start, {  # type: ignore[arg-type]
+                "id": job_id, "attempt": attempt, "worker_rid": worker_rid, "alone": alone}).fetchone()
+        return row is not None
+
+    def requeue_abandoned(self, worker_rid: UUID, attempts: Iterable[tuple[int, int]]) -> int:
+        """Put back attempts this worker gives up on while they run (charged a crash each)."""
+        pairs = sorted(attempts)
+        if not pairs:
+            return 0
+        row = self.db.execute_one(self.q.requeue_abandoned, {
+            "ids": [p[0] for p in pairs], "attempts": [p[1] for p in pairs],
+            "worker_rid": worker_rid, "channel": self.db.channel,
+        })
+        return int(row["requeued"]) if row else 0
 
     def held_by(self, worker_rid: UUID) -> list[tuple[int, int]]:
         with self.db.hot_connection() as conn:

@@ -15,8 +15,9 @@ from importlib import resources
 from queuer.helper.config import quote_identifier
 
 # The columns a job keeps when it moves to job_archive ({archived_columns} in
-# the SQL files); status, results and error are set by each statement, and
-# updated_at / ended_at take the archive's defaults.
+# the SQL files); status, results and error are set by each statement, and so
+# are failures, rescues and crashes (a statement may count one more); updated_at
+# and ended_at take the archive's defaults.
 ARCHIVED_COLUMNS = (
     "id, rid, task_name, parameters, parameters_keyed, options, priority, scheduled_at, started_at,"
     " worker_rid, attempts, max_attempts, timeout_seconds, schedule_count, unique_key, origin_rid, created_at,"

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import socket
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Sequence
 from uuid import UUID
 
@@ -12,10 +15,26 @@ from queuer.database.connection import Database
 from queuer.model.worker import Worker, WorkerStatus
 
 
+@dataclass(frozen=True)
+class LivenessLimits:
+    """Seconds that decide when the master declares a worker dead (see mark_dead_workers)."""
+
+    grace: float
+    hung_after: float
+    dead_after: float
+    restart_grace: float
+
+
+def liveness_lock_space(schema: str) -> int:
+    """The first key of every worker's liveness lock in this schema (the second is the worker's id)."""
+    return zlib.crc32(f"queuer.liveness.{schema}".encode()) & 0x7FFFFFFF
+
+
 class WorkerDB:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.q = db.queries
+        self.lock_space = liveness_lock_space(db.schema)
 
     def insert(
         self,
@@ -44,12 +63,13 @@ class WorkerDB:
 
     def activate(
         self, rid: UUID, name: str, max_concurrency: int, task_names: Sequence[str], options: dict[str, Any] | None,
+        liveness: str,
     ) -> Worker:
         """Mark this process's worker row RUNNING (made again if it was pruned)."""
         row = self.db.execute_one(self.q.activate_worker, {
             "rid": rid, "name": name, "host": socket.gethostname(), "pid": os.getpid(),
             "max_concurrency": max_concurrency, "available_tasks": list(task_names),
-            "options": json.dumps(options) if options else None,
+            "options": json.dumps(options) if options else None, "liveness": liveness,
         })
         assert row is not None
         return Worker.from_row(row)
@@ -97,15 +117,27 @@ class WorkerDB:
     # -- master ---------------------------------------------------------------
 
     def acquire_master(self, rid: UUID, lease_seconds: float) -> bool:
-        row = self.db.execute_one(self.q.acquire_master_lease, {"rid": rid, "lease_seconds": lease_seconds})
+        row = self.db.execute_one(self.q.acquire_master_lease, {
+            "rid": rid, "lease_seconds": lease_seconds, "lock_space": self.lock_space})
         return row is not None
 
     def release_master(self, rid: UUID) -> None:
         self.db.execute(self.q.release_master_lease, {"rid": rid})
 
-    def mark_silent_dead(self, dead_after_seconds: float) -> list[tuple[UUID, str]]:
-        rows = self.db.execute(self.q.mark_silent_workers_dead, {"dead_after_seconds": dead_after_seconds})
-        return [(r["rid"], r["name"]) for r in rows]
+    def mark_dead(self, limits: LivenessLimits, reachable_since: datetime | None) -> list[tuple[UUID, str, str]]:
+        """The master's liveness pass; (rid, name, liveness) of the workers it declared DEAD."""
+        rows = self.db.execute(self.q.mark_dead_workers, {
+            "lock_space": self.lock_space, "reachable_since": reachable_since,
+            "grace": limits.grace, "hung_after": limits.hung_after, "dead_after": limits.dead_after,
+            "restart_grace": limits.restart_grace,
+        })
+        return [(r["rid"], r["name"], r["liveness"]) for r in rows if r["dead"]]
+
+    def now(self) -> datetime:
+        """The database's clock."""
+        row = self.db.execute_one("SELECT now() AS now")
+        assert row is not None
+        return row["now"]
 
     def prune(self, older_than_seconds: float) -> None:
         self.db.execute(self.q.prune_workers, {"older_than_seconds": older_than_seconds})

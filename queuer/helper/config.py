@@ -96,7 +96,7 @@ class DatabaseConfiguration:
             database=get("DATABASE") or extra.pop("dbname", None),
             username=get("USERNAME") or extra.pop("user", None),
             password=get("PASSWORD") if get("PASSWORD") is not None else extra.pop("password", None),
-            schema=get("SCHEMA") or DEFAULT_SCHEMA,
+            schema=_schema_from_env(get("SCHEMA")),
             sslmode=get("SSLMODE") or extra.pop("sslmode", None),
             timeout=_seconds(get("TIMEOUT"), "QUEUER_DB_TIMEOUT", 10.0),
             startup_wait=_seconds(get("STARTUP_WAIT"), "QUEUER_DB_STARTUP_WAIT", 60.0),
@@ -148,4 +148,14 @@ def _seconds(raw: str | None, variable: str, default: float) -> float:
         raise ConfigurationError(f"{variable} must be a number of seconds, not {raw!r}") from None
     if not value > 0:
         raise ConfigurationError(f"{variable} must be a positive number of seconds, not {raw!r}")
+    return value
+
+
+def _schema_from_env(value: str | None) -> str:
+    if value is None:
+        return DEFAULT_SCHEMA
+    if not value.strip():
+        raise ConfigurationError(
+            "QUEUER_DB_SCHEMA is set but empty: unset it for the default schema 'public', or name a schema"
+        )
     return value

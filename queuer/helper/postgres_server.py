@@ -50,7 +50,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, Literal
@@ -243,7 +243,9 @@ class TemporaryPostgres:
                     self._tmp_dir = None
                 atexit.unregister(self._stop_at_exit)
 
-    def restart(self, mode: Literal["fast", "immediate", "smart"] = "fast") -> DatabaseConfiguration:
+    def restart(
+        self, mode: Literal["fast", "immediate", "smart"] = "fast", while_down: Callable[[], None] | None = None,
+    ) -> DatabaseConfiguration:
         """Stop the server and start it again on the same data and port.
 
         Every client connection is cut. The default is a clean shutdown.
@@ -251,16 +253,21 @@ class TemporaryPostgres:
         with ``synchronous_commit=off`` (a FAST_SETTINGS default) that loses
         transactions committed in the last few hundred milliseconds, so tests
         that count rows across a restart should keep the default mode.
+        ``while_down`` runs while the server is stopped: an outage as long as it.
         """
         with self._lock:
             if self.config is None:
                 raise RuntimeError("restart() needs a running server: call start() first")
             self._shutdown(mode)
-            if self.source == "local":
-                assert self._port is not None
-                self._pg_ctl_start(self._port)
-            else:
-                self._embedded_start_again()
+            try:
+                if while_down is not None:
+                    while_down()
+            finally:
+                if self.source == "local":
+                    assert self._port is not None
+                    self._pg_ctl_start(self._port)
+                else:
+                    self._embedded_start_again()
             return self.config
 
     def describe(self) -> str:

@@ -50,6 +50,12 @@ class Job:
     priority: int = 0
     attempts: int = 0
     max_attempts: int = 1
+    #: attempts that raised or timed out (spent from OnError.max_retries)
+    failures: int = 0
+    #: times the job went back to the queue because its worker died or stopped holding it
+    rescues: int = 0
+    #: rescues charged to the job (it provably was running), bounded by its crash budget
+    crashes: int = 0
     scheduled_at: datetime | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
@@ -83,6 +89,9 @@ class Job:
             priority=row.get("priority", 0),
             attempts=row.get("attempts", 0),
             max_attempts=row.get("max_attempts", 1),
+            failures=row.get("failures", 0),
+            rescues=row.get("rescues", 0),
+            crashes=row.get("crashes", 0),
             scheduled_at=row.get("scheduled_at"),
             started_at=row.get("started_at"),
             ended_at=row.get("ended_at"),

@@ -96,6 +96,9 @@ class Options:
     serial_key: str | None = None
     #: not before this time (a datetime) or this long after adding (a timedelta, on the database clock)
     execute_after: datetime | timedelta | None = None
+    #: how many crashes of its worker while it runs a job may cost before it ends FAILED
+    #: (None: the worker's WorkerSettings.crash_budget, 5 by default)
+    crash_budget: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -107,6 +110,12 @@ class Options:
             raise ValueError("unique_key must be a non-empty string or None")
         if self.serial_key is not None and (not isinstance(self.serial_key, str) or not self.serial_key):
             raise ValueError("serial_key must be a non-empty string or None")
+        for name in ("unique_key", "serial_key"):
+            _check_text(getattr(self, name), name)
+        if self.crash_budget is not None and (
+            isinstance(self.crash_budget, bool) or not isinstance(self.crash_budget, int) or self.crash_budget < 1
+        ):
+            raise ValueError(f"crash_budget must be a positive integer or None, not {self.crash_budget!r}")
         if self.execute_after is not None:
             if isinstance(self.execute_after, timedelta):
                 if self.execute_after < timedelta(0):
@@ -148,3 +157,15 @@ class Options:
 
 
 __all__ = ["OnError", "Options", "RetryBackoff", "Schedule"]
+
+
+def _check_text(value: str | None, name: str) -> None:
+    """PostgreSQL text holds neither NUL nor lone surrogates: say so before the driver does."""
+    if value is None:
+        return
+    if "\x00" in value:
+        raise ValueError(f"{name} contains a NUL character (\\x00), which PostgreSQL cannot store")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name} contains a lone surrogate, which is not valid Unicode text") from None

@@ -56,6 +56,7 @@ class Attempt:
     context: JobContext
     on_error: OnError | None
     state: str = "buffered"  # buffered -> running -> ended
+    alone: bool = False  # a suspect: nothing else runs on this worker meanwhile
     deadline: float | None = None  # time.monotonic() after which it times out
     thread_busy: bool = field(default=False)
 
@@ -72,6 +73,7 @@ class Dispatcher:
         resources: Mapping[str, Any],
         next_interval_funcs: Mapping[str, Callable[[datetime, int], datetime]] | None = None,
         keyring: Keyring | None = None,
+        confirm_start: Callable[[int, int, bool], bool] | None = None,
     ) -> None:
         self.tasks = tasks
         self.max_concurrency = max_concurrency
@@ -82,6 +84,7 @@ class Dispatcher:
         self.resources = resources
         self.next_interval_funcs = next_interval_funcs if next_interval_funcs is not None else {}
         self.keyring = keyring
+        self._confirm_start = confirm_start
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._work = threading.Condition(self._lock)
@@ -109,7 +112,14 @@ class Dispatcher:
     def capacity(self) -> int:
         """How many more attempts this worker can take (free threads + prefetch)."""
         with self._lock:
+            if any(a.alone for a in self._attempts.values()):
+                return 0  # a suspect runs alone
             return self.max_concurrency + self.prefetch - len(self._buffer) - self._busy_threads
+
+    def idle(self) -> bool:
+        """Nothing buffered and nothing running: a suspect may be claimed to run alone."""
+        with self._lock:
+            return not self._attempts and self._busy_threads == 0
 
     def busy(self) -> int:
         with self._lock:
@@ -122,7 +132,7 @@ class Dispatcher:
 
     # -- intake -----------------------------------------------------------------
 
-    def submit(self, jobs: list[ClaimedJob]) -> None:
+    def submit(self, jobs: list[ClaimedJob], alone: bool = False) -> None:
         attempts = []
         for job in jobs:
             try:
@@ -142,7 +152,7 @@ class Dispatcher:
                 parameters_keyed=job.parameters_keyed,
                 resources=self.resources,
             )
-            attempts.append(Attempt(job, ctx, on_error))
+            attempts.append(Attempt(job, ctx, on_error, alone=alone))
         with self._lock:
             for attempt in attempts:
                 self._buffer.append(attempt)
@@ -183,28 +193,49 @@ class Dispatcher:
                 attempt.deadline = time.monotonic() + timeout if timeout else None
             self._run(attempt)
 
+    def _may_start(self, attempt: Attempt) -> bool:
+        """A job that has been through a crash records its start first (see the README's "Guarantees")."""
+        if attempt.job.rescues == 0 or self._confirm_start is None:
+            return True
+        try:
+            return self._confirm_start(attempt.job.id, attempt.job.attempt, attempt.alone)
+        except Exception as exc:  # the database is away: run it; a crash now is simply not charged
+            log.warning("could not record the start of job %s (%s); running it anyway", attempt.job.rid, exc)
+            return True
+
     def _run(self, attempt: Attempt) -> None:
+        if not self._may_start(attempt):
+            log.info("job %s attempt %d was taken from this worker before it started; skipped",
+                     attempt.job.rid, attempt.job.attempt)
+            self._free_thread(attempt, None)
+            return
         started = time.perf_counter()
+        outcome: Outcome | None = None
         try:
             outcome = self._execute(attempt)
         finally:
-            with self._lock:
-                self.run_times.add(time.perf_counter() - started)
-                self._busy_threads -= 1
-                attempt.thread_busy = False
-                first = attempt.state == "running"
-                attempt.state = "ended"
-                if self._attempts.get(attempt.job.id) is attempt:
-                    del self._attempts[attempt.job.id]
-                free = self.max_concurrency + self.prefetch - len(self._buffer) - self._busy_threads
-                buffer_empty = not self._buffer
-                if self._busy_threads == 0:
-                    self._idle.notify_all()
-        if first:
+            self._free_thread(attempt, time.perf_counter() - started, outcome)
+
+    def _free_thread(self, attempt: Attempt, run_time: float | None, outcome: Outcome | None = None) -> None:
+        """The attempt's thread is free again: record its outcome (if it still counts), wake the poller."""
+        with self._lock:
+            if run_time is not None:
+                self.run_times.add(run_time)
+            self._busy_threads -= 1
+            attempt.thread_busy = False
+            first = attempt.state == "running"
+            attempt.state = "ended"
+            if self._attempts.get(attempt.job.id) is attempt:
+                del self._attempts[attempt.job.id]
+            free = self.max_concurrency + self.prefetch - len(self._buffer) - self._busy_threads
+            buffer_empty = not self._buffer
+            if self._busy_threads == 0:
+                self._idle.notify_all()
+        if outcome is not None and first:
             if outcome.status in ("SUCCEEDED", "FAILED"):
                 outcome = self._with_next_run(attempt, outcome)
             self._on_outcome(outcome)
-        else:
+        elif outcome is not None:
             log.info(
                 "job %s attempt %d returned after it had already ended (%s); its result is discarded",
                 attempt.job.rid, attempt.job.attempt, attempt.context.cancel_reason or "ended",
@@ -235,7 +266,10 @@ class Dispatcher:
                 result = task.fn(*job.parameters, **job.parameters_keyed)
         except BaseException as exc:  # noqa: BLE001 - a task's failure, whatever it is, fails the attempt
             error = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exception(exc))
-            return self._failure(attempt, error)
+            # Arguments that do not fit the task's signature fail the call itself (no frame of
+            # the task in the traceback): that fails the same way every time, so no retry.
+            mismatch = isinstance(exc, TypeError) and exc.__traceback__ is not None and exc.__traceback__.tb_next is None
+            return self._failure(attempt, error, retry=not mismatch)
         finally:
             reset_current(token)
         try:
@@ -282,9 +316,11 @@ class Dispatcher:
         return replace(outcome, next_at=next_at)
 
     def _failure(self, attempt: Attempt, error: str, retry: bool = True) -> Outcome:
+        # Only failures spend retries: attempts cut short by crashes are not counted here.
         job = attempt.job
-        if retry and job.attempt < job.max_attempts:
-            delay = attempt.on_error.retry_delay_after(job.attempt) if attempt.on_error else 0.0
+        failure = job.failures + 1
+        if retry and failure < job.max_attempts:
+            delay = attempt.on_error.retry_delay_after(failure) if attempt.on_error else 0.0
             return Outcome(job.id, job.attempt, "RETRY", error=error, retry_delay=delay)
         return Outcome(job.id, job.attempt, "FAILED", error=error)
 

@@ -5,12 +5,16 @@ request from another process, and, when the master has declared this worker
 dead, drops every attempt it holds (their jobs were rescued elsewhere). Every
 few ticks it reconciles: a RUNNING job the database says this worker holds,
 but the worker does not know (a claim whose reply was lost), is released.
+
+While the worker's session (and so its liveness lock) is down, it beats
+every FAST_INTERVAL instead, so the master sees a live worker reconnecting,
+not a dead one.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import Callable, Protocol
 from uuid import UUID
 
 from queuer.database.job_db import JobDB
@@ -18,6 +22,8 @@ from queuer.database.worker_db import WorkerDB
 from queuer.runtime.loop import BackgroundLoop
 
 log = logging.getLogger("queuer.heartbeat")
+
+FAST_INTERVAL = 0.25
 
 
 class WorkerRuntimeLike(Protocol):
@@ -38,6 +44,7 @@ class Heartbeat(BackgroundLoop):
         job_db: JobDB,
         runtime: WorkerRuntimeLike,
         interval: float,
+        session_ok: Callable[[], bool] = lambda: True,
         reconcile_every: int = 5,
     ) -> None:
         super().__init__("heartbeat")
@@ -45,6 +52,7 @@ class Heartbeat(BackgroundLoop):
         self.job_db = job_db
         self.runtime = runtime
         self.interval = interval
+        self.session_ok = session_ok
         self.reconcile_every = reconcile_every
         self._ticks = 0
         self._suspects: set[tuple[int, int]] = set()
@@ -62,7 +70,7 @@ class Heartbeat(BackgroundLoop):
         self._ticks += 1
         if self._ticks % self.reconcile_every == 0:
             self._reconcile()
-        return None
+        return None if self.session_ok() else FAST_INTERVAL
 
     def _reconcile(self) -> None:
         # Memory first: an attempt that ends between the two reads is then at

@@ -1,8 +1,13 @@
-"""Notifier: the LISTEN thread. One dedicated connection; reconnects with backoff.
+"""Notifier: the session thread. One dedicated connection; reconnects with backoff.
 
-Every NOTIFY on the schema's channel carries ``{"j": [[event, rid, detail], ...]}``.
-Subscribers get the parsed list; after a reconnect they get ``on_reconnect`` so
-they can catch up on anything sent while the connection was down.
+It LISTENs: every NOTIFY on the schema's channel carries
+``{"j": [[event, rid, detail], ...]}``. Subscribers get the parsed list; after
+a reconnect they get ``on_reconnect`` so they can catch up on anything sent
+while the connection was down.
+
+It also holds the worker's liveness lock: a session advisory lock that
+PostgreSQL frees the moment this process or this connection is gone, which is
+how the master tells a dead worker from a busy one (see ``hold_lock``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from queuer.errors import DatabaseUnreachableError
 from queuer.runtime.loop import BackgroundLoop
 
 log = logging.getLogger("queuer.notifier")
+
+# Reconnects back off to this: a worker without its session heartbeats fast meanwhile.
+MAX_BACKOFF = 1.0
 
 
 @dataclass(frozen=True)
@@ -54,8 +62,14 @@ class Notifier(BackgroundLoop):
         self._reconnect_callbacks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self.connected = threading.Event()
-        self._backoff = 0.1
+        self._backoff = 0.05
         self._ever_connected = False
+        self._disconnect_callbacks: list[Callable[[], None]] = []
+        # The liveness lock: the key wanted (set by any thread) and the key held
+        # (changed only by this thread, which owns the connection).
+        self._want_lock: tuple[int, int] | None = None
+        self._held_lock: tuple[int, int] | None = None
+        self.lock_held = threading.Event()
 
     def subscribe(self, fn: Subscriber) -> None:
         with self._lock:
@@ -70,6 +84,22 @@ class Notifier(BackgroundLoop):
         with self._lock:
             self._reconnect_callbacks.append(fn)
 
+    def on_disconnect(self, fn: Callable[[], None]) -> None:
+        with self._lock:
+            self._disconnect_callbacks.append(fn)
+
+    def hold_lock(self, key: tuple[int, int] | None, timeout: float = 5.0) -> bool:
+        """Hold the session advisory lock ``key`` (None: release it); True once held."""
+        with self._lock:
+            self._want_lock = key
+            if key != self._held_lock:
+                self.lock_held.clear()
+        if key is None and not self.alive:
+            return True
+        self.ensure_started(timeout)
+        self._poke()
+        return True if key is None else self.lock_held.wait(timeout)
+
     def ensure_started(self, timeout: float = 10.0) -> None:
         """Start the thread if needed and wait until LISTEN is active."""
         if not self.alive:
@@ -80,28 +110,48 @@ class Notifier(BackgroundLoop):
         if self._conn is None or self._conn.closed:
             if not self._connect():
                 delay = self._backoff
-                self._backoff = min(self._backoff * 2, 5.0)
+                self._backoff = min(self._backoff * 2, MAX_BACKOFF)
                 return delay
         assert self._conn is not None
         try:
+            self._sync_lock(self._conn)
             for notify in self._conn.notifies(timeout=self.read_timeout):
                 self._dispatch(notify.payload)
-                if self.stopping:
+                if self.stopping or self._want_lock != self._held_lock:
                     break
         except psycopg.Error as exc:
-            log.warning("LISTEN connection lost (%s); reconnecting", exc.__class__.__name__)
+            log.warning("session connection lost (%s); reconnecting", exc.__class__.__name__)
             self._drop()
             return self._backoff
         return 0.0
 
-    def stop(self, timeout: float | None = 10.0) -> None:
+    def _sync_lock(self, conn: psycopg.Connection) -> None:
+        want = self._want_lock
+        if want == self._held_lock:
+            return
+        if self._held_lock is not None:
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", self._held_lock)
+            self._held_lock = None
+        if want is not None:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s, %s) AS locked", want).fetchone()
+            if not row or not row["locked"]:
+                log.warning("liveness lock %s is held by another session; retrying", want)
+                return
+            self._held_lock = want
+            if self._want_lock == want:
+                self.lock_held.set()
+
+    def _poke(self) -> None:
         # An empty notification ends the blocking read at once instead of after read_timeout.
-        self._stopping.set()
         if self.connected.is_set():
             try:
                 self.db.execute("SELECT pg_notify(%s, '{\"j\": []}')", (self.db.channel,))
             except Exception:
                 pass  # the read times out soon anyway
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        self._stopping.set()
+        self._poke()
         super().stop(timeout)
 
     def _connect(self) -> bool:
@@ -113,7 +163,7 @@ class Notifier(BackgroundLoop):
             self.connected.clear()
             return False
         self._conn = conn
-        self._backoff = 0.1
+        self._backoff = 0.05
         self.connected.set()
         reconnected, self._ever_connected = self._ever_connected, True
         if reconnected:
@@ -143,7 +193,15 @@ class Notifier(BackgroundLoop):
             log.exception("a notification subscriber failed; the listener goes on")
 
     def _drop(self) -> None:
+        was_connected = self.connected.is_set()
         self.connected.clear()
+        self._held_lock = None
+        self.lock_held.clear()
+        if was_connected:
+            with self._lock:
+                callbacks = list(self._disconnect_callbacks)
+            for fn in callbacks:
+                self._safely(fn)
         if self._conn is not None:
             try:
                 self._conn.close()

@@ -30,6 +30,7 @@ class Poller(BackgroundLoop):
         poll_interval: float,
         default_max_attempts: int,
         default_timeout: float | None,
+        default_crash_budget: int,
     ) -> None:
         super().__init__("poller")
         self.job_db = job_db
@@ -39,9 +40,12 @@ class Poller(BackgroundLoop):
         self.interval = poll_interval
         self.default_max_attempts = default_max_attempts
         self.default_timeout = default_timeout
+        self.default_crash_budget = default_crash_budget
         self.claimed_total = 0
         # A limited task had no room: another worker's job ending may make some.
         self.waiting_for_limits = False
+        # A rescue may have left suspects (jobs that must run alone): look when idle.
+        self.suspects_may_wait = True
 
     def tick(self) -> float | None:
         if not self.dispatcher.accepting:
@@ -61,10 +65,18 @@ class Poller(BackgroundLoop):
         room = self.dispatcher.capacity()
         if room <= 0 or not tasks:
             return None  # a finishing job wakes us
+        if self.suspects_may_wait and self.dispatcher.idle():
+            suspect = self.job_db.claim(
+                self.worker_rid(), list(tasks), 1, self.default_max_attempts, self.default_timeout,
+                self.default_crash_budget, suspects=True)
+            if suspect:
+                return self._take(suspect, alone=True) and None
+            self.suspects_may_wait = False
         waits: list[float] = []
         if free:
             claimed = self._take(self.job_db.claim(
-                self.worker_rid(), free, room, self.default_max_attempts, self.default_timeout))
+                self.worker_rid(), free, room, self.default_max_attempts, self.default_timeout,
+                self.default_crash_budget))
             if claimed is None:
                 return None
             if claimed == room:
@@ -81,7 +93,7 @@ class Poller(BackgroundLoop):
                 break
             jobs, token_wait = self.job_db.claim_limited(
                 self.worker_rid(), task.name, room, task.effective_concurrency_limit, task.requests_per_second,
-                self.default_max_attempts, self.default_timeout,
+                self.default_max_attempts, self.default_timeout, self.default_crash_budget,
             )
             claimed = self._take(jobs)
             if claimed is None:
@@ -94,7 +106,7 @@ class Poller(BackgroundLoop):
                 waits.append(LIMIT_RECHECK_SECONDS)
         return min([self.interval, *waits])
 
-    def _take(self, jobs: list[ClaimedJob]) -> int | None:
+    def _take(self, jobs: list[ClaimedJob], alone: bool = False) -> int | None:
         """Hand claimed jobs to the dispatcher; None when stopping (they were given back)."""
         if not jobs:
             return 0
@@ -102,5 +114,5 @@ class Poller(BackgroundLoop):
         if self.stopping or not self.dispatcher.accepting:
             self.job_db.release(self.worker_rid(), [(j.id, j.attempt) for j in jobs])
             return None
-        self.dispatcher.submit(jobs)
+        self.dispatcher.submit(jobs, alone=alone)
         return len(jobs)

@@ -73,7 +73,7 @@ class WorkerRuntime:
         )
         self.dispatcher = Dispatcher(
             tasks, max_concurrency, prefetch, self.completer.add, self._wake_poller, default_on_error, resources,
-            next_interval_funcs, keyring,
+            next_interval_funcs, keyring, confirm_start=self._confirm_start,
         )
         self.poller = Poller(
             job_db,
@@ -83,12 +83,12 @@ class WorkerRuntime:
             settings.poll_interval,
             default_on_error.max_attempts if default_on_error else 1,
             default_on_error.timeout_seconds if default_on_error else None,
+            settings.crash_budget,
         )
-        self.heartbeat = Heartbeat(worker_db, job_db, self, settings.heartbeat_interval)
-        self.master = MasterLoop(
-            worker_db, job_db, lambda: self._worker_rid,
-            settings.master_lease, settings.dead_after, settings.prune_workers_after, settings.archive_retention,
+        self.heartbeat = Heartbeat(
+            worker_db, job_db, self, settings.heartbeat_interval, session_ok=self.notifier.lock_held.is_set,
         )
+        self.master = MasterLoop(worker_db, job_db, lambda: self._worker_rid, settings)
         self.watchdog = Watchdog(self.dispatcher)
         self.scheduler = SchedulerLoop(ScheduleDB(job_db.db, job_db))
         self.loops: list[BackgroundLoop] = [
@@ -103,11 +103,12 @@ class WorkerRuntime:
 
     def start(self) -> Worker:
         self.worker = self.worker_db.activate(
-            self._worker_rid, self.name, self.max_concurrency, list(self.tasks), self._worker_options
+            self._worker_rid, self.name, self.max_concurrency, list(self.tasks), self._worker_options, "session",
         )
         self.notifier.subscribe(self._on_events)
         self.notifier.on_reconnect(self._wake_poller)
-        self.notifier.ensure_started()
+        self.notifier.on_disconnect(self.heartbeat.wake)
+        self._hold_liveness_lock()
         for loop in self.loops:
             loop.start()
         log.info("worker %s (%s) started: %d threads, tasks %s",
@@ -127,11 +128,7 @@ class WorkerRuntime:
         self._release_unstarted()
         self._set_status(WorkerStatus.STOPPING)
         if not self.dispatcher.wait_idle(timeout):
-            log.warning(
-                "%d job(s) still running after the %.1fs shutdown timeout; they will be re-queued by the master",
-                self.dispatcher.busy(), timeout,
-            )
-            self.dispatcher.end_all("the worker shut down before the attempt finished")
+            self._requeue_running(timeout)
         self.watchdog.stop()
         self.scheduler.stop()
         self.completer.stop()
@@ -141,10 +138,32 @@ class WorkerRuntime:
         self.notifier.unsubscribe(self._on_events)
         self.dispatcher.shutdown()
         self.worker = self._set_status(WorkerStatus.STOPPED) or self.worker
+        self.notifier.hold_lock(None)
         log.info("worker %s (%s) stopped", self.name, self._worker_rid)
         self.stopped.set()
         if self._on_stopped is not None:
             self._on_stopped()
+
+    def _requeue_running(self, timeout: float) -> None:
+        """Put attempts still running at the shutdown timeout back at once, each charged a crash."""
+        running = self.dispatcher.held()
+        try:
+            requeued = self.job_db.requeue_abandoned(self._worker_rid, running)
+            log.warning("%d job(s) still running after the %.1fs shutdown timeout were put back in the queue",
+                        requeued, timeout)
+        except Exception:
+            log.exception("could not put back %d running job(s); the master re-queues them once this "
+                          "worker is gone", len(running))
+        self.dispatcher.end_all("the worker shut down before the attempt finished")
+
+    def _hold_liveness_lock(self) -> None:
+        assert self.worker is not None and self.worker.id is not None
+        key = (self.worker_db.lock_space, self.worker.id % 2**31)
+        if not self.notifier.hold_lock(key):
+            log.warning("the liveness lock is not held yet; heartbeating fast until the session is back")
+
+    def _confirm_start(self, job_id: int, attempt: int, alone: bool) -> bool:
+        return self.job_db.confirm_start(self._worker_rid, job_id, attempt, alone)
 
     def _release_unstarted(self) -> None:
         unstarted = self.dispatcher.take_back_unstarted()
@@ -172,6 +191,8 @@ class WorkerRuntime:
         for event in events:
             if event.kind in ("insert", "retry"):
                 wake = wake or event.detail is None or event.detail in self.tasks
+                if event.kind == "retry":
+                    self.poller.suspects_may_wait = True  # a rescue may have made suspects
             elif event.kind == "end":
                 wake = wake or self.poller.waiting_for_limits
             elif event.kind == "cancel" and event.detail == str(self._worker_rid) and event.rid is not None:
@@ -200,11 +221,12 @@ class WorkerRuntime:
         old = self._worker_rid
         self.dispatcher.end_all("the worker was declared dead; the job was rescued by another worker")
         self._worker_rid = uuid.uuid4()
-        self.worker = self.worker_db.insert(
-            self._worker_rid, self.name, self.max_concurrency, list(self.tasks), self._worker_options,
-            WorkerStatus.RUNNING,
+        self.worker = self.worker_db.activate(
+            self._worker_rid, self.name, self.max_concurrency, list(self.tasks), self._worker_options, "session",
         )
-        log.error("worker %s was declared dead (heartbeat too late); re-registered as %s", old, self._worker_rid)
+        self._hold_liveness_lock()
+        log.error("worker %s was declared dead; its jobs went to other workers; re-registered as %s",
+                  old, self._worker_rid)
 
     def stop_requested(self, graceful: bool) -> None:
         if self._stopping:

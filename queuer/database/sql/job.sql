@@ -7,7 +7,8 @@
 WITH inserted AS (
     INSERT INTO {schema}.job (rid, task_name, parameters, parameters_keyed, options, priority,
                               status, scheduled_at, max_attempts, timeout_seconds,
-                              unique_key, origin_rid, schedule_count, serial_key, arguments_enc)
+                              unique_key, origin_rid, schedule_count, serial_key, arguments_enc,
+                              crash_budget)
     VALUES (%(rid)s, %(task_name)s, %(parameters)s::json, %(parameters_keyed)s::json,
             %(options)s::jsonb, %(priority)s,
             CASE WHEN COALESCE(%(scheduled_at)s::timestamptz,
@@ -15,7 +16,8 @@ WITH inserted AS (
                  THEN 'SCHEDULED' ELSE 'QUEUED' END,
             COALESCE(%(scheduled_at)s::timestamptz, now() + make_interval(secs => %(delay_seconds)s)),
             %(max_attempts)s, %(timeout_seconds)s,
-            %(unique_key)s, %(origin_rid)s, %(schedule_count)s, %(serial_key)s, %(arguments_enc)s)
+            %(unique_key)s, %(origin_rid)s, %(schedule_count)s, %(serial_key)s, %(arguments_enc)s,
+            %(crash_budget)s)
     -- A unique key already queued or running: no row comes back, and the
     -- caller raises DuplicateJobError or returns the existing job.
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
@@ -44,6 +46,10 @@ WITH candidates AS (
     WHERE status IN ('QUEUED', 'SCHEDULED')
       AND scheduled_at <= now()
       AND task_name = ANY(%(task_names)s::text[])
+      -- Suspects (see the rescue below) are claimed apart, one at a time, to run alone.
+      AND suspect = %(suspects)s
+      -- A worker that was declared dead, or asked to stop, takes nothing.
+      AND EXISTS (SELECT 1 FROM {schema}.worker WHERE rid = %(worker_rid)s AND status = 'RUNNING')
       AND (serial_key IS NULL OR NOT EXISTS (
                SELECT 1 FROM {schema}.job AS r
                WHERE r.serial_key = c.serial_key AND r.status = 'RUNNING'))
@@ -66,6 +72,9 @@ SET status = 'RUNNING',
     worker_rid = %(worker_rid)s,
     started_at = now(),
     cancel_requested = false,
+    confirmed_at = NULL,
+    confirmed_alone = false,
+    crash_budget = coalesce(j.crash_budget, %(default_crash_budget)s::integer),
     -- A job that brought no OnError runs under this worker's default policy;
     -- store it so the master's rescue counts attempts the same way.
     max_attempts = CASE WHEN j.options ? 'on_error' THEN j.max_attempts ELSE %(default_max_attempts)s::integer END,
@@ -75,7 +84,14 @@ FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, j.rid, j.task_name, j.parameters, j.parameters_keyed, j.options, j.priority,
           j.scheduled_at, j.attempts, j.max_attempts, j.timeout_seconds, j.schedule_count,
-          j.created_at, j.origin_rid, j.arguments_enc;
+          j.created_at, j.origin_rid, j.arguments_enc, j.failures, j.rescues;
+
+-- name: confirm_start
+-- A job that has been through a crash records that it starts (and whether it
+-- runs alone), so that a later crash of its worker can be blamed on it.
+UPDATE {schema}.job SET confirmed_at = now(), confirmed_alone = %(alone)s
+WHERE id = %(id)s AND attempts = %(attempt)s AND worker_rid = %(worker_rid)s
+RETURNING id;
 
 -- name: next_due_in
 -- Seconds until the next scheduled job of these tasks becomes claimable.
@@ -111,6 +127,7 @@ WITH outcome AS (
     SET status = CASE WHEN o.delay > 0 THEN 'SCHEDULED' ELSE 'QUEUED' END,
         scheduled_at = now() + make_interval(secs => o.delay),
         worker_rid = NULL,
+        failures = j.failures + 1,
         error = o.error,
         updated_at = now()
     FROM outcome AS o
@@ -127,8 +144,10 @@ WITH outcome AS (
     RETURNING j.*, o.status AS final_status, o.results AS final_results, o.error AS final_error,
               o.next_at AS final_next_at, o.results_enc AS final_results_enc
 ), archived AS (
-    INSERT INTO {schema}.job_archive ({archived_columns}, status, results, error, results_enc)
-    SELECT {archived_columns}, final_status, final_results::json, final_error, final_results_enc
+    INSERT INTO {schema}.job_archive ({archived_columns}, failures, rescues, crashes,
+                                      status, results, error, results_enc)
+    SELECT {archived_columns}, failures + (final_status = 'FAILED')::integer, rescues, crashes,
+           final_status, final_results::json, final_error, final_results_enc
     FROM ended
     RETURNING id, rid, status
 ), next_runs AS (
@@ -138,11 +157,11 @@ WITH outcome AS (
     -- replayed. A next-interval function's time comes from the worker instead.
     INSERT INTO {schema}.job (rid, task_name, parameters, parameters_keyed, options, priority, status,
                               scheduled_at, max_attempts, timeout_seconds, origin_rid, schedule_count,
-                              serial_key, arguments_enc)
+                              serial_key, arguments_enc, crash_budget)
     SELECT gen_random_uuid(), e.task_name, e.parameters, e.parameters_keyed,
            jsonb_set(e.options, '{schedule,start}', to_jsonb(s.anchor)),
            e.priority, 'SCHEDULED', s.next_at, e.max_attempts, e.timeout_seconds,
-           coalesce(e.origin_rid, e.rid), e.schedule_count + 1, e.serial_key, e.arguments_enc
+           coalesce(e.origin_rid, e.rid), e.schedule_count + 1, e.serial_key, e.arguments_enc, e.crash_budget
     FROM ended AS e
     CROSS JOIN LATERAL (
         SELECT coalesce((e.options #>> '{schedule,start}')::timestamptz, e.created_at) AS anchor,
@@ -203,8 +222,8 @@ FROM released;
 WITH gone AS (
     DELETE FROM {schema}.job WHERE rid = %(rid)s RETURNING *
 ), archived AS (
-    INSERT INTO {schema}.job_archive ({archived_columns}, status, results, error)
-    SELECT {archived_columns}, 'CANCELLED', NULL, %(reason)s
+    INSERT INTO {schema}.job_archive ({archived_columns}, failures, rescues, crashes, status, results, error)
+    SELECT {archived_columns}, failures, rescues, crashes, 'CANCELLED', NULL, %(reason)s
     FROM gone
     RETURNING *
 )
@@ -215,35 +234,48 @@ SELECT archived.*,
 FROM archived;
 
 -- name: rescue_orphaned_jobs
--- The master's sweep: RUNNING jobs whose worker is no longer alive go back to
--- the queue (their attempt was counted when claimed) or, when no attempt is
--- left, to the archive as FAILED.
+-- The master's sweep: RUNNING jobs whose worker is DEAD (or gone) go back to
+-- the queue, first in line. Blame needs proof: a job that had not recorded its
+-- start is charged nothing; one that had started beside other jobs becomes a
+-- suspect (it will run alone); only a suspect that was running alone is
+-- charged the crash. A job out of crash budget ends FAILED, saying so.
 WITH orphan AS (
-    SELECT j.id
+    SELECT j.id,
+           j.confirmed_at IS NOT NULL AND j.confirmed_alone AS charged,
+           j.confirmed_at IS NOT NULL AS started
     FROM {schema}.job AS j
     WHERE j.status = 'RUNNING'
       AND NOT EXISTS (SELECT 1 FROM {schema}.worker AS w
-                      WHERE w.rid = j.worker_rid AND w.status IN ('READY', 'RUNNING', 'STOPPING'))
+                      WHERE w.rid = j.worker_rid AND w.status <> 'DEAD')
     FOR UPDATE OF j SKIP LOCKED
 ), requeued AS (
     UPDATE {schema}.job AS j
     SET status = 'QUEUED',
         worker_rid = NULL,
-        error = format('worker %%s died or stopped during attempt %%s', j.worker_rid, j.attempts),
+        rescues = j.rescues + 1,
+        crashes = j.crashes + o.charged::integer,
+        suspect = j.suspect OR o.started,
+        error = format('worker %%s died during attempt %%s; the job was put back (%%s)',
+                       j.worker_rid, j.attempts,
+                       CASE WHEN o.charged THEN format('crash %%s of %%s charged: it ran alone',
+                                                       j.crashes + 1, j.crash_budget)
+                            WHEN o.started THEN 'not charged: it ran beside other jobs; it will run alone'
+                            ELSE 'not charged: not known to have started' END),
         updated_at = now()
-    FROM orphan
-    WHERE j.id = orphan.id AND j.attempts < j.max_attempts
+    FROM orphan AS o
+    WHERE j.id = o.id AND NOT (o.charged AND j.crashes + 1 >= coalesce(j.crash_budget, 1))
     RETURNING j.id, j.rid, j.task_name
 ), failed AS (
     DELETE FROM {schema}.job AS j
-    USING orphan
-    WHERE j.id = orphan.id AND j.attempts >= j.max_attempts
+    USING orphan AS o
+    WHERE j.id = o.id AND o.charged AND j.crashes + 1 >= coalesce(j.crash_budget, 1)
     RETURNING j.*
 ), archived AS (
-    INSERT INTO {schema}.job_archive ({archived_columns}, status, results, error)
-    SELECT {archived_columns}, 'FAILED', NULL,
-           format('worker %%s died or stopped during the last attempt (%%s of %%s)',
-                  worker_rid, attempts, max_attempts)
+    INSERT INTO {schema}.job_archive ({archived_columns}, failures, rescues, crashes, status, results, error)
+    SELECT {archived_columns}, failures, rescues + 1, crashes + 1, 'FAILED', NULL,
+           format('CrashBudgetExceeded: the job killed its worker %%s times while running alone '
+                  '(crash budget %%s): a poison job, whose task crashes the process (the last worker was %%s)',
+                  crashes + 1, crash_budget, worker_rid)
     FROM failed
     RETURNING id, rid, status
 ), events AS (
@@ -259,6 +291,28 @@ WITH orphan AS (
 SELECT (SELECT count(*) FROM requeued) AS requeued,
        (SELECT count(*) FROM archived) AS failed,
        (SELECT count(*) FROM notified) AS notifications;
+
+-- name: requeue_abandoned
+-- A worker that gives up on attempts still running when its shutdown timeout
+-- ran out puts them back at once, each charged a crash (it was running), but
+-- never fails a job for it: orchestrators stop workers on every deploy.
+WITH requeued AS (
+    UPDATE {schema}.job AS j
+    SET status = 'QUEUED',
+        worker_rid = NULL,
+        rescues = j.rescues + 1,
+        crashes = j.crashes + 1,
+        error = format('worker %%s shut down while attempt %%s was running; the job was put back',
+                       j.worker_rid, j.attempts),
+        updated_at = now()
+    FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS a(id, attempt)
+    WHERE j.id = a.id AND j.attempts = a.attempt AND j.worker_rid = %(worker_rid)s
+    RETURNING j.rid, j.task_name
+)
+SELECT count(*) AS requeued,
+       CASE WHEN count(*) > 0 THEN pg_notify(%(channel)s, json_build_object(
+           'j', (SELECT json_agg(json_build_array('retry', rid, task_name)) FROM requeued))::text) END AS notified
+FROM requeued;
 
 -- name: get_job
 SELECT * FROM {schema}.job WHERE rid = %(rid)s;
