@@ -23,6 +23,7 @@ from queuer.model.cron_schedule import CronSchedule
 from queuer.context import JobContext, current_job
 from queuer.errors import (
     ConfigurationError,
+    ConnectionLostError,
     DatabaseUnreachableError,
     DuplicateJobError,
     DuplicateTaskError,
@@ -46,6 +47,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BatchJob",
     "ConfigurationError",
+    "ConnectionLostError",
     "CronSchedule",
     "DatabaseConfiguration",
     "DatabaseUnreachableError",

@@ -23,7 +23,11 @@ class DatabaseUnreachableError(QueuerError, ConnectionError):
     """PostgreSQL could not be reached in time; the message names the server (never the password)."""
 
 
-class JobOutcomeUnknownError(DatabaseUnreachableError):
+class ConnectionLostError(DatabaseUnreachableError):
+    """The connection broke while a statement was running: it may or may not have taken effect."""
+
+
+class JobOutcomeUnknownError(ConnectionLostError):
     """The connection broke while the job's insert was being committed: it may or may not exist."""
 
     def __init__(self, message: str, rid: UUID | None = None) -> None:
@@ -93,6 +97,7 @@ class QueuerStoppedError(QueuerError, RuntimeError):
 
 __all__ = [
     "ConfigurationError",
+    "ConnectionLostError",
     "DatabaseUnreachableError",
     "DuplicateJobError",
     "DuplicateTaskError",

@@ -9,6 +9,7 @@ while the LISTEN connection was down delays a waiter, never hangs it.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +39,7 @@ class JobEvents:
         self._listeners: dict[str, list[JobListener]] = {"insert": [], "update": [], "delete": []}
         self._waiters: dict[str, list[threading.Event]] = {}  # by rid as text, as NOTIFY sends it
         self._callbacks: ThreadPoolExecutor | None = None
+        self._pid = os.getpid()
         notifier.subscribe(self._on_events)
         notifier.on_reconnect(self._wake_all_waiters)
 
@@ -48,6 +50,8 @@ class JobEvents:
             raise TypeError("a listener must be callable, e.g. q.listen_for_job_delete(lambda job: print(job))")
         with self._lock:
             self._listeners[kind].append(notify_function)
+            if self._pid != os.getpid():  # forked: the parent's callback thread is not here
+                self._callbacks, self._pid = None, os.getpid()
             if self._callbacks is None:
                 self._callbacks = ThreadPoolExecutor(1, thread_name_prefix="queuer-callback")
         self.notifier.ensure_started()

@@ -12,6 +12,7 @@ so a process that only produces jobs costs one row and is never rescued.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import uuid
@@ -23,7 +24,7 @@ from uuid import UUID
 import psycopg
 
 from queuer import registry
-from queuer.database.connection import Database
+from queuer.database.connection import Database, check_callers_connection, on_callers_connection
 from queuer.database.job_db import JobDB
 from queuer.database.migrations import migrate, uninstall
 from queuer.database.schedule_db import ScheduleDB
@@ -98,6 +99,8 @@ class Queuer:
         self.notifier = Notifier(self.db)
         self._events = JobEvents(self.notifier, self.job_db)
         self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._forked = False
         self._runtime: WorkerRuntime | None = None
         self._worker: Worker = self.worker_db.insert(
             uuid.uuid4(), name, max_concurrency, list(self._tasks), self._worker_options(), WorkerStatus.READY
@@ -283,12 +286,15 @@ class Queuer:
         *parameters: Any,
         **parameters_keyed: Any,
     ) -> Job:
+        conn = check_callers_connection(conn)
         new = self._jobs.build(task, parameters, parameters_keyed, options)
-        with duplicates_as_errors():
+        with duplicates_as_errors(), on_callers_connection(conn):
             return self.job_db.insert_job(new, conn=conn)
 
     def add_jobs_tx(self, conn: psycopg.Connection[Any], batch_jobs: Iterable[BatchJob]) -> list[UUID]:
-        return self._insert_batch(batch_jobs, conn)
+        conn = check_callers_connection(conn)
+        with on_callers_connection(conn):
+            return self._insert_batch(batch_jobs, conn)
 
     def _insert_batch(self, batch_jobs: Iterable[BatchJob], conn: psycopg.Connection[Any] | None) -> list[UUID]:
         items = list(batch_jobs)
@@ -443,6 +449,7 @@ class Queuer:
     @property
     def worker(self) -> Worker:
         """This queuer's worker row: READY until ``start()``, then RUNNING."""
+        self._check_fork()
         runtime = self._runtime
         if runtime is not None and runtime.worker is not None:
             return runtime.worker
@@ -450,7 +457,21 @@ class Queuer:
 
     @property
     def running(self) -> bool:
+        self._check_fork()
         return self._runtime is not None and not self._runtime.stopped.is_set()
+
+    def _check_fork(self) -> None:
+        """In a process forked from the one that made this queuer, it is a producer of its own.
+
+        The parent's worker (its threads did not come along) stays the parent's;
+        ``start()`` here registers a worker of this process. Connections are the
+        Database's concern: they are opened anew on first use.
+        """
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._runtime = None
+        self._forked = True
 
     def get_worker(self, rid: UUID | str) -> Worker | None:
         """The worker with this rid, or None."""
@@ -485,6 +506,12 @@ class Queuer:
         with self._lock:
             if self.running:
                 raise RuntimeError("Queuer is already running")
+            if self._forked:  # the row we know is the parent's worker
+                self._worker = self.worker_db.insert(
+                    uuid.uuid4(), self.name, self.max_concurrency, list(self._tasks), self._worker_options(),
+                    WorkerStatus.READY,
+                )
+                self._forked = False
             if not self._tasks:
                 log.warning("queuer %s starts with no tasks registered; it will claim nothing", self.name)
             self.db.role = "worker"
@@ -501,13 +528,14 @@ class Queuer:
 
         The queuer stays usable: a later call reopens its connections, and ``start()`` works again.
         """
+        self._check_fork()
         with self._lock:
             runtime = self._runtime
             if runtime is not None:
                 runtime.stop(timeout)
                 self._refresh_worker(runtime.worker)
                 self._runtime = None
-            elif self._worker.status != WorkerStatus.STOPPED:
+            elif self._worker.status != WorkerStatus.STOPPED and not self._forked:
                 try:
                     self._refresh_worker(self.worker_db.set_status(self._worker.rid, WorkerStatus.STOPPED))
                 except DatabaseUnreachableError as exc:

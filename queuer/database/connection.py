@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import threading
 import time
 from contextlib import contextmanager
@@ -39,7 +40,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from queuer.database.queries import Queries
-from queuer.errors import DatabaseUnreachableError
+from queuer.errors import ConnectionLostError, DatabaseUnreachableError, QueuerError
 from queuer.helper.config import DatabaseConfiguration
 
 log = logging.getLogger("queuer.database")
@@ -107,9 +108,13 @@ class _Pool:
                 except BaseException:
                     self._forget()
                     raise
-            if time.monotonic() - last_used <= IDLE_CHECK_SECONDS or _ping(conn):
+            # Before anything is sent: a connection the server closed meanwhile (restart,
+            # failover, terminate) has its goodbye waiting to be read, which costs one
+            # syscall to see. One that sat idle long is pinged (a vanished host says nothing).
+            suspicious = _has_unread_data(conn) or time.monotonic() - last_used > IDLE_CHECK_SECONDS
+            if not suspicious or _ping(conn):
                 return conn
-            self._discard(conn)  # the server closed it (restart, terminate): take another
+            self._discard(conn)
 
     def give_back(self, conn: psycopg.Connection[Any]) -> None:
         if os.getpid() != self._pid:
@@ -157,6 +162,49 @@ class _Pool:
         with self._cond:
             self._check_fork()
             return self._open, len(self._idle)
+
+
+def check_callers_connection(conn: Any) -> psycopg.Connection[Any]:
+    """The caller's own psycopg connection (a web framework's) for a transactional enqueue."""
+    if conn is None:
+        raise TypeError(
+            "add_job_tx needs an open psycopg connection, got None; with Django pass "
+            "django.db.connection.connection after connection.ensure_connection(), with SQLAlchemy "
+            "conn.connection.driver_connection"
+        )
+    if not isinstance(conn, psycopg.Connection):
+        raise TypeError(
+            f"add_job_tx needs a psycopg 3 connection, not {type(conn).__module__}.{type(conn).__name__} "
+            "(for a framework's wrapper, pass the psycopg connection inside it)"
+        )
+    if conn.closed or conn.broken:
+        raise ValueError("add_job_tx was given a closed connection: enqueue inside an open transaction")
+    return conn
+
+
+@contextmanager
+def on_callers_connection(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """Statements on the caller's connection raise queuer's errors, never the driver's."""
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        if conn.broken or conn.closed:
+            raise ConnectionLostError(
+                f"the connection broke inside your transaction ({_first_line(exc)}): nothing of the "
+                "transaction was committed, this job included"
+            ) from exc
+        raise QueuerError(f"the job could not be added on your connection: {_first_line(exc)}") from exc
+    except psycopg.Error as exc:
+        raise QueuerError(f"the job could not be added on your connection: {_first_line(exc)}") from exc
+
+
+def _has_unread_data(conn: psycopg.Connection[Any]) -> bool:
+    """True when the server sent something to an idle connection: usually that it is closing it."""
+    try:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return True
+    return bool(readable)
 
 
 def _ping(conn: psycopg.Connection[Any]) -> bool:
@@ -237,7 +285,7 @@ class Database:
         except psycopg.OperationalError as exc:
             if conn.broken or conn.closed:
                 pool.give_back(conn)
-                raise DatabaseUnreachableError(
+                raise ConnectionLostError(
                     f"lost the connection to PostgreSQL at {self.config.describe()}: {_first_line(exc)}"
                 ) from exc
             pool.give_back(conn)

@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row, tuple_row
+from psycopg.types.json import JsonbLoader, JsonLoader
 
 from queuer.database import admin
 from queuer.database.connection import Database
+from queuer.errors import ConnectionLostError, DatabaseUnreachableError, JobOutcomeUnknownError
 from queuer.helper.encryption import EncryptionError, Keyring
 from queuer.model.job import Job, JobStatus
 
@@ -156,9 +158,15 @@ class JobDB:
     def insert_job(self, job: NewJob, conn: psycopg.Connection[Any] | None = None) -> Job:
         """Insert one job (and NOTIFY) in one statement; on ``conn`` when given (transactional)."""
         if conn is None:
-            with self.db.connection() as own:
-                return self.insert_job(job, own)
-        cur = conn.cursor(row_factory=dict_row)
+            try:
+                with self.db.connection() as own:
+                    return self.insert_job(job, own)
+            except ConnectionLostError as exc:
+                found = self._find_after_loss(job.rid)
+                if found is not None:
+                    return found
+                raise JobOutcomeUnknownError(_outcome_unknown(job.rid, 1), job.rid) from exc
+        cur = _our_cursor(conn)
         row = cur.execute(self.q.insert_job, self._insert_params(job)).fetchone()  # type: ignore[arg-type]
         if row is not None:
             return self._job(row)
@@ -180,8 +188,18 @@ class JobDB:
         a conflict, so jobs with keys are inserted row by row instead).
         """
         if conn is None:
-            with self.db.connection() as own:
-                return self.insert_jobs(jobs, own, unique_keys=unique_keys)
+            first: list[UUID] = []
+            try:
+                with self.db.connection() as own:
+                    return self.insert_jobs(_noting_first(jobs, first), own, unique_keys=unique_keys)
+            except ConnectionLostError as exc:
+                # All or nothing: the first job tells which.
+                if first and self._find_after_loss(first[0]) is not None:
+                    raise JobOutcomeUnknownError(
+                        "the connection broke after the batch was committed, before its rids came back: "
+                        "every job of it exists; read them with get_jobs", first[0]) from exc
+                raise JobOutcomeUnknownError(_outcome_unknown(first[0] if first else None, 2),
+                                             first[0] if first else None) from exc
         if unique_keys:
             jobs = list(jobs)
             if any(job.unique_key is not None for job in jobs):
@@ -405,6 +423,13 @@ class JobDB:
         row = self.db.execute_one(self.q.get_job_status_anywhere, {"rid": rid})
         return JobStatus(row["status"]) if row else None
 
+    def _find_after_loss(self, rid: UUID) -> Job | None:
+        """After a connection broke mid-insert: the job, if it was committed (and the server answers)."""
+        try:
+            return self.get_job(rid) or self.get_job_ended(rid)
+        except DatabaseUnreachableError:
+            return None
+
     def get_job(self, rid: UUID) -> Job | None:
         row = self.db.execute_one(self.q.get_job, {"rid": rid})
         return self._job(row) if row else None
@@ -459,3 +484,30 @@ def _copy_text(value: object) -> str:
     if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
         return text.translate(_COPY_ESCAPES)
     return text
+
+
+def _outcome_unknown(rid: UUID | None, count: int) -> str:
+    what = f"job {rid}" if count == 1 else "the batch"
+    return (f"the connection broke while {what} was being added and the server could not be asked "
+            f"afterwards: it may or may not exist. Check with get_job({rid!s}) once the database is back, "
+            "or give jobs a unique_key (Options(unique_key=..., on_duplicate='skip')) so that adding them "
+            "again is safe")
+
+
+def _noting_first(jobs: Iterable[NewJob], first: list[UUID]) -> Iterator[NewJob]:
+    for job in jobs:
+        if not first:
+            first.append(job.rid)
+        yield job
+
+
+def _our_cursor(conn: psycopg.Connection[Any]) -> psycopg.Cursor[dict[str, Any]]:
+    """A dict-row cursor that reads json as JSON, whatever loaders the connection's owner registered.
+
+    A web framework's connection (Django registers a text loader for jsonb) must
+    give back the same complete Job as ours.
+    """
+    cur = conn.cursor(row_factory=dict_row)
+    cur.adapters.register_loader("json", JsonLoader)
+    cur.adapters.register_loader("jsonb", JsonbLoader)
+    return cur

@@ -44,8 +44,10 @@ def quote_identifier(name: str) -> str:
 class DatabaseConfiguration:
     """Where the queue lives. ``password`` never shows in repr or messages."""
 
+    #: one host, or a comma-separated list that libpq tries in order (failover)
     host: str | None = None
-    port: int | None = None
+    #: one port, or a comma-separated list matching the hosts
+    port: int | str | None = None
     database: str | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
@@ -64,8 +66,8 @@ class DatabaseConfiguration:
 
     def __post_init__(self) -> None:
         validate_schema_name(self.schema)
-        if self.port is not None and not (0 < int(self.port) < 65536):
-            raise ConfigurationError(f"invalid port {self.port!r}: use 1 to 65535")
+        if self.port is not None:
+            object.__setattr__(self, "port", _ports(self.port, "the port"))
         for name in ("timeout", "startup_wait"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -85,14 +87,13 @@ class DatabaseConfiguration:
                 raise ConfigurationError(
                     "QUEUER_DB_URL is not a valid PostgreSQL URL or conninfo string"
                 ) from None
-        port = get("PORT") or extra.pop("port", None)
-        try:
-            port_number = int(port) if port else None
-        except ValueError:
-            raise ConfigurationError(f"QUEUER_DB_PORT must be a number, not {port!r}") from None
+        url_port = extra.pop("port", None)
+        port = get("PORT")
+        ports = _ports(port, "QUEUER_DB_PORT") if port else (
+            _ports(url_port, "the port of QUEUER_DB_URL") if url_port else None)
         return cls(
             host=get("HOST") or extra.pop("host", None),
-            port=port_number,
+            port=ports,
             database=get("DATABASE") or extra.pop("dbname", None),
             username=get("USERNAME") or extra.pop("user", None),
             password=get("PASSWORD") if get("PASSWORD") is not None else extra.pop("password", None),
@@ -134,9 +135,20 @@ class DatabaseConfiguration:
         """A human-readable target for messages: never includes the password."""
         host = self.host or "(libpq default host)"
         port = f":{self.port}" if self.port else ""
+        if self.host and "," in self.host:
+            hosts = self.host.split(",")
+            ports = str(self.port or "").split(",")
+            if len(ports) == len(hosts):
+                return self._describe_hosts([f"{h}:{p}" if p else h for h, p in zip(hosts, ports)])
+            return self._describe_hosts([h + port for h in hosts])
         db = self.database or "(libpq default database)"
         user = f"{self.username}@" if self.username else ""
         return f"{user}{host}{port}/{db} schema {self.schema}"
+
+    def _describe_hosts(self, hosts: list[str]) -> str:
+        db = self.database or "(libpq default database)"
+        user = f"{self.username}@" if self.username else ""
+        return f"{user}{{{','.join(hosts)}}}/{db} schema {self.schema}"
 
 
 def _seconds(raw: str | None, variable: str, default: float) -> float:
@@ -159,3 +171,25 @@ def _schema_from_env(value: str | None) -> str:
             "QUEUER_DB_SCHEMA is set but empty: unset it for the default schema 'public', or name a schema"
         )
     return value
+
+
+def _ports(value: int | str, source: str) -> int | str:
+    """One port as an int, or libpq's comma-separated list as text; ConfigurationError naming ``source``."""
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{source} must be a port number, not {value!r}")
+    parts = [value] if isinstance(value, int) else [p.strip() for p in str(value).split(",")]
+    numbers: list[int | str] = []
+    for part in parts:
+        if part == "" and len(parts) > 1:
+            numbers.append("")  # this host on libpq's default port
+            continue
+        try:
+            number = int(part)
+        except ValueError:
+            raise ConfigurationError(
+                f"{source} must be a number (or a comma-separated list for several hosts), not {value!r}"
+            ) from None
+        if not 0 < number < 65536:
+            raise ConfigurationError(f"invalid port {number} in {source}: use 1 to 65535")
+        numbers.append(number)
+    return numbers[0] if len(numbers) == 1 else ",".join(str(n) for n in numbers)  # type: ignore[return-value]

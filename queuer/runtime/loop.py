@@ -12,7 +12,8 @@ from typing import Optional
 
 log = logging.getLogger("queuer.runtime")
 
-MAX_ERROR_DELAY = 5.0
+# A failing loop retries at least this often (a failover is over within seconds).
+MAX_ERROR_DELAY = 1.0
 
 
 class BackgroundLoop:

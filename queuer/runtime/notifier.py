@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -70,6 +71,8 @@ class Notifier(BackgroundLoop):
         self._want_lock: tuple[int, int] | None = None
         self._held_lock: tuple[int, int] | None = None
         self.lock_held = threading.Event()
+        self._pid = os.getpid()
+        self._inherited: list[psycopg.Connection] = []  # a parent's session: kept, never used or closed
 
     def subscribe(self, fn: Subscriber) -> None:
         with self._lock:
@@ -90,6 +93,7 @@ class Notifier(BackgroundLoop):
 
     def hold_lock(self, key: tuple[int, int] | None, timeout: float = 5.0) -> bool:
         """Hold the session advisory lock ``key`` (None: release it); True once held."""
+        self._check_fork()
         with self._lock:
             self._want_lock = key
             if key != self._held_lock:
@@ -102,6 +106,7 @@ class Notifier(BackgroundLoop):
 
     def ensure_started(self, timeout: float = 10.0) -> None:
         """Start the thread if needed and wait until LISTEN is active."""
+        self._check_fork()
         if not self.alive:
             self.start()
         self.connected.wait(timeout)
@@ -124,6 +129,19 @@ class Notifier(BackgroundLoop):
             self._drop()
             return self._backoff
         return 0.0
+
+    def _check_fork(self) -> None:
+        """In a process forked from the one that made this notifier: start over, own session."""
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        if self._conn is not None:
+            self._inherited.append(self._conn)
+            self._conn = None
+        self.connected.clear()
+        self._want_lock = self._held_lock = None
+        self.lock_held.clear()
+        self._ever_connected = False
 
     def _sync_lock(self, conn: psycopg.Connection) -> None:
         want = self._want_lock

@@ -1,0 +1,172 @@
+"""Where users deploy: forking web servers, multiprocessing, a web framework's transaction."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from queuer import new_queuer_with_db
+from tests.support import ROOT, count, db_env, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_gunicorn_preload_with_a_queuer_made_at_import(db_config):
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--preload", "--workers", "2", "--worker-class", "sync",
+         "--bind", f"127.0.0.1:{port}", "--timeout", "30", "tests.apps.preloaded_wsgi:app"],
+        env=db_env(db_config), cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+
+    def get(i: int) -> tuple[int, dict]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            conn.request("GET", f"/?{i}")
+            response = conn.getresponse()
+            return response.status, json.loads(response.read() or b"{}")
+        finally:
+            conn.close()
+
+    try:
+        wait_until(lambda: _answers(port), timeout=30, message="gunicorn listens")
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(get, range(1000)))
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=30)[0].decode(errors="replace")
+    assert [status for status, _ in answers] == [200] * 1000, output[-3000:]
+    assert len({body["pid"] for _, body in answers}) == 2  # both forked workers served
+    assert count(db_config, "SELECT count(*) FROM {schema}.job WHERE task_name = 'record'") == 1001
+
+
+def _answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def _child_adds(q, n: int) -> None:
+    for i in range(n):
+        q.add_job("record", "child", i)
+    os._exit(0)  # skip the parent's atexit handlers, as a forked worker process does
+
+
+def test_multiprocessing_fork_parent_and_child_add_jobs_at_once(db_config):
+    q = new_queuer_with_db("parent", 1, None, db_config)
+    try:
+        q.add_job("record", "before fork")
+        child = multiprocessing.get_context("fork").Process(target=_child_adds, args=(q, 300))
+        child.start()
+        for i in range(300):
+            q.add_job("record", "parent", i)
+        child.join(60)
+        assert child.exitcode == 0
+        assert count(db_config, "SELECT count(*) FROM {schema}.job") == 601
+        assert q.get_job(q.add_job("record", "after").rid) is not None  # the parent's pools still work
+    finally:
+        q.stop()
+
+
+# -- a web framework's transaction ---------------------------------------------------------
+
+
+def _django(db_config):
+    import django
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(
+            DATABASES={"default": {
+                "ENGINE": "django.db.backends.postgresql", "HOST": db_config.host, "PORT": db_config.port,
+                "NAME": db_config.database or "postgres", "USER": db_config.username or "postgres",
+                "PASSWORD": db_config.password or "",
+            }},
+            INSTALLED_APPS=[], USE_TZ=True,
+        )
+        django.setup()
+    from django.db import connection, transaction
+
+    return connection, transaction
+
+
+def test_django_transactional_enqueue(make_queuer, db_config):
+    connection, transaction = _django(db_config)
+    from queuer import Options, OnError
+
+    q = make_queuer()
+    jobs = lambda: count(db_config, "SELECT count(*) FROM {schema}.job")  # noqa: E731
+
+    class Rollback(Exception):
+        pass
+
+    with pytest.raises(Rollback):
+        with transaction.atomic():
+            connection.ensure_connection()
+            q.add_job_tx(connection.connection, "record", "rolled back")
+            raise Rollback
+    assert jobs() == 0
+    with transaction.atomic():
+        connection.ensure_connection()
+        job = q.add_job_with_options_tx(connection.connection, Options(on_error=OnError(max_retries=2)),
+                                        "record", "kept")
+        try:
+            with transaction.atomic():  # a savepoint
+                q.add_job_tx(connection.connection, "record", "in a rolled-back savepoint")
+                raise Rollback
+        except Rollback:
+            pass
+    assert jobs() == 1
+    assert job.options is not None and job.options.on_error.max_retries == 2  # Django's jsonb loader is not ours
+    assert q.get_job(job.rid).parameters == ["kept"]
+    connection.close()
+    with pytest.raises(TypeError, match="got None"):
+        q.add_job_tx(connection.connection, "record")
+    with pytest.raises(TypeError, match="psycopg 3 connection"):
+        q.add_job_tx(connection, "record")
+
+
+def test_sqlalchemy_transactional_enqueue(make_queuer, db_config):
+    import sqlalchemy
+
+    url = sqlalchemy.URL.create(
+        "postgresql+psycopg", username=db_config.username or "postgres", password=db_config.password,
+        host=db_config.host, port=db_config.port, database=db_config.database or "postgres",
+    )
+    engine = sqlalchemy.create_engine(url)
+    q = make_queuer()
+    jobs = lambda: count(db_config, "SELECT count(*) FROM {schema}.job")  # noqa: E731
+    try:
+        with engine.connect() as conn:
+            with conn.begin() as tx:
+                q.add_job_tx(conn.connection.driver_connection, "record", "rolled back")
+                tx.rollback()
+        assert jobs() == 0
+        with engine.begin() as conn:
+            job = q.add_job_tx(conn.connection.driver_connection, "record", "kept")
+            savepoint = conn.begin_nested()
+            q.add_job_tx(conn.connection.driver_connection, "record", "in a rolled-back savepoint")
+            savepoint.rollback()
+        assert jobs() == 1 and q.get_job(job.rid).parameters == ["kept"]
+        closed = engine.raw_connection().driver_connection
+        closed.close()
+        with pytest.raises(ValueError, match="closed connection"):
+            q.add_job_tx(closed, "record")
+    finally:
+        engine.dispose()
