@@ -27,8 +27,12 @@ pytestmark = [pytest.mark.reliability, pytest.mark.crash, pytest.mark.slow]
 class Workers:
     """Worker processes, their output lines, and a supervisor that restarts the dead ones."""
 
-    def __init__(self, db_config, starts: Path, n: int, concurrency: int = 8, supervise: bool = True) -> None:
+    def __init__(self, db_config, starts: Path, n: int, concurrency: int = 8, supervise: bool = True,
+                 env: dict[str, str] | None = None) -> None:
         self.env = {**db_env(db_config), "QUEUER_TEST_STARTS": str(starts)}
+        if env:
+            self.env = {k: v for k, v in self.env.items() if not k.startswith("QUEUER_DB_")}
+            self.env.update(env, QUEUER_DB_SCHEMA=db_config.schema)
         self.concurrency = concurrency
         self.lines: list[tuple[float, int, str]] = []  # (wall time, pid, line)
         self._lock = threading.Lock()

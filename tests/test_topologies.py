@@ -9,6 +9,8 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -170,3 +172,87 @@ def test_sqlalchemy_transactional_enqueue(make_queuer, db_config):
             q.add_job_tx(closed, "record")
     finally:
         engine.dispose()
+
+
+# -- failover ---------------------------------------------------------------------------------
+
+
+def test_failover_to_a_promoted_replica_with_a_multi_host_url(tmp_path):
+    from queuer import QueuerError
+    from queuer.helper.config import DatabaseConfiguration
+    from queuer.helper.postgres_server import TemporaryPostgres, find_local_bin_dir
+    from tests.test_crashes import Workers, starts_by_rid
+
+    if find_local_bin_dir() is None:
+        pytest.skip("a streaming replica needs the local server binaries")
+    primary = TemporaryPostgres("local", {"synchronous_commit": "on"})
+    primary.start()
+    replica = primary.start_replica()
+    try:
+        # Synchronous replication, so a commit the primary acknowledged survives its death.
+        with psycopg_connect(primary.config) as conn:
+            conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            conn.execute("SELECT pg_reload_conf()")
+        url = (f"postgresql://postgres@127.0.0.1:{primary.config.port},127.0.0.1:{replica.config.port}"
+               "/postgres?target_session_attrs=read-write")
+        config = DatabaseConfiguration.from_env({"QUEUER_DB_URL": url, "QUEUER_DB_TIMEOUT": "5"})
+        producer = new_queuer_with_db("producer", 1, None, config)
+        workers = Workers(config, tmp_path / "starts", 1, concurrency=4, supervise=False,
+                          env={"QUEUER_DB_URL": url})
+        added, errors = [], []
+        stop = threading.Event()
+
+        def produce() -> None:
+            while not stop.is_set():
+                try:
+                    added.append(producer.add_job("work", len(added)).rid)
+                except QueuerError as exc:  # anything else fails the test
+                    errors.append(exc)
+                stop.wait(0.01)  # about 100 jobs per second
+
+        try:
+            workers.ready()
+            thread = threading.Thread(target=produce, daemon=True)
+            thread.start()
+            wait_until(lambda: len(added) > 200, timeout=30, message="jobs flow")
+            primary.kill()
+            replica.promote()
+            promoted_at = time.time()
+            first = wait_until(lambda: [t for t, _, line in workers.lines
+                                        if line.startswith("STARTED") and float(line.split()[2]) > promoted_at],
+                               timeout=30, message="a job runs after the promotion")
+            delay = float(min(first)) - promoted_at
+            wait_until(lambda: len(added) > 600, timeout=60, message="jobs flow after the failover")
+            stop.set()
+            thread.join(30)
+            wait_until(lambda: _count(replica.config, "SELECT count(*) FROM job") == 0, timeout=60,
+                       message="every job ended")
+        finally:
+            stop.set()
+            workers.close()
+            producer.stop()
+        print(f"\nfailover: the worker ran a job {delay:.2f} s after the promotion; "
+              f"{len(added)} jobs added, {len(errors)} add_job calls raised "
+              f"({', '.join(sorted({type(e).__name__ for e in errors})) or 'none'})")
+        archived = dict(_rows(replica.config, "SELECT rid::text, status FROM job_archive"))
+        assert all(archived.get(str(rid)) == "SUCCEEDED" for rid in added), "a job whose add_job returned was lost"
+        assert max(starts_by_rid(tmp_path / "starts").values()) == 1
+        assert delay < 2.0
+    finally:
+        replica.stop()
+        primary.stop()
+
+
+def psycopg_connect(config):
+    import psycopg
+
+    return psycopg.connect(**config.connect_kwargs(), autocommit=True)
+
+
+def _rows(config, query):
+    with psycopg_connect(config) as conn:
+        return conn.execute(query).fetchall()
+
+
+def _count(config, query) -> int:
+    return int(_rows(config, query)[0][0])

@@ -408,6 +408,49 @@ class TemporaryPostgres:
             self._discard_failed_start()
             raise
 
+    def start_replica(self) -> "TemporaryPostgres":
+        """A streaming replica of this (local) server, on its own port (``pg_basebackup -R``).
+
+        Stop it like any TemporaryPostgres; ``promote()`` makes it a primary.
+        """
+        if self.source != "local" or self.config is None or self._port is None:
+            raise RuntimeError("a replica needs a running server started from local binaries")
+        replica = TemporaryPostgres("local", self.settings, startup_timeout=self.startup_timeout)
+        replica.source = "local"
+        replica.bin_dir = self.bin_dir
+        replica._run_as = self._run_as
+        tmp = replica._make_tmp_dir(owner=replica._run_as)
+        replica.data_dir = tmp / "data"
+        replica.log_file = tmp / "server.log"
+        replica._socket_dir = tmp
+        try:
+            code = replica._run(
+                "pg_basebackup", "-h", "127.0.0.1", "-p", str(self._port), "-U", "postgres",
+                "-D", str(replica.data_dir), "-R", "-X", "stream", "--no-sync",
+                timeout=self.startup_timeout,
+            )
+            if code != 0:
+                raise replica._failure(f"pg_basebackup failed (exit code {code})")
+            replica._pg_ctl_start(_free_port())
+        except BaseException:
+            replica._discard_failed_start()
+            raise
+        replica._owner_pid = os.getpid()
+        atexit.register(replica._stop_at_exit)
+        return replica
+
+    def promote(self) -> None:
+        """Make a replica the primary (``pg_ctl promote``), returning once it accepts writes."""
+        assert self.data_dir is not None
+        code = self._run("pg_ctl", "promote", "-w", "-t", "30", "-D", str(self.data_dir), timeout=40)
+        if code != 0:
+            raise self._failure(f"pg_ctl promote failed (exit code {code})")
+
+    def kill(self) -> None:
+        """Stop the server at once, as a crash would (``pg_ctl stop -m immediate``); files are kept."""
+        with self._lock:
+            self._shutdown("immediate")
+
     def _pg_ctl_start(self, port: int) -> None:
         """``pg_ctl start`` on ``port``, waiting until the server accepts connections."""
         assert self.data_dir is not None and self.log_file is not None and self._socket_dir is not None
