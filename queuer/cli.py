@@ -19,6 +19,7 @@ from uuid import UUID
 
 import click
 import psycopg
+from psycopg.rows import dict_row
 
 from queuer.helper.config import ConfigurationError, DatabaseConfiguration
 
@@ -379,6 +380,49 @@ def workers(state: CliState, as_json: bool) -> None:
     _table([[str(w.rid), w.name[:20], w.status.value, f"{w.host}:{w.pid}"[:24], str(w.max_concurrency),
              f"{(now - w.heartbeat_at).total_seconds():.1f}s" if w.heartbeat_at else "-"] for w in found],
            ["rid", "name", "status", "host:pid", "conc", "heartbeat"])
+
+
+@main.command()
+@click.option("--name", default=None, help="Only the worker with this queuer name.")
+@click.option("--host", default=None, help="The host whose workers to check (default: this one).")
+@click.option("--max-silence", type=float, default=30.0, show_default=True,
+              help="A worker without a session must have heartbeated this recently (seconds).")
+@pass_state
+def health(state: CliState, name: str | None, host: str | None, max_silence: float) -> None:
+    """Exit 0 when a worker of this host is running and alive (a container or Kubernetes probe).
+
+    Alive: its session lock is held (a busy worker is alive), or it heartbeated
+    within --max-silence. Otherwise exit 1 and say why.
+    """
+    import socket
+
+    from queuer.database.queries import Queries
+    from queuer.database.worker_db import liveness_lock_space
+
+    config = state.config()
+    host = host or socket.gethostname()
+    with state.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        try:
+            rows = cur.execute(Queries(config.schema).worker_health, {  # type: ignore[arg-type]
+                "host": host, "name": name, "lock_space": liveness_lock_space(config.schema)}).fetchall()
+        except psycopg.errors.UndefinedTable:
+            raise click.ClickException(f"queuer is not installed in schema {config.schema}: run `queuer install`")
+    who = f"host {host}" + (f", name {name}" if name else "")
+    for row in rows:
+        alive = row["locked"] or row["silent_seconds"] <= max_silence
+        if row["status"] in ("RUNNING", "STOPPING") and alive:
+            click.echo(f"ok: worker {row['name']} ({row['rid']}, pid {row['pid']}) is {row['status']}, "
+                       f"{'session held' if row['locked'] else 'heartbeating'}")
+            return
+    if not rows:
+        raise click.ClickException(f"unhealthy: no worker of {who} is registered in schema {config.schema}")
+    newest = rows[0]
+    if newest["status"] in ("RUNNING", "STOPPING"):
+        reason = f"its session is gone and it has not heartbeated for {newest['silent_seconds']:.0f} s"
+    else:
+        reason = f"it is {newest['status']}"
+    raise click.ClickException(f"unhealthy: worker {newest['name']} ({newest['rid']}) of {who}: {reason}")
 
 
 @main.command()

@@ -155,3 +155,18 @@ RETURNING w.rid, w.name, j.dead, w.liveness;
 DELETE FROM {schema}.worker
 WHERE status IN ('DEAD', 'STOPPED', 'READY')  -- READY: a producer that never stopped
   AND updated_at < now() - make_interval(secs => %(older_than_seconds)s);
+
+-- name: worker_health
+-- `queuer health`: the workers of one host, newest first, with what tells
+-- whether each is alive (see mark_dead_workers).
+SELECT w.rid, w.name, w.pid, w.status, w.liveness,
+       extract(epoch FROM now() - w.heartbeat_at)::double precision AS silent_seconds,
+       EXISTS (SELECT 1 FROM pg_locks AS l
+               WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                 AND l.classid = %(lock_space)s::bigint::oid
+                 AND l.objid = (w.id %% 2147483648)::oid) AS locked
+FROM {schema}.worker AS w
+WHERE w.host = %(host)s AND (%(name)s::text IS NULL OR w.name = %(name)s) AND w.status <> 'READY'
+ORDER BY w.id DESC
+LIMIT 20;
