@@ -49,10 +49,12 @@ def poison() -> None:
 def gil_hog(seconds: float) -> int:
     """Hold the GIL in one C call for about ``seconds``: no other thread of this process runs."""
     _started()
-    # Summing ones keeps sum() on its fast path throughout: the same cost per item.
+    # Summing ones keeps sum() on its fast path throughout. The processor speeds up over
+    # a long call, so the estimate (after a warm-up) errs long rather than short.
+    sum(itertools.repeat(1, 10**8))
     began = time.perf_counter()
-    sum(itertools.repeat(1, 3 * 10**7))
-    per_unit = (time.perf_counter() - began) / (3 * 10**7)
+    sum(itertools.repeat(1, 10**8))
+    per_unit = (time.perf_counter() - began) / 10**8
     return sum(itertools.repeat(1, int(seconds / per_unit)))
 
 

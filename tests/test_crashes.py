@@ -201,7 +201,7 @@ def test_a_task_holding_the_gil_for_40_seconds_is_not_declared_dead(make_queuer,
     workers = Workers(db_config, starts, 2, concurrency=2, supervise=False)
     try:
         workers.ready()
-        job = producer.add_job("gil_hog", 55)  # its calibration runs slow: about 45 s
+        job = producer.add_job("gil_hog", 52)  # about 45 s: the calibration errs long
         done = producer.wait_for_job_finished(job.rid, timeout_seconds=150)
     finally:
         workers.close()
