@@ -1,14 +1,20 @@
-"""``queuer bench``: throughput and latency figures of this machine.
+"""``queuer bench``: what a user gets on this machine, with no tuning.
 
-Every measurement runs in a fresh schema (``queuer_bench`` by default) of the
-database from ``QUEUER_DB_*``, or of a throwaway PostgreSQL when none is set.
-Prints a table and writes the figures as JSON.
+Every measurement runs with the default configuration (``new_queuer(name, n)``,
+default WorkerSettings) in a fresh schema (``queuer_bench``) of the database
+from ``QUEUER_DB_*``, or of a throwaway PostgreSQL when none is set: durable
+(PostgreSQL's own defaults: fsync, synchronous commit, full page writes) unless
+``--fast`` turns those off. The same work done in plain SQL (the ceiling) is
+measured on the same server in the same run, and the drain is printed as a
+fraction of it. Prints a table and writes the figures as JSON.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
+import resource
 import statistics
 import subprocess
 import sys
@@ -20,30 +26,38 @@ from typing import Any, Callable, TextIO
 
 import psycopg
 
+from queuer.context import current_job
+from queuer.factory import new_queuer_with_db
 from queuer.helper.config import DatabaseConfiguration, quote_identifier
 from queuer.model.batch_job import BatchJob
-from queuer.factory import new_queuer_with_db
 from queuer.queuer import Queuer
 from queuer.settings import WorkerSettings
+
+# The server settings of a durable PostgreSQL (its defaults), and of a fast one.
+DURABLE_SETTINGS = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+MEASUREMENTS = ("ceiling", "drain", "work", "latency", "processes", "enqueue", "scale")
 
 
 def noop() -> None:
     return None
 
 
+def sleep_for(seconds: float) -> None:
+    time.sleep(seconds)
+
+
 @dataclass
 class BenchSettings:
-    jobs: int = 100_000
+    jobs: int = 20_000
     concurrency: int = 10
-    prefetch: int = 100
-    processes: int = 4
+    processes: tuple[int, ...] = (1, 2, 4)
     latency_samples: int = 300
-    single_inserts: int = 3_000
+    single_inserts: int = 2_000
     scale_rows: int = 1_000_000
+    fast: bool = False
     schema: str = "queuer_bench"
-
-    def worker_settings(self) -> WorkerSettings:
-        return WorkerSettings(prefetch=self.prefetch)
 
 
 @dataclass
@@ -64,7 +78,7 @@ class Report:
         figure = Figure(name, round(value, 3), unit, detail)
         self.figures.append(figure)
         if out is not None:
-            print(f"  {name:<44} {value:>12,.1f} {unit:<7} {detail}", file=out, flush=True)
+            print(f"  {name:<46} {value:>11,.2f} {unit:<7} {detail}", file=out, flush=True)
 
 
 class Bench:
@@ -81,9 +95,11 @@ class Bench:
             conn.execute(f"DROP SCHEMA IF EXISTS {quote_identifier(config.schema)} CASCADE")  # type: ignore[arg-type]
         return config
 
-    def queuer(self, config: DatabaseConfiguration) -> Queuer:
-        q = new_queuer_with_db("bench", self.settings.concurrency, None, config, settings=self.settings.worker_settings())
+    def queuer(self, config: DatabaseConfiguration, concurrency: int | None = None) -> Queuer:
+        """A queuer exactly as a new user makes one: no options (settings from QUEUER_* if any are set)."""
+        q = new_queuer_with_db("bench", concurrency or self.settings.concurrency, None, config)
         q.add_task(noop)
+        q.add_task(sleep_for)
         return q
 
     def archived_since(self, q: Queuer, since: Any) -> int:
@@ -99,7 +115,7 @@ class Bench:
         assert row is not None
         return row["now"]
 
-    def wait_archived(self, q: Queuer, since: Any, target: int, timeout: float = 600.0,
+    def wait_archived(self, q: Queuer, since: Any, target: int, timeout: float = 900.0,
                       procs: list[subprocess.Popen[bytes]] = ()) -> None:  # type: ignore[assignment]
         deadline = time.monotonic() + timeout
         while self.archived_since(q, since) < target:
@@ -107,96 +123,196 @@ class Bench:
                 raise RuntimeError(f"every worker process exited early (codes {[p.returncode for p in procs]})")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {self.archived_since(q, since)} of {target} jobs archived after {timeout:.0f}s")
-            time.sleep(0.05)
+            time.sleep(0.02)
+
+    def fill(self, q: Queuer, n: int, task: str = "noop", **kwargs: Any) -> None:
+        for start in range(0, n, 20_000):
+            q.add_jobs([BatchJob(task=task, parameters_keyed=kwargs) for _ in range(min(20_000, n - start))])
 
     # -- measurements ----------------------------------------------------------------
+
+    def ceiling(self, report: Report) -> float:
+        """The same work in plain SQL: claim 100 with SKIP LOCKED, move them to the archive; two connections."""
+        s = self.settings
+        config = self.fresh_config()
+        with self.queuer(config) as q:
+            self.fill(q, s.jobs)
+        schema = quote_identifier(config.schema)
+        with psycopg.connect(**config.connect_kwargs(), autocommit=True) as conn:
+            conn.execute(f"VACUUM ANALYZE {schema}.job")  # type: ignore[arg-type]  # fresh statistics: the best plans
+        claim = (
+            f"WITH c AS (SELECT id FROM {schema}.job WHERE status IN ('QUEUED', 'SCHEDULED') "
+            f"AND scheduled_at <= now() ORDER BY priority DESC, scheduled_at, id LIMIT 100 FOR UPDATE SKIP LOCKED) "
+            f"UPDATE {schema}.job AS j SET status = 'RUNNING', attempts = j.attempts + 1, started_at = now() "
+            f"FROM c WHERE j.id = c.id RETURNING j.id"
+        )
+        move = (
+            f"WITH gone AS (DELETE FROM {schema}.job WHERE id = ANY(%s) RETURNING *) "
+            f"INSERT INTO {schema}.job_archive (id, rid, task_name, parameters, parameters_keyed, priority, "
+            f"scheduled_at, started_at, attempts, created_at, status) "
+            f"SELECT id, rid, task_name, parameters, parameters_keyed, priority, scheduled_at, started_at, "
+            f"attempts, created_at, 'SUCCEEDED' FROM gone"
+        )
+        batches: queue.Queue[list[int] | None] = queue.Queue()
+        kwargs = config.connect_kwargs()
+
+        def claimer() -> None:
+            with psycopg.connect(**kwargs, autocommit=True) as conn:
+                while True:
+                    ids = [r[0] for r in conn.execute(claim).fetchall()]  # type: ignore[arg-type]
+                    if not ids:
+                        batches.put(None)
+                        return
+                    batches.put(ids)
+
+        started = time.perf_counter()
+        thread = threading.Thread(target=claimer)
+        thread.start()
+        with psycopg.connect(**kwargs, autocommit=True) as conn:
+            while (ids := batches.get()) is not None:
+                conn.execute(move, (ids,))  # type: ignore[arg-type]
+        thread.join()
+        rate = s.jobs / (time.perf_counter() - started)
+        report.add("ceiling: the same work in plain SQL", rate, "jobs/s",
+                   f"{s.jobs:,} jobs; claim 100 + archive move, 2 connections", out=self.out)
+        return rate
+
+    def drain(self, report: Report, ceiling: float | None) -> float:
+        s = self.settings
+        config = self.fresh_config()
+        with self.queuer(config) as q:
+            self.fill(q, s.jobs)
+            since = self.db_now(q)
+            cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+            started = time.perf_counter()
+            q.start()
+            self.wait_archived(q, since, s.jobs)
+            elapsed = time.perf_counter() - started
+            cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        rate = s.jobs / elapsed
+        detail = f"{s.jobs:,} noop jobs, 1 process, new_queuer(name, {s.concurrency})"
+        if ceiling:
+            detail += f"; {rate / ceiling:.2f}x the ceiling"
+        report.add("drain, default configuration", rate, "jobs/s", detail, out=self.out)
+        cpu = (cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime) / s.jobs * 1e6
+        report.add("worker CPU per noop job", cpu, "us", "user + system time of the process / jobs", out=self.out)
+        if ceiling:
+            report.add("drain / ceiling", rate / ceiling, "x", out=self.out)
+        return rate
+
+    def work(self, report: Report) -> None:
+        """Jobs that wait on I/O (sleep): the queue's overhead should vanish beside them."""
+        for jobs, seconds, concurrency in ((20_000, 0.010, 50), (2_000, 0.100, 200)):
+            config = self.fresh_config()
+            with self.queuer(config, concurrency) as q:
+                self.fill(q, jobs, "sleep_for", seconds=seconds)
+                since = self.db_now(q)
+                started = time.perf_counter()
+                q.start()
+                self.wait_archived(q, since, jobs)
+                rate = jobs / (time.perf_counter() - started)
+            ideal = concurrency / seconds
+            report.add(f"real work: {seconds * 1000:.0f} ms jobs at max_concurrency {concurrency}",
+                       rate / ideal * 100, "%", f"{rate:,.0f} jobs/s of the ideal {ideal:,.0f}", out=self.out)
+
+    def latency(self, report: Report, drain_rate: float) -> None:
+        s = self.settings
+        for label, background in (("idle worker", 0.0), ("50% load", drain_rate / 2)):
+            delays = self._latency(s.latency_samples, background)
+            p50 = delays[len(delays) // 2]
+            p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
+            detail = f"{len(delays)} samples" + (f", {background:,.0f} noop jobs/s beside them" if background else "")
+            report.add(f"latency add_job -> start, {label}, p50", p50, "ms", detail, out=self.out)
+            report.add(f"latency add_job -> start, {label}, p99", p99, "ms", out=self.out)
+
+    def _latency(self, samples: int, background_rate: float) -> list[float]:
+        started_at: dict[str, float] = {}
+        done = threading.Event()
+
+        def mark() -> None:
+            started_at[str(current_job().rid)] = time.perf_counter()
+            if len(started_at) >= samples:
+                done.set()
+
+        stop = threading.Event()
+        with self.queuer(self.fresh_config()) as q:
+            q.add_task_with_name(mark, "mark")
+            q.start()
+
+            def load() -> None:  # a steady stream of noop jobs, in small batches
+                batch = max(1, int(background_rate / 100))
+                interval = batch / background_rate
+                next_at = time.perf_counter()
+                while not stop.is_set():
+                    q.add_jobs([BatchJob(task=noop) for _ in range(batch)])
+                    next_at += interval
+                    time.sleep(max(0.0, next_at - time.perf_counter()))
+
+            loader = threading.Thread(target=load, daemon=True)
+            if background_rate:
+                loader.start()
+                time.sleep(1.0)  # let the load settle
+            sent: dict[str, float] = {}
+            for _ in range(samples):
+                t0 = time.perf_counter()
+                job = q.add_job("mark")
+                sent[str(job.rid)] = t0
+                time.sleep(0.01)
+            done.wait(60)
+            stop.set()
+            if background_rate:
+                loader.join(10)
+        return sorted((started_at[rid] - t0) * 1000 for rid, t0 in sent.items() if rid in started_at)
+
+    def processes(self, report: Report) -> None:
+        s = self.settings
+        rates = []
+        for n in s.processes:
+            config = self.fresh_config()
+            with self.queuer(config) as q:
+                self.fill(q, s.jobs, "held")  # a task no worker has: nothing starts before the clock
+                env = {**os.environ, **_env_for(config)}
+                command = [sys.executable, "-m", "queuer.bench", "--worker", str(s.concurrency)]
+                procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE) for _ in range(n)]
+                try:
+                    for proc in procs:  # wait until each is ready: the curve is about draining, not starting
+                        assert proc.stdout is not None
+                        proc.stdout.readline()
+                    since = self.db_now(q)
+                    started = time.perf_counter()
+                    with q.db.connection() as conn:
+                        conn.execute(f"UPDATE {q.db.queries.schema_quoted}.job SET task_name = 'noop'")  # type: ignore[arg-type]
+                        conn.execute("SELECT pg_notify(%s, %s)",  # type: ignore[arg-type]
+                                     (q.db.channel, '{"j": [["insert", null, "noop"]]}'))
+                    self.wait_archived(q, since, s.jobs, procs=procs)
+                    rate = s.jobs / (time.perf_counter() - started)
+                finally:
+                    for proc in procs:
+                        proc.terminate()
+                    for proc in procs:
+                        proc.wait(60)
+            rates.append(rate)
+            report.add(f"drain, {n} worker process{'es' if n > 1 else ''}", rate, "jobs/s",
+                       f"{s.jobs:,} noop jobs, {s.concurrency} threads each", out=self.out)
 
     def enqueue(self, report: Report) -> None:
         s = self.settings
         with self.queuer(self.fresh_config()) as q:
             batch = [BatchJob(task=noop) for _ in range(10_000)]
+            rounds = max(1, 100_000 // len(batch))
             started = time.perf_counter()
-            for _ in range(max(1, s.jobs // len(batch))):
+            for _ in range(rounds):
                 q.add_jobs(batch)
             elapsed = time.perf_counter() - started
-            total = max(1, s.jobs // len(batch)) * len(batch)
-            report.add("enqueue add_jobs (COPY, batches of 10k)", total / elapsed, "jobs/s", out=self.out)
+            report.add("enqueue add_jobs (COPY, batches of 10k)", rounds * len(batch) / elapsed, "jobs/s",
+                       out=self.out)
             times = []
             for _ in range(s.single_inserts):
                 t0 = time.perf_counter()
                 q.add_job(noop)
                 times.append(time.perf_counter() - t0)
             report.add("enqueue add_job (one at a time)", len(times) / sum(times), "jobs/s",
-                       f"p50 {statistics.median(times) * 1000:.2f} ms", out=self.out)
-
-    def drain(self, report: Report, name: str, prepare: Callable[[Queuer], None] | None = None) -> float:
-        s = self.settings
-        config = self.fresh_config()
-        with self.queuer(config) as q:
-            if prepare is not None:
-                prepare(q)
-            else:
-                for start in range(0, s.jobs, 20_000):
-                    q.add_jobs([BatchJob(task=noop) for _ in range(min(20_000, s.jobs - start))])
-            since = self.db_now(q)
-            started = time.perf_counter()
-            q.start()
-            self.wait_archived(q, since, s.jobs)
-            rate = s.jobs / (time.perf_counter() - started)
-        report.add(name, rate, "jobs/s", f"{s.jobs:,} noop jobs, 1 process, {s.concurrency} threads", out=self.out)
-        return rate
-
-    def drain_processes(self, report: Report) -> None:
-        s = self.settings
-        config = self.fresh_config()
-        with self.queuer(config) as q:
-            for start in range(0, s.jobs, 20_000):
-                q.add_jobs([BatchJob(task=noop) for _ in range(min(20_000, s.jobs - start))])
-            env = {**os.environ, **_env_for(config)}
-            command = [sys.executable, "-m", "queuer.bench", "--worker",
-                       str(s.concurrency), str(s.prefetch)]
-            since = self.db_now(q)
-            started = time.perf_counter()
-            procs = [subprocess.Popen(command, env=env) for _ in range(s.processes)]
-            try:
-                self.wait_archived(q, since, s.jobs, procs=procs)
-            finally:
-                for proc in procs:
-                    proc.terminate()
-                for proc in procs:
-                    proc.wait(60)
-            rate = s.jobs / (time.perf_counter() - started)
-        report.add(f"drain, {s.processes} worker processes", rate, "jobs/s",
-                   f"{s.jobs:,} noop jobs, incl. process start", out=self.out)
-
-    def latency(self, report: Report) -> None:
-        s = self.settings
-        started_at: dict[str, float] = {}
-        done = threading.Event()
-
-        def mark() -> None:
-            import queuer
-
-            started_at[str(queuer.current_job().rid)] = time.perf_counter()
-            if len(started_at) >= s.latency_samples:
-                done.set()
-
-        with new_queuer_with_db("bench-latency", s.concurrency, None, self.fresh_config(),
-                                settings=s.worker_settings()) as q:
-            q.add_task_with_name(mark, "mark")
-            q.start()
-            sent: dict[str, float] = {}
-            for _ in range(s.latency_samples):
-                t0 = time.perf_counter()
-                job = q.add_job("mark")
-                sent[str(job.rid)] = t0
-                time.sleep(0.01)  # an idle worker between jobs is the point of this figure
-            done.wait(30)
-        delays = sorted((started_at[rid] - t0) * 1000 for rid, t0 in sent.items() if rid in started_at)
-        p50 = delays[len(delays) // 2]
-        p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
-        report.add("latency add_job -> task start, p50", p50, "ms", f"{len(delays)} samples, idle worker", out=self.out)
-        report.add("latency add_job -> task start, p99", p99, "ms", out=self.out)
+                       f"p50 {statistics.median(times) * 1000:.2f} ms (one durable commit each)", out=self.out)
 
     def scale(self, report: Report, empty_rate: float) -> None:
         s = self.settings
@@ -214,35 +330,35 @@ class Bench:
                 conn.execute(f"VACUUM ANALYZE {schema}.job")  # type: ignore[arg-type]
                 conn.execute(f"VACUUM ANALYZE {schema}.job_archive")  # type: ignore[arg-type]
 
-        s_jobs = s.jobs
-        rate = s_jobs / self._timed_drain_of(fill, s_jobs)
-        report.add(f"drain with {s.scale_rows:,} queued + {s.scale_rows:,} archived", rate, "jobs/s",
-                   f"first {s_jobs:,} of the queue; {rate / empty_rate:.2f}x the empty-table rate", out=self.out)
-
-    def _timed_drain_of(self, fill: Callable[[Queuer], None], archived_target: int) -> float:
         config = self.fresh_config()
         with self.queuer(config) as q:
             fill(q)
             since = self.db_now(q)
             started = time.perf_counter()
             q.start()
-            self.wait_archived(q, since, archived_target)
-            return time.perf_counter() - started
+            self.wait_archived(q, since, s.jobs)
+            rate = s.jobs / (time.perf_counter() - started)
+        report.add(f"drain with {s.scale_rows:,} queued + {s.scale_rows:,} archived", rate, "jobs/s",
+                   f"first {s.jobs:,} of the queue; {rate / empty_rate:.2f}x the empty-table rate", out=self.out)
 
     def run(self, which: set[str]) -> Report:
         report = Report(asdict(self.settings), self.base.describe())
-        print(f"queuer bench on {self.base.describe()}", file=self.out)
+        kind = "fast: fsync off" if self.settings.fast else "durable: fsync on, synchronous commit"
+        print(f"queuer bench on {self.base.describe()} ({kind}); {os.cpu_count()} cores", file=self.out, flush=True)
+        ceiling = self.ceiling(report) if "ceiling" in which else None
+        drain_rate = 0.0
+        if which & {"drain", "latency", "scale"}:
+            drain_rate = self.drain(report, ceiling)
+        if "work" in which:
+            self.work(report)
+        if "latency" in which:
+            self.latency(report, drain_rate)
+        if "processes" in which:
+            self.processes(report)
         if "enqueue" in which:
             self.enqueue(report)
-        empty_rate = 0.0
-        if "drain" in which or "scale" in which:
-            empty_rate = self.drain(report, "drain, 1 worker process (empty table)")
-        if "processes" in which:
-            self.drain_processes(report)
-        if "latency" in which:
-            self.latency(report)
         if "scale" in which:
-            self.scale(report, empty_rate)
+            self.scale(report, drain_rate)
         return report
 
 
@@ -262,8 +378,10 @@ def run_bench(settings: BenchSettings, which: set[str], json_path: str | None, o
         else:
             from queuer.helper.postgres_server import TemporaryPostgres
 
-            print("No QUEUER_DB_* set: starting a throwaway PostgreSQL ...", file=out, flush=True)
-            config = stack.enter_context(TemporaryPostgres()).config
+            server_settings = FAST_SETTINGS if settings.fast else DURABLE_SETTINGS
+            print(f"No QUEUER_DB_* set: starting a throwaway PostgreSQL ({'fast' if settings.fast else 'durable'}) ...",
+                  file=out, flush=True)
+            config = stack.enter_context(TemporaryPostgres(extra_settings=server_settings)).config
         report = Bench(config, settings, out).run(which)
     if json_path:
         with open(json_path, "w", encoding="utf-8") as f:
@@ -272,14 +390,15 @@ def run_bench(settings: BenchSettings, which: set[str], json_path: str | None, o
     return 0
 
 
-def _worker_main(concurrency: int, prefetch: int) -> None:
-    """A drain worker for ``drain_processes`` (run as ``python -m queuer.bench --worker``)."""
-    q = new_queuer_with_db("bench-worker", concurrency, None, None, settings=WorkerSettings(prefetch=prefetch))
+def _worker_main(concurrency: int) -> None:
+    """A drain worker for the process curve (run as ``python -m queuer.bench --worker N``)."""
+    q = new_queuer_with_db("bench-worker", concurrency, None, None)
     q.add_task(noop)
     q.install_signal_handlers()
     q.start()
+    print("READY", flush=True)
     q.wait_until_stopped()
 
 
-if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--worker":
-    _worker_main(int(sys.argv[2]), int(sys.argv[3]))
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--worker":
+    _worker_main(int(sys.argv[2]))

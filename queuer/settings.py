@@ -11,7 +11,7 @@ from typing import Mapping
 class WorkerSettings:
     #: fallback poll when no NOTIFY arrives (seconds)
     poll_interval: float = 2.0
-    #: jobs claimed beyond free threads, run from the local buffer; None = max_concurrency
+    #: jobs claimed beyond free threads, run from the local buffer; None = sized as the worker runs
     prefetch: int | None = None
     heartbeat_interval: float = 2.0
     #: a worker without a session (heartbeat liveness) silent this long is declared dead
@@ -37,7 +37,9 @@ class WorkerSettings:
     #: the master deletes archived jobs older than this many seconds (None: keep them)
     archive_retention: float | None = None
     completer_batch_size: int = 200
-    completer_flush_interval: float = 0.005
+    #: wait this long for more outcomes before writing a batch (0: write as soon as the last write is
+    #: done; batches then grow with the load, one commit each)
+    completer_flush_interval: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

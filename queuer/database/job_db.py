@@ -6,7 +6,9 @@ is never half-written and a claim never selects then updates in two trips.
 
 from __future__ import annotations
 
+import base64
 import json
+from functools import lru_cache
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Iterator, Sequence
@@ -273,7 +275,7 @@ class JobDB:
                                   default_crash_budget, hot, suspects)
         params = {
             "worker_rid": worker_rid,
-            "task_names": list(task_names),
+            "task_names": text_array(tuple(task_names)),
             "limit": limit,
             "default_max_attempts": default_max_attempts,
             "default_timeout": default_timeout,
@@ -286,7 +288,10 @@ class JobDB:
         for (id_, rid, task_name, params, params_keyed, options, priority, scheduled_at, attempt,
              max_attempts, timeout, schedule_count, created_at, origin_rid, arguments_enc, failures, rescues) in rows:
             claimed.append(
-                ClaimedJob(id_, rid, task_name, params, params_keyed, options, priority, scheduled_at,
+                ClaimedJob(id_, rid, task_name,
+                           [] if params == "[]" else json.loads(params),
+                           {} if params_keyed == "{}" else json.loads(params_keyed),
+                           options, priority, scheduled_at,
                            attempt, max_attempts, timeout, schedule_count, created_at, origin_rid, arguments_enc,
                            failures, rescues)
             )
@@ -351,18 +356,13 @@ class JobDB:
     def record_outcomes(self, worker_rid: UUID, outcomes: Sequence[Outcome]) -> set[int]:
         """Apply a batch of outcomes; return the job ids whose outcome was applied."""
         outcomes = sorted(outcomes, key=lambda o: o.id)  # one lock order for every writer
-        params = {
-            "ids": [o.id for o in outcomes],
-            "attempts": [o.attempt for o in outcomes],
-            "statuses": [o.status for o in outcomes],
-            "results": [o.results for o in outcomes],
-            "errors": [o.error for o in outcomes],
-            "delays": [o.retry_delay for o in outcomes],
-            "next_at": [o.next_at for o in outcomes],
-            "results_enc": [o.results_enc for o in outcomes],
-            "worker_rid": worker_rid,
-            "channel": self.db.channel,
-        }
+        batch = json.dumps([
+            [o.id, o.attempt, o.status, o.results, o.error and _storable_text(o.error), o.retry_delay,
+             o.next_at.isoformat() if o.next_at else None,
+             base64.b64encode(o.results_enc).decode() if o.results_enc else None]
+            for o in outcomes
+        ], separators=(",", ":"))
+        params = {"outcomes": batch, "worker_rid": worker_rid, "channel": self.db.channel}
         with self.db.hot_connection() as conn:
             row = conn.execute(self.q.record_outcomes, params, prepare=True).fetchone()  # type: ignore[arg-type]
         return set(row["applied_ids"] if row else [])
@@ -511,3 +511,15 @@ def _our_cursor(conn: psycopg.Connection[Any]) -> psycopg.Cursor[dict[str, Any]]
     cur.adapters.register_loader("json", JsonLoader)
     cur.adapters.register_loader("jsonb", JsonbLoader)
     return cur
+
+
+@lru_cache(maxsize=64)
+def text_array(names: tuple[str, ...]) -> str:
+    """A text[] literal: one cheap text parameter instead of a list to adapt at every claim."""
+    quoted = ('"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"' for name in names)
+    return "{" + ",".join(quoted) + "}"
+
+
+def _storable_text(text: str) -> str:
+    """Text PostgreSQL can store: an error message may hold a NUL or a lone surrogate."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")

@@ -10,6 +10,8 @@ _encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii
 
 def to_json(value: Any, what: str) -> str:
     """Serialize ``value`` or raise TypeError naming ``what`` could not be stored."""
+    if value is None:
+        return "null"  # what most tasks return: no encoder for it
     try:
         return _encoder.encode(value)
     except (TypeError, ValueError, RecursionError) as exc:

@@ -32,9 +32,11 @@ class Task:
             return 1 if self.concurrency_limit is None else min(1, self.concurrency_limit)
         return self.concurrency_limit
 
-    @property
-    def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.fn)
+    #: an ``async def`` function, run on an event loop (set from fn)
+    is_async: bool = field(default=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.fn))
 
 
 def task_name_of(fn: Callable[..., Any]) -> str:

@@ -12,6 +12,8 @@ the attempt at once, and whatever the task returns later is discarded.
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_left
+from itertools import accumulate
 import json
 import logging
 import threading
@@ -29,6 +31,7 @@ from queuer.helper.serialization import storable_size, to_json
 from queuer.model.options import OnError
 from queuer.model.task import Task
 from queuer.context import JobContext, reset_current, set_current
+from queuer.runtime.prefetch import PrefetchSizer
 
 log = logging.getLogger("queuer.worker")
 
@@ -38,16 +41,19 @@ RUN_TIME_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300
 
 @dataclass
 class RunTimes:
-    """Task run times in cumulative buckets (for the Prometheus histogram)."""
+    """Task run times in buckets (for the Prometheus histogram)."""
 
-    counts: list[int] = field(default_factory=lambda: [0] * len(RUN_TIME_BUCKETS))
+    per_bucket: list[int] = field(default_factory=lambda: [0] * len(RUN_TIME_BUCKETS))
     total: float = 0.0
 
     def add(self, seconds: float) -> None:
         self.total += seconds
-        for i, bound in enumerate(RUN_TIME_BUCKETS):
-            if seconds <= bound:
-                self.counts[i] += 1
+        self.per_bucket[bisect_left(RUN_TIME_BUCKETS, seconds)] += 1
+
+    @property
+    def counts(self) -> list[int]:
+        """Cumulative counts, as a histogram reports them: runs that took at most each bound."""
+        return list(accumulate(self.per_bucket))
 
 
 @dataclass
@@ -66,7 +72,7 @@ class Dispatcher:
         self,
         tasks: Mapping[str, Task],
         max_concurrency: int,
-        prefetch: int,
+        prefetch: int | None,
         on_outcome: Callable[[Outcome], None],
         on_capacity: Callable[[], None],
         default_on_error: OnError | None,
@@ -77,7 +83,7 @@ class Dispatcher:
     ) -> None:
         self.tasks = tasks
         self.max_concurrency = max_concurrency
-        self.prefetch = prefetch
+        self.sizer = PrefetchSizer(max_concurrency, prefetch)
         self._on_outcome = on_outcome
         self._on_capacity = on_capacity
         self.default_on_error = default_on_error
@@ -92,11 +98,10 @@ class Dispatcher:
         self._buffer: deque[Attempt] = deque()
         self._attempts: dict[int, Attempt] = {}  # job id -> attempt, buffered or running
         self._busy_threads = 0
+        self._alone = 0  # attempts of suspects held here: while any, nothing else is claimed
         self.run_times = RunTimes()
         self._loops = threading.local()
         self.accepting = True
-        # Wake the poller when this many slots are free, so claims come in batches.
-        self._refill_at = max(1, (max_concurrency + prefetch) // 2)
         # Job threads of our own rather than a ThreadPoolExecutor: they pop the
         # buffer directly, with no Future per job, and a buffered attempt can
         # still be taken back until a thread pops it.
@@ -112,9 +117,13 @@ class Dispatcher:
     def capacity(self) -> int:
         """How many more attempts this worker can take (free threads + prefetch)."""
         with self._lock:
-            if any(a.alone for a in self._attempts.values()):
+            if self._alone:
                 return 0  # a suspect runs alone
-            return self.max_concurrency + self.prefetch - len(self._buffer) - self._busy_threads
+            return self.max_concurrency + self.sizer.current() - len(self._buffer) - self._busy_threads
+
+    @property
+    def prefetch(self) -> int:
+        return self.sizer.target
 
     def idle(self) -> bool:
         """Nothing buffered and nothing running: a suspect may be claimed to run alone."""
@@ -157,6 +166,7 @@ class Dispatcher:
             for attempt in attempts:
                 self._buffer.append(attempt)
                 self._attempts[attempt.job.id] = attempt
+                self._alone += attempt.alone
             self._work.notify(len(attempts))
 
     def _policy_of(self, job: ClaimedJob) -> OnError | None:
@@ -172,7 +182,7 @@ class Dispatcher:
             self._buffer.clear()
             for attempt in taken:
                 attempt.state = "ended"
-                self._attempts.pop(attempt.job.id, None)
+                self._forget(attempt)
         return [(a.job.id, a.job.attempt) for a in taken]
 
     # -- running ----------------------------------------------------------------
@@ -192,6 +202,11 @@ class Dispatcher:
                 timeout = attempt.job.timeout_seconds
                 attempt.deadline = time.monotonic() + timeout if timeout else None
             self._run(attempt)
+
+    def _forget(self, attempt: Attempt) -> None:
+        """Drop an attempt from the ones held here (under the lock)."""
+        if self._attempts.pop(attempt.job.id, None) is attempt:
+            self._alone -= attempt.alone
 
     def _may_start(self, attempt: Attempt) -> bool:
         """A job that has been through a crash records its start first (see the README's "Guarantees")."""
@@ -226,9 +241,10 @@ class Dispatcher:
             first = attempt.state == "running"
             attempt.state = "ended"
             if self._attempts.get(attempt.job.id) is attempt:
-                del self._attempts[attempt.job.id]
-            free = self.max_concurrency + self.prefetch - len(self._buffer) - self._busy_threads
-            buffer_empty = not self._buffer
+                self._forget(attempt)
+            self.sizer.finished()
+            # Claim ahead: ask for more while half the buffer is still there to run.
+            refill = len(self._buffer) <= self.sizer.target // 2
             if self._busy_threads == 0:
                 self._idle.notify_all()
         if outcome is not None and first:
@@ -240,7 +256,7 @@ class Dispatcher:
                 "job %s attempt %d returned after it had already ended (%s); its result is discarded",
                 attempt.job.rid, attempt.job.attempt, attempt.context.cancel_reason or "ended",
             )
-        if free >= self._refill_at or buffer_empty:
+        if refill:
             self._on_capacity()
 
     def _execute(self, attempt: Attempt) -> Outcome:
@@ -342,8 +358,11 @@ class Dispatcher:
         result will be discarded.
         """
         with self._lock:
-            attempt = self._attempts.pop(job_id, None)
-            if attempt is None or attempt.state == "ended":
+            attempt = self._attempts.get(job_id)
+            if attempt is None:
+                return False
+            self._forget(attempt)
+            if attempt.state == "ended":
                 return False
             if attempt.state == "buffered":
                 self._buffer.remove(attempt)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Callable, Mapping
 from uuid import UUID
 
@@ -74,9 +75,11 @@ class Poller(BackgroundLoop):
             self.suspects_may_wait = False
         waits: list[float] = []
         if free:
-            claimed = self._take(self.job_db.claim(
-                self.worker_rid(), free, room, self.default_max_attempts, self.default_timeout,
-                self.default_crash_budget))
+            asked = time.monotonic()
+            jobs = self.job_db.claim(self.worker_rid(), free, room, self.default_max_attempts,
+                                     self.default_timeout, self.default_crash_budget)
+            self.dispatcher.sizer.claimed(time.monotonic() - asked)
+            claimed = self._take(jobs)
             if claimed is None:
                 return None
             if claimed == room:

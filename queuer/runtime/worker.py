@@ -67,12 +67,11 @@ class WorkerRuntime:
         self.stopped = threading.Event()
         self._stopping = False
         self._on_stopped = on_stopped
-        prefetch = settings.prefetch if settings.prefetch is not None else max_concurrency
         self.completer = Completer(
             job_db, lambda: self._worker_rid, settings.completer_batch_size, settings.completer_flush_interval
         )
         self.dispatcher = Dispatcher(
-            tasks, max_concurrency, prefetch, self.completer.add, self._wake_poller, default_on_error, resources,
+            tasks, max_concurrency, settings.prefetch, self.completer.add, self._wake_poller, default_on_error, resources,
             next_interval_funcs, keyring, confirm_start=self._confirm_start,
         )
         self.poller = Poller(

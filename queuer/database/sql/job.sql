@@ -82,7 +82,8 @@ SET status = 'RUNNING',
     updated_at = now()
 FROM picked
 WHERE j.id = picked.id
-RETURNING j.id, j.rid, j.task_name, j.parameters, j.parameters_keyed, j.options, j.priority,
+-- Arguments come back as text: most jobs have none, and "[]" needs no JSON parser.
+RETURNING j.id, j.rid, j.task_name, j.parameters::text, j.parameters_keyed::text, j.options, j.priority,
           j.scheduled_at, j.attempts, j.max_attempts, j.timeout_seconds, j.schedule_count,
           j.created_at, j.origin_rid, j.arguments_enc, j.failures, j.rescues;
 
@@ -116,12 +117,13 @@ SELECT id, attempts FROM {schema}.job WHERE worker_rid = %(worker_rid)s AND stat
 -- while a job is RUNNING, so no status test is needed; leaving it out also
 -- keeps the planner off job_running_worker_idx, whose dead entries would make
 -- each batch cost as much as every job this worker ever ran.)
+-- The batch comes as one JSON array of [id, attempt, status, results, error,
+-- delay, next_at, results_enc (base64)]: one parameter, encoded in C.
 WITH outcome AS (
-    SELECT *
-    FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(statuses)s::text[],
-                %(results)s::text[], %(errors)s::text[], %(delays)s::double precision[],
-                %(next_at)s::timestamptz[], %(results_enc)s::bytea[])
-         AS o(id, attempt, status, results, error, delay, next_at, results_enc)
+    SELECT (o->>0)::bigint AS id, (o->>1)::integer AS attempt, o->>2 AS status, o->>3 AS results,
+           o->>4 AS error, (o->>5)::double precision AS delay, (o->>6)::timestamptz AS next_at,
+           decode(o->>7, 'base64') AS results_enc
+    FROM json_array_elements(%(outcomes)s::json) AS o
 ), retried AS (
     UPDATE {schema}.job AS j
     SET status = CASE WHEN o.delay > 0 THEN 'SCHEDULED' ELSE 'QUEUED' END,
