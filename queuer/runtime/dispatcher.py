@@ -12,6 +12,7 @@ the attempt at once, and whatever the task returns later is discarded.
 from __future__ import annotations
 
 import asyncio
+import queue
 from bisect import bisect_left
 from itertools import accumulate
 import json
@@ -19,7 +20,6 @@ import logging
 import threading
 import time
 import traceback
-from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Callable, Mapping
@@ -93,9 +93,11 @@ class Dispatcher:
         self._confirm_start = confirm_start
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._work = threading.Condition(self._lock)
         self._closed = False
-        self._buffer: deque[Attempt] = deque()
+        # The buffer is a SimpleQueue: a job thread waits on it in C, holding no
+        # Python lock, so a busy worker's many threads do not queue on one lock.
+        # An attempt ended while buffered stays in it, marked, and is skipped.
+        self._buffer: queue.SimpleQueue[Attempt | None] = queue.SimpleQueue()
         self._attempts: dict[int, Attempt] = {}  # job id -> attempt, buffered or running
         self._busy_threads = 0
         self._alone = 0  # attempts of suspects held here: while any, nothing else is claimed
@@ -119,7 +121,11 @@ class Dispatcher:
         with self._lock:
             if self._alone:
                 return 0  # a suspect runs alone
-            return self.max_concurrency + self.sizer.current() - len(self._buffer) - self._busy_threads
+            return self.max_concurrency + self.sizer.target - self._buffer.qsize() - self._busy_threads
+
+    def worth_claiming(self) -> int:
+        """The smallest claim worth a round trip: half the buffer, so claims come in batches."""
+        return max(1, self.sizer.target // 2)
 
     @property
     def prefetch(self) -> int:
@@ -164,10 +170,10 @@ class Dispatcher:
             attempts.append(Attempt(job, ctx, on_error, alone=alone))
         with self._lock:
             for attempt in attempts:
-                self._buffer.append(attempt)
                 self._attempts[attempt.job.id] = attempt
                 self._alone += attempt.alone
-            self._work.notify(len(attempts))
+        for attempt in attempts:
+            self._buffer.put(attempt)
 
     def _policy_of(self, job: ClaimedJob) -> OnError | None:
         if job.options is not None and not isinstance(job.options, dict):
@@ -177,12 +183,18 @@ class Dispatcher:
 
     def take_back_unstarted(self) -> list[tuple[int, int]]:
         """Remove every attempt that has not started; return their fencing identities."""
+        taken: list[Attempt] = []
         with self._lock:
-            taken = list(self._buffer)
-            self._buffer.clear()
-            for attempt in taken:
+            while True:
+                try:
+                    attempt = self._buffer.get_nowait()
+                except queue.Empty:
+                    break
+                if attempt is None or attempt.state != "buffered":
+                    continue
                 attempt.state = "ended"
                 self._forget(attempt)
+                taken.append(attempt)
         return [(a.job.id, a.job.attempt) for a in taken]
 
     # -- running ----------------------------------------------------------------
@@ -190,12 +202,12 @@ class Dispatcher:
     def _work_loop(self) -> None:
         """One of ``max_concurrency`` job threads: run buffered attempts in claim order."""
         while True:
+            attempt = self._buffer.get()
+            if attempt is None:  # shutdown
+                return
             with self._lock:
-                while not self._buffer and not self._closed:
-                    self._work.wait()
-                if self._closed:
-                    return
-                attempt = self._buffer.popleft()
+                if attempt.state != "buffered":
+                    continue  # cancelled or taken back while it waited
                 attempt.state = "running"
                 attempt.thread_busy = True
                 self._busy_threads += 1
@@ -236,15 +248,15 @@ class Dispatcher:
         with self._lock:
             if run_time is not None:
                 self.run_times.add(run_time)
+                self.sizer.finished(run_time)
             self._busy_threads -= 1
             attempt.thread_busy = False
             first = attempt.state == "running"
             attempt.state = "ended"
             if self._attempts.get(attempt.job.id) is attempt:
                 self._forget(attempt)
-            self.sizer.finished()
             # Claim ahead: ask for more while half the buffer is still there to run.
-            refill = len(self._buffer) <= self.sizer.target // 2
+            refill = self._buffer.qsize() <= self.sizer.target // 2
             if self._busy_threads == 0:
                 self._idle.notify_all()
         if outcome is not None and first:
@@ -364,8 +376,6 @@ class Dispatcher:
             self._forget(attempt)
             if attempt.state == "ended":
                 return False
-            if attempt.state == "buffered":
-                self._buffer.remove(attempt)
             still_running = attempt.thread_busy
             attempt.state = "ended"
         attempt.context.cancel(reason)
@@ -430,4 +440,5 @@ class Dispatcher:
         """End the idle job threads. Runaway threads cannot be joined; they end when their task returns."""
         with self._lock:
             self._closed = True
-            self._work.notify_all()
+        for _ in self._threads:
+            self._buffer.put(None)

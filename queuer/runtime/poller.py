@@ -64,8 +64,8 @@ class Poller(BackgroundLoop):
         free = [name for name, task in tasks.items() if not task.limited]
         limited = [task for task in tasks.values() if task.limited]
         room = self.dispatcher.capacity()
-        if room <= 0 or not tasks:
-            return None  # a finishing job wakes us
+        if room < self.dispatcher.worth_claiming() or not tasks:
+            return None  # a finishing job wakes us once a claim is worth its round trip
         if self.suspects_may_wait and self.dispatcher.idle():
             suspect = self.job_db.claim(
                 self.worker_rid(), list(tasks), 1, self.default_max_attempts, self.default_timeout,
