@@ -100,6 +100,7 @@ class Bench:
         q = new_queuer_with_db("bench", concurrency or self.settings.concurrency, None, config)
         q.add_task(noop)
         q.add_task(sleep_for)
+        q.add_task(started_at)
         return q
 
     def archived_since(self, q: Queuer, since: Any) -> int:
@@ -230,48 +231,49 @@ class Bench:
             delays = self._latency(s.latency_samples, background)
             p50 = delays[len(delays) // 2]
             p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
-            detail = f"{len(delays)} samples" + (f", {background:,.0f} noop jobs/s beside them" if background else "")
+            detail = f"{len(delays)} samples, worker in its own process" + (
+                f", {background:,.0f} noop jobs/s beside them" if background else "")
             report.add(f"latency add_job -> start, {label}, p50", p50, "ms", detail, out=self.out)
             report.add(f"latency add_job -> start, {label}, p99", p99, "ms", out=self.out)
 
     def _latency(self, samples: int, background_rate: float) -> list[float]:
-        started_at: dict[str, float] = {}
-        done = threading.Event()
-
-        def mark() -> None:
-            started_at[str(current_job().rid)] = time.perf_counter()
-            if len(started_at) >= samples:
-                done.set()
-
+        """add_job in this process -> task start in a worker process (as a web app and a worker are)."""
         stop = threading.Event()
-        with self.queuer(self.fresh_config()) as q:
-            q.add_task_with_name(mark, "mark")
-            q.start()
+        config = self.fresh_config()
+        with self.queuer(config) as q:
+            env = {**os.environ, **_env_for(config)}
+            command = [sys.executable, "-m", "queuer.bench", "--worker", str(self.settings.concurrency)]
+            worker = subprocess.Popen(command, env=env, stdout=subprocess.PIPE)
+            try:
+                assert worker.stdout is not None
+                worker.stdout.readline()  # READY
 
-            def load() -> None:  # a steady stream of noop jobs, in small batches
-                batch = max(1, int(background_rate / 100))
-                interval = batch / background_rate
-                next_at = time.perf_counter()
-                while not stop.is_set():
-                    q.add_jobs([BatchJob(task=noop) for _ in range(batch)])
-                    next_at += interval
-                    time.sleep(max(0.0, next_at - time.perf_counter()))
+                def load() -> None:  # a steady stream of noop jobs, in small batches
+                    batch = max(1, int(background_rate / 100))
+                    interval = batch / background_rate
+                    next_at = time.perf_counter()
+                    while not stop.is_set():
+                        q.add_jobs([BatchJob(task=noop) for _ in range(batch)])
+                        next_at += interval
+                        time.sleep(max(0.0, next_at - time.perf_counter()))
 
-            loader = threading.Thread(target=load, daemon=True)
-            if background_rate:
-                loader.start()
-                time.sleep(1.0)  # let the load settle
-            sent: dict[str, float] = {}
-            for _ in range(samples):
-                t0 = time.perf_counter()
-                job = q.add_job("mark")
-                sent[str(job.rid)] = t0
-                time.sleep(0.01)
-            done.wait(60)
-            stop.set()
-            if background_rate:
-                loader.join(10)
-        return sorted((started_at[rid] - t0) * 1000 for rid, t0 in sent.items() if rid in started_at)
+                loader = threading.Thread(target=load, daemon=True)
+                if background_rate:
+                    loader.start()
+                    time.sleep(1.0)  # let the load settle
+                sent: list[tuple[Any, float]] = []
+                for _ in range(samples):
+                    t0 = time.time()
+                    sent.append((q.add_job("started_at").rid, t0))
+                    time.sleep(0.01)
+                stop.set()
+                if background_rate:
+                    loader.join(10)
+                delays = [(q.wait_for_job_finished(rid, 60).result - t0) * 1000 for rid, t0 in sent]
+            finally:
+                worker.terminate()
+                worker.wait(60)
+        return sorted(delays)
 
     def processes(self, report: Report) -> None:
         s = self.settings
@@ -395,10 +397,16 @@ def run_bench(settings: BenchSettings, which: set[str], json_path: str | None, o
     return 0
 
 
+def started_at() -> float:
+    """When this job started (wall clock: the bench compares it across processes of one host)."""
+    return time.time()
+
+
 def _worker_main(concurrency: int) -> None:
-    """A drain worker for the process curve (run as ``python -m queuer.bench --worker N``)."""
+    """A worker for the process curve and latency (run as ``python -m queuer.bench --worker N``)."""
     q = new_queuer_with_db("bench-worker", concurrency, None, None)
     q.add_task(noop)
+    q.add_task(started_at)
     q.install_signal_handlers()
     q.start()
     print("READY", flush=True)

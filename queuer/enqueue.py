@@ -8,6 +8,7 @@ options of the wrong type. Arguments are serialized (and encrypted) once.
 from __future__ import annotations
 
 import uuid
+from collections import abc
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -49,15 +50,20 @@ class JobBuilder:
         name = self.tasks.name_of(task)
         if options is not None and not isinstance(options, Options):
             raise TypeError(f"options must be Options, not {type(options).__name__}")
-        if not isinstance(parameters_keyed, Mapping):
+        if type(parameters_keyed) is not dict and not isinstance(parameters_keyed, abc.Mapping):
             raise TypeError("parameters_keyed must be a dict of keyword arguments")
         # Empty arguments and default options are the common case in batches: no encoder for them.
-        params = to_json(list(parameters), f"a positional argument of job {name!r}") if parameters else "[]"
-        keyed = (
-            to_json(dict(parameters_keyed), f"a keyword argument of job {name!r}") if parameters_keyed else "{}"
-        )
-        size = storable_size(params, f"a positional argument of job {name!r}") + storable_size(
-            keyed, f"a keyword argument of job {name!r}")
+        size = 0
+        if parameters:
+            params = to_json(list(parameters), f"a positional argument of job {name!r}")
+            size += storable_size(params, f"a positional argument of job {name!r}")
+        else:
+            params = "[]"
+        if parameters_keyed:
+            keyed = to_json(dict(parameters_keyed), f"a keyword argument of job {name!r}")
+            size += storable_size(keyed, f"a keyword argument of job {name!r}")
+        else:
+            keyed = "{}"
         if size > self.settings.max_payload_bytes:
             raise ValueError(
                 f"the arguments of job {name!r} are {size:,} bytes of JSON, over the limit of "

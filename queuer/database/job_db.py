@@ -162,13 +162,15 @@ class JobDB:
         if conn is None:
             try:
                 with self.db.connection() as own:
-                    return self.insert_job(job, own)
+                    return self._insert_job(job, own.cursor(row_factory=dict_row))
             except ConnectionLostError as exc:
                 found = self._find_after_loss(job.rid)
                 if found is not None:
                     return found
                 raise JobOutcomeUnknownError(_outcome_unknown(job.rid, 1), job.rid) from exc
-        cur = _our_cursor(conn)
+        return self._insert_job(job, _our_cursor(conn))
+
+    def _insert_job(self, job: NewJob, cur: psycopg.Cursor[dict[str, Any]]) -> Job:
         row = cur.execute(self.q.insert_job, self._insert_params(job)).fetchone()  # type: ignore[arg-type]
         if row is not None:
             return self._job(row)
@@ -213,6 +215,7 @@ class JobDB:
             cur = conn.cursor(row_factory=dict_row)
             # now() is the transaction's start: the same value a DEFAULT would give.
             now = cur.execute("SELECT now() AS now").fetchone()["now"]  # type: ignore[index]
+            now_text = str(now)
             copy_sql = f"COPY {self.q.schema_quoted}.job ({_COPY_COLUMNS}) FROM STDIN"
             with cur.copy(copy_sql) as copy:  # type: ignore[arg-type]
                 # COPY's text format, written by hand: several times faster than
@@ -224,15 +227,16 @@ class JobDB:
                     at = job.scheduled_at
                     if at is None:
                         at = now + timedelta(seconds=job.delay_seconds) if job.delay_seconds else now
+                    at_text = now_text if at is now else str(at)
                     lines.append("\t".join((
                         str(job.rid),
                         _copy_text(job.task_name),
-                        _copy_text(job.parameters),
-                        _copy_text(job.parameters_keyed),
+                        job.parameters if job.parameters == "[]" else _copy_text(job.parameters),
+                        job.parameters_keyed if job.parameters_keyed == "{}" else _copy_text(job.parameters_keyed),
                         _copy_text(job.options),
                         str(job.priority),
                         "SCHEDULED" if at > now else "QUEUED",
-                        str(at),
+                        at_text,
                         str(job.max_attempts),
                         _copy_text(job.timeout_seconds),
                         _copy_text(job.unique_key),

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+
+# A NUL in a JSON string is written \u0000; an escaped backslash before "u0000" is not one.
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 _encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
 
@@ -23,7 +27,7 @@ def to_json(value: Any, what: str) -> str:
 
 def storable_size(text: str, what: str) -> int:
     """UTF-8 size of JSON text PostgreSQL's jsonb can store; ValueError for what it cannot."""
-    if "\\u0000" in text:
+    if "\\u0000" in text and _ESCAPED_NUL.search(text):
         raise ValueError(f"{what} contains a NUL character (\\x00), which PostgreSQL cannot store in jsonb")
     try:
         return len(text.encode("utf-8"))

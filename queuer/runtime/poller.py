@@ -118,4 +118,5 @@ class Poller(BackgroundLoop):
             self.job_db.release(self.worker_rid(), [(j.id, j.attempt) for j in jobs])
             return None
         self.dispatcher.submit(jobs, alone=alone)
+        time.sleep(0)  # let a job thread start the first job before this thread goes on
         return len(jobs)
