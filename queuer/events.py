@@ -40,7 +40,7 @@ class JobEvents:
         self._waiters: dict[str, list[threading.Event]] = {}  # by rid as text, as NOTIFY sends it
         self._callbacks: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
-        notifier.subscribe(self._on_events)
+        notifier.subscribe(self._on_events, lambda only_ends: bool(self._waiters or self._listeners["delete"]))
         notifier.on_reconnect(self._wake_all_waiters)
 
     # -- listeners -------------------------------------------------------------------

@@ -42,6 +42,8 @@ class Event:
 
 Subscriber = Callable[[list[Event]], None]
 
+_NOT_END_MARKERS = ('"insert"', '"retry"', '"cancel"', '"stop"')
+
 
 def parse_payload(payload: str) -> list[Event]:
     data = json.loads(payload)
@@ -59,7 +61,7 @@ class Notifier(BackgroundLoop):
         self.db = db
         self.read_timeout = read_timeout
         self._conn: Optional[psycopg.Connection] = None
-        self._subscribers: list[Subscriber] = []
+        self._subscribers: list[tuple[Subscriber, Callable[[bool], bool]]] = []
         self._reconnect_callbacks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self.connected = threading.Event()
@@ -74,14 +76,15 @@ class Notifier(BackgroundLoop):
         self._pid = os.getpid()
         self._inherited: list[psycopg.Connection] = []  # a parent's session: kept, never used or closed
 
-    def subscribe(self, fn: Subscriber) -> None:
+    def subscribe(self, fn: Subscriber, wants_ends: Callable[[bool], bool] = lambda only_ends: True) -> None:
+        """Call ``fn(events)`` for each notification; ``wants_ends(True)`` says whether it
+        wants notifications that only report ended jobs (the bulk of a busy queue's)."""
         with self._lock:
-            self._subscribers.append(fn)
+            self._subscribers.append((fn, wants_ends))
 
     def unsubscribe(self, fn: Subscriber) -> None:
         with self._lock:
-            if fn in self._subscribers:
-                self._subscribers.remove(fn)
+            self._subscribers = [(f, w) for f, w in self._subscribers if f != fn]
 
     def on_reconnect(self, fn: Callable[[], None]) -> None:
         with self._lock:
@@ -193,14 +196,20 @@ class Notifier(BackgroundLoop):
         return True
 
     def _dispatch(self, payload: str) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        only_ends = not any(marker in payload for marker in _NOT_END_MARKERS)
+        if only_ends:
+            # Every worker gets every batch of ended jobs; most have nobody waiting for them.
+            subscribers = [(fn, w) for fn, w in subscribers if w(True)]
+            if not subscribers:
+                return
         try:
             events = parse_payload(payload)
         except (ValueError, TypeError, KeyError):
             log.warning("ignoring malformed notification %r", payload[:200])
             return
-        with self._lock:
-            subscribers = list(self._subscribers)
-        for fn in subscribers:
+        for fn, _ in subscribers:
             self._safely(fn, events)
 
     @staticmethod

@@ -104,7 +104,7 @@ class WorkerRuntime:
         self.worker = self.worker_db.activate(
             self._worker_rid, self.name, self.max_concurrency, list(self.tasks), self._worker_options, "session",
         )
-        self.notifier.subscribe(self._on_events)
+        self.notifier.subscribe(self._on_events, lambda only_ends: self.poller.waiting_for_limits)
         self.notifier.on_reconnect(self._wake_poller)
         self.notifier.on_disconnect(self.heartbeat.wake)
         self._hold_liveness_lock()
