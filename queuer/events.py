@@ -17,7 +17,7 @@ from typing import Callable
 from uuid import UUID
 
 from queuer.database.job_db import JobDB
-from queuer.errors import JobNotFoundError, JobWaitTimeoutError
+from queuer.errors import ConfigurationError, JobNotFoundError, JobWaitTimeoutError
 from queuer.model.job import Job, JobStatus
 from queuer.runtime.notifier import Event, Notifier
 
@@ -26,6 +26,8 @@ log = logging.getLogger("queuer")
 JobListener = Callable[[Job], None]
 
 WAIT_RECHECK_SECONDS = 5.0
+# Without a session (no NOTIFY) a waiter reads the archive this often instead.
+SESSIONLESS_RECHECK_SECONDS = 0.2
 
 # Which notification kinds each listener kind hears.
 _LISTENER_KIND = {"insert": "insert", "retry": "update", "cancel": "update", "end": "delete"}
@@ -48,6 +50,11 @@ class JobEvents:
     def listen(self, kind: str, notify_function: JobListener) -> None:
         if not callable(notify_function):
             raise TypeError("a listener must be callable, e.g. q.listen_for_job_delete(lambda job: print(job))")
+        if not self.notifier.db.has_session:
+            raise ConfigurationError(
+                "listening for job events needs a session for LISTEN, which a transaction pooler cannot give: "
+                "set QUEUER_DB_DIRECT_URL to a direct (or session-pooled) URL"
+            )
         with self._lock:
             self._listeners[kind].append(notify_function)
             if self._pid != os.getpid():  # forked: the parent's callback thread is not here
@@ -82,7 +89,8 @@ class JobEvents:
                 if remaining <= 0:
                     status = self.job_db.status_of(rid)
                     raise JobWaitTimeoutError(rid, timeout_seconds, status.value if status else None)
-                event.wait(min(remaining, WAIT_RECHECK_SECONDS))
+                recheck = WAIT_RECHECK_SECONDS if self.notifier.db.has_session else SESSIONLESS_RECHECK_SECONDS
+                event.wait(min(remaining, recheck))
                 event.clear()
         finally:
             with self._lock:

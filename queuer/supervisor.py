@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Callable, Iterator
 
-from queuer.helper.logs import configure_logging
+from queuer.logs import configure_logging
 from queuer.queuer import Queuer
 
 log = logging.getLogger("queuer.supervisor")

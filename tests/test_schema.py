@@ -74,6 +74,6 @@ def _explain_claim(q) -> str:
     params = {"worker_rid": uuid.uuid4(), "task_names": ["len"], "limit": 100,
               "default_max_attempts": 1, "default_timeout": None, "default_crash_budget": 5,
               "suspects": False}
-    with q.db.hot_connection() as conn:  # the connections the poller claims on
+    with q.db.connection() as conn:  # the connections the poller claims on
         rows = conn.execute("EXPLAIN " + q.db.queries.claim_jobs, params).fetchall()
     return "\n".join(r["QUERY PLAN"] for r in rows)

@@ -2,11 +2,14 @@
 
 One ``Database`` per Queuer. It owns
 
-* a pool for general statements (enqueue, reads, heartbeat, master duties),
-* a pool for the worker's hot path (claim, outcomes, release), whose planner
-  may only use index scans (see HOT_PATH_SETTINGS),
+* one small pool (``QUEUER_DB_POOL_SIZE``, 3) for every statement: enqueue,
+  reads, the worker's claims and outcomes, heartbeat and master duties;
 * session connections on request (``connect_session``: the LISTEN connection
   that also carries the worker's liveness lock).
+
+Behind a transaction pooler (``QUEUER_DB_POOLER=transaction``) nothing may
+outlive a transaction: no prepared statements and no session settings, and a
+session exists only through ``QUEUER_DB_DIRECT_URL``.
 
 The pools are small and plain on purpose, so their behaviour fits in one's
 head: a borrower takes the most recently used idle connection (pinged first if
@@ -51,10 +54,11 @@ IDLE_CHECK_SECONDS = 1.0
 RECONNECT_FIRST_DELAY = 0.05
 RECONNECT_MAX_DELAY = 0.5
 
-# Planner settings of the hot-path connections: only index scans are left.
-# With the stale statistics of a table that just grew from empty, the planner
-# would otherwise sort or scan the whole queue on every claim. They are plain
-# SETs after connecting (no startup "options", which poolers refuse).
+# Planner settings of pooled connections: only index scans are left. With the
+# stale statistics of a table that just grew from empty, the planner would
+# otherwise sort or scan the whole queue on every claim. They are plain SETs
+# after connecting (no startup "options", which poolers refuse), and left out
+# behind a transaction pooler (where a session setting would leak to others).
 HOT_PATH_SETTINGS = (
     "SET enable_sort = off; SET enable_bitmapscan = off; SET enable_seqscan = off;"
     " SET enable_hashjoin = off; SET enable_mergejoin = off;"
@@ -78,6 +82,7 @@ class _Pool:
     def __init__(self, name: str, size: int, connect: Callable[[float], psycopg.Connection[Any]]) -> None:
         self.name = name
         self.size = size
+        self.keep_idle = size  # idle connections kept once nobody borrows
         self._connect = connect
         self._cond = threading.Condition()
         self._idle: list[tuple[psycopg.Connection[Any], float]] = []  # (connection, last used)
@@ -125,7 +130,17 @@ class _Pool:
             return
         with self._cond:
             self._idle.append((conn, time.monotonic()))
+            extra: list[tuple[psycopg.Connection[Any], float]] = []
+            if self._open == len(self._idle) and len(self._idle) > self.keep_idle:
+                # Nobody borrows: an idle producer keeps one connection, not its burst's.
+                extra, self._idle = self._idle[: -self.keep_idle], self._idle[-self.keep_idle:]
+                self._open -= len(extra)
             self._cond.notify()
+        for old, _ in extra:
+            try:
+                old.close()
+            except Exception:
+                pass
 
     def _discard(self, conn: psycopg.Connection[Any]) -> None:
         try:
@@ -222,8 +237,6 @@ class Database:
         self,
         config: DatabaseConfiguration,
         *,
-        pool_size: int = 3,
-        hot_pool_size: int = 2,
         name: str = "queuer",
     ) -> None:
         self.config = config
@@ -232,12 +245,39 @@ class Database:
         self.channel = channel_name(config.schema)
         self.timeout = config.timeout
         self.name = name
-        self.role = "producer"
+        self._role = "producer"
+        #: statements may be prepared server-side (not behind a transaction pooler)
+        self.prepare: bool | None = None if config.transaction_pooled else True
         self._kwargs: dict[str, Any] = {**config.connect_kwargs(), "autocommit": True}
         for key, value in KEEPALIVE_DEFAULTS.items():
             self._kwargs.setdefault(key, value)
-        self.pool = _Pool(name, pool_size, lambda deadline: self._connect(deadline))
-        self.hot_pool = _Pool(name + "-hot", hot_pool_size, lambda deadline: self._connect(deadline, HOT_PATH_SETTINGS))
+        settings: str | None = HOT_PATH_SETTINGS
+        if config.transaction_pooled:
+            self._kwargs["prepare_threshold"] = None
+            settings = None
+        self.pool = _Pool(name, config.pool_size, lambda deadline: self._connect(deadline, settings))
+        self.pool.keep_idle = 1
+        session = config.session_kwargs()
+        self._session_kwargs: dict[str, Any] | None = None
+        if session is not None:
+            self._session_kwargs = {**session, "autocommit": True}
+            for key, value in KEEPALIVE_DEFAULTS.items():
+                self._session_kwargs.setdefault(key, value)
+
+    @property
+    def role(self) -> str:
+        return self._role
+
+    @role.setter
+    def role(self, role: str) -> None:
+        """"producer" or "worker": names new connections; a worker keeps its pool's idle connections."""
+        self._role = role
+        self.pool.keep_idle = self.pool.size if role == "worker" else 1
+
+    @property
+    def has_session(self) -> bool:
+        """Whether a session connection can be had (not behind a transaction pooler without a direct URL)."""
+        return self._session_kwargs is not None
 
     # -- life cycle ---------------------------------------------------------
 
@@ -261,7 +301,6 @@ class Database:
 
     def close(self) -> None:
         self.pool.close()
-        self.hot_pool.close()
 
     # -- connections --------------------------------------------------------
 
@@ -269,12 +308,6 @@ class Database:
     def connection(self, deadline: float | None = None) -> Iterator[psycopg.Connection[dict[str, Any]]]:
         """A pooled autocommit connection with dict rows."""
         with self._borrow(self.pool, deadline) as conn:
-            yield conn
-
-    @contextmanager
-    def hot_connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
-        """A connection for the worker's hot path (see HOT_PATH_SETTINGS)."""
-        with self._borrow(self.hot_pool, None) as conn:
             yield conn
 
     @contextmanager
@@ -296,13 +329,17 @@ class Database:
         pool.give_back(conn)
 
     def connect_session(self, deadline: float | None = None) -> psycopg.Connection[dict[str, Any]]:
-        """A connection of its own, outside the pools (LISTEN and the liveness lock need one)."""
-        return self._connect(time.monotonic() + self.timeout if deadline is None else deadline, role="session")
+        """A connection of its own, outside the pool (LISTEN and the liveness lock need one)."""
+        if self._session_kwargs is None:
+            raise DatabaseUnreachableError("no session connection behind a transaction pooler: set QUEUER_DB_DIRECT_URL")
+        return self._connect(time.monotonic() + self.timeout if deadline is None else deadline,
+                             role="session", kwargs=self._session_kwargs)
 
-    def _connect(self, deadline: float, settings: str | None = None, role: str | None = None) -> psycopg.Connection[Any]:
+    def _connect(self, deadline: float, settings: str | None = None, role: str | None = None,
+                 kwargs: dict[str, Any] | None = None) -> psycopg.Connection[Any]:
         """Open a connection, retrying until ``deadline`` (a server may be starting or failing over)."""
         delay = RECONNECT_FIRST_DELAY
-        kwargs = {**self._kwargs, "application_name": self._application_name(role or self.role)}
+        kwargs = {**(kwargs or self._kwargs), "application_name": self._application_name(role or self.role)}
         while True:
             remaining = deadline - time.monotonic()
             try:

@@ -274,7 +274,7 @@ class JobDB:
         ``suspects=True`` claims only suspects (jobs to run alone), else only the others.
         """
         if conn is None:
-            with self.db.hot_connection() as hot:
+            with self.db.connection() as hot:
                 return self.claim(worker_rid, task_names, limit, default_max_attempts, default_timeout,
                                   default_crash_budget, hot, suspects)
         params = {
@@ -287,7 +287,7 @@ class JobDB:
             "suspects": suspects,
         }
         cur = conn.cursor(row_factory=tuple_row)
-        rows = cur.execute(self.q.claim_jobs, params, prepare=True).fetchall()  # type: ignore[arg-type]
+        rows = cur.execute(self.q.claim_jobs, params, prepare=self.db.prepare).fetchall()  # type: ignore[arg-type]
         claimed = []
         for (id_, rid, task_name, params, params_keyed, options, priority, scheduled_at, attempt,
              max_attempts, timeout, schedule_count, created_at, origin_rid, arguments_enc, failures, rescues) in rows:
@@ -319,7 +319,7 @@ class JobDB:
         One transaction under the task's advisory lock: count what runs, take
         rate tokens, claim at most what both allow.
         """
-        with self.db.hot_connection() as conn:
+        with self.db.connection() as conn:
             with conn.transaction():
                 conn.execute(self.q.lock_task_limit, {"key": f"{self.db.schema}.{task_name}"})  # type: ignore[arg-type]
                 allowed = room
@@ -367,8 +367,8 @@ class JobDB:
             for o in outcomes
         ], separators=(",", ":"))
         params = {"outcomes": batch, "worker_rid": worker_rid, "channel": self.db.channel}
-        with self.db.hot_connection() as conn:
-            row = conn.execute(self.q.record_outcomes, params, prepare=True).fetchone()  # type: ignore[arg-type]
+        with self.db.connection() as conn:
+            row = conn.execute(self.q.record_outcomes, params, prepare=self.db.prepare).fetchone()  # type: ignore[arg-type]
         return set(row["applied_ids"] if row else [])
 
     def release(self, worker_rid: UUID, attempts: Iterable[tuple[int, int]]) -> int:
@@ -381,13 +381,13 @@ class JobDB:
             "worker_rid": worker_rid,
             "channel": self.db.channel,
         }
-        with self.db.hot_connection() as conn:
+        with self.db.connection() as conn:
             row = conn.execute(self.q.release_jobs, params).fetchone()  # type: ignore[arg-type]
         return int(row["released"]) if row else 0
 
     def confirm_start(self, worker_rid: UUID, job_id: int, attempt: int, alone: bool) -> bool:
         """Record that a rescued job starts now; False when this worker no longer holds it."""
-        with self.db.hot_connection() as conn:
+        with self.db.connection() as conn:
             row = conn.execute(self.q.confirm_start, {  # type: ignore[arg-type]
                 "id": job_id, "attempt": attempt, "worker_rid": worker_rid, "alone": alone}).fetchone()
         return row is not None
@@ -404,7 +404,7 @@ class JobDB:
         return int(row["requeued"]) if row else 0
 
     def held_by(self, worker_rid: UUID) -> list[tuple[int, int]]:
-        with self.db.hot_connection() as conn:
+        with self.db.connection() as conn:
             rows = conn.execute(self.q.running_jobs_of_worker, {"worker_rid": worker_rid}).fetchall()  # type: ignore[arg-type]
         return [(r["id"], r["attempts"]) for r in rows]
 

@@ -61,6 +61,12 @@ class DatabaseConfiguration:
     timeout: float = 10.0
     #: seconds creating a Queuer waits for a server that is not up yet (a container started before its database)
     startup_wait: float = 60.0
+    #: "transaction" when a transaction pooler (PgBouncer pool_mode=transaction) is in between
+    pooler: str | None = None
+    #: a direct (or session-pooled) URL for the worker's session: LISTEN and its liveness lock
+    direct_url: str | None = field(default=None, repr=False)
+    #: connections a queuer pools (a worker has one more, its session)
+    pool_size: int = 3
     # Extra libpq keywords (from QUEUER_DB_URL or given explicitly).
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -68,6 +74,10 @@ class DatabaseConfiguration:
         validate_schema_name(self.schema)
         if self.port is not None:
             object.__setattr__(self, "port", _ports(self.port, "the port"))
+        if self.pooler not in (None, "session", "transaction"):
+            raise ConfigurationError(f"QUEUER_DB_POOLER must be 'session' or 'transaction', not {self.pooler!r}")
+        if isinstance(self.pool_size, bool) or not isinstance(self.pool_size, int) or self.pool_size < 1:
+            raise ConfigurationError(f"the pool size must be a positive integer, not {self.pool_size!r}")
         for name in ("timeout", "startup_wait"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -100,6 +110,9 @@ class DatabaseConfiguration:
             schema=_schema_from_env(get("SCHEMA")),
             sslmode=get("SSLMODE") or extra.pop("sslmode", None),
             timeout=_seconds(get("TIMEOUT"), "QUEUER_DB_TIMEOUT", 10.0),
+            pooler=(get("POOLER") or "").strip().lower() or None,
+            direct_url=get("DIRECT_URL") or None,
+            pool_size=_count(get("POOL_SIZE"), "QUEUER_DB_POOL_SIZE", 3),
             startup_wait=_seconds(get("STARTUP_WAIT"), "QUEUER_DB_STARTUP_WAIT", 60.0),
             with_table_drop=(get("WITH_TABLE_DROP") or "").strip().lower() == "true",
             with_timescale=(get("WITH_TIMESCALE") or "").strip().lower() == "true",
@@ -130,6 +143,23 @@ class DatabaseConfiguration:
                 kwargs[key] = value
         kwargs.setdefault("application_name", "queuer")
         return kwargs
+
+    @property
+    def transaction_pooled(self) -> bool:
+        """A transaction pooler is in between: no session state, no prepared statements."""
+        return self.pooler == "transaction"
+
+    def session_kwargs(self) -> dict[str, Any] | None:
+        """Keyword arguments for a session connection (LISTEN, liveness); None when there can be none."""
+        if self.direct_url:
+            try:
+                kwargs = dict(conninfo_to_dict(self.direct_url))
+            except Exception:  # psycopg's message may echo the URL, password included
+                raise ConfigurationError("QUEUER_DB_DIRECT_URL is not a valid PostgreSQL URL or conninfo string") from None
+            return kwargs
+        if self.transaction_pooled:
+            return None
+        return self.connect_kwargs()
 
     def describe(self) -> str:
         """A human-readable target for messages: never includes the password."""
@@ -193,3 +223,15 @@ def _ports(value: int | str, source: str) -> int | str:
             raise ConfigurationError(f"invalid port {number} in {source}: use 1 to 65535")
         numbers.append(number)
     return numbers[0] if len(numbers) == 1 else ",".join(str(n) for n in numbers)  # type: ignore[return-value]
+
+
+def _count(raw: str | None, variable: str, default: int) -> int:
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{variable} must be a whole number, not {raw!r}") from None
+    if value < 1:
+        raise ConfigurationError(f"{variable} must be at least 1, not {raw!r}")
+    return value

@@ -140,6 +140,11 @@ class Dispatcher:
         with self._lock:
             return self._busy_threads
 
+    def running(self) -> list[tuple[int, int]]:
+        """(job id, attempt) of every attempt running on a thread."""
+        with self._lock:
+            return [(a.job.id, a.job.attempt) for a in self._attempts.values() if a.state == "running"]
+
     def held(self) -> list[tuple[int, int]]:
         """(job id, attempt) of every attempt buffered or running here."""
         with self._lock:

@@ -35,6 +35,8 @@ class WorkerRuntimeLike(Protocol):
     def declared_dead(self) -> None: ...
     def stop_requested(self, graceful: bool) -> None: ...
     def held(self) -> list[tuple[int, int]]: ...
+    def running(self) -> list[tuple[int, int]]: ...
+    def lost_attempt(self, job_id: int, reason: str) -> None: ...
 
 
 class Heartbeat(BackgroundLoop):
@@ -46,6 +48,7 @@ class Heartbeat(BackgroundLoop):
         interval: float,
         session_ok: Callable[[], bool] = lambda: True,
         reconcile_every: int = 5,
+        watch_cancels: bool = False,
     ) -> None:
         super().__init__("heartbeat")
         self.worker_db = worker_db
@@ -53,6 +56,8 @@ class Heartbeat(BackgroundLoop):
         self.runtime = runtime
         self.interval = interval
         self.session_ok = session_ok
+        # Without a session no NOTIFY says a running job was cancelled: look at each beat.
+        self.watch_cancels = watch_cancels
         self.reconcile_every = reconcile_every
         self._ticks = 0
         self._suspects: set[tuple[int, int]] = set()
@@ -68,9 +73,21 @@ class Heartbeat(BackgroundLoop):
             self.runtime.stop_requested(graceful=stop_requested == "graceful")
             return None
         self._ticks += 1
+        if self.watch_cancels:
+            self._end_vanished()
         if self._ticks % self.reconcile_every == 0:
             self._reconcile()
         return None if self.session_ok() else FAST_INTERVAL
+
+    def _end_vanished(self) -> None:
+        # Memory first: an attempt that ends meanwhile is already ended below (a no-op).
+        running = self.runtime.running()
+        if not running:
+            return
+        in_db = set(self.job_db.held_by(self.runtime.worker_rid))
+        for job_id, attempt in running:
+            if (job_id, attempt) not in in_db:
+                self.runtime.lost_attempt(job_id, "cancelled, or taken from this worker")
 
     def _reconcile(self) -> None:
         # Memory first: an attempt that ends between the two reads is then at

@@ -96,6 +96,8 @@ class Notifier(BackgroundLoop):
 
     def hold_lock(self, key: tuple[int, int] | None, timeout: float = 5.0) -> bool:
         """Hold the session advisory lock ``key`` (None: release it); True once held."""
+        if not self.db.has_session:
+            return key is None
         self._check_fork()
         with self._lock:
             self._want_lock = key
@@ -108,7 +110,9 @@ class Notifier(BackgroundLoop):
         return True if key is None else self.lock_held.wait(timeout)
 
     def ensure_started(self, timeout: float = 10.0) -> None:
-        """Start the thread if needed and wait until LISTEN is active."""
+        """Start the thread if needed and wait until LISTEN is active (no-op without a session)."""
+        if not self.db.has_session:
+            return
         self._check_fork()
         if not self.alive:
             self.start()

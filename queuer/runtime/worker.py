@@ -34,6 +34,9 @@ from queuer.settings import WorkerSettings
 
 log = logging.getLogger("queuer.worker")
 
+# Without a session there is no NOTIFY to wake the poller: it polls this often.
+SESSIONLESS_POLL = 0.2
+
 
 class WorkerRuntime:
     def __init__(
@@ -79,13 +82,16 @@ class WorkerRuntime:
             self.dispatcher,
             lambda: self._worker_rid,
             lambda: self.tasks,
-            settings.poll_interval,
+            settings.poll_interval if job_db.db.has_session else min(settings.poll_interval, SESSIONLESS_POLL),
             default_on_error.max_attempts if default_on_error else 1,
             default_on_error.timeout_seconds if default_on_error else None,
             settings.crash_budget,
         )
+        self.has_session = job_db.db.has_session
         self.heartbeat = Heartbeat(
-            worker_db, job_db, self, settings.heartbeat_interval, session_ok=self.notifier.lock_held.is_set,
+            worker_db, job_db, self, settings.heartbeat_interval,
+            session_ok=self.notifier.lock_held.is_set if self.has_session else lambda: True,
+            watch_cancels=not self.has_session,
         )
         self.master = MasterLoop(worker_db, job_db, lambda: self._worker_rid, settings)
         self.watchdog = Watchdog(self.dispatcher)
@@ -102,7 +108,8 @@ class WorkerRuntime:
 
     def start(self) -> Worker:
         self.worker = self.worker_db.activate(
-            self._worker_rid, self.name, self.max_concurrency, list(self.tasks), self._worker_options, "session",
+            self._worker_rid, self.name, self.max_concurrency, list(self.tasks), self._worker_options,
+            self._liveness(),
         )
         self.notifier.subscribe(self._on_events, lambda only_ends: self.poller.waiting_for_limits)
         self.notifier.on_reconnect(self._wake_poller)
@@ -155,7 +162,13 @@ class WorkerRuntime:
                           "worker is gone", len(running))
         self.dispatcher.end_all("the worker shut down before the attempt finished")
 
+    def _liveness(self) -> str:
+        # Without a session (a transaction pooler, no direct URL) only the heartbeat tells.
+        return "session" if self.has_session else "heartbeat"
+
     def _hold_liveness_lock(self) -> None:
+        if not self.has_session:
+            return
         assert self.worker is not None and self.worker.id is not None
         key = (self.worker_db.lock_space, self.worker.id % 2**31)
         if not self.notifier.hold_lock(key):
@@ -207,6 +220,13 @@ class WorkerRuntime:
         """Every attempt this worker owns: buffered, running, or with an unwritten outcome."""
         return self.dispatcher.held() + self.completer.held()
 
+    def running(self) -> list[tuple[int, int]]:
+        """(job id, attempt) of the attempts running on a thread now."""
+        return self.dispatcher.running()
+
+    def lost_attempt(self, job_id: int, reason: str) -> None:
+        self.dispatcher.end_attempt(job_id, reason, None)
+
     def restart_dead_loops(self) -> None:
         if self._stopping:
             return
@@ -221,7 +241,8 @@ class WorkerRuntime:
         self.dispatcher.end_all("the worker was declared dead; the job was rescued by another worker")
         self._worker_rid = uuid.uuid4()
         self.worker = self.worker_db.activate(
-            self._worker_rid, self.name, self.max_concurrency, list(self.tasks), self._worker_options, "session",
+            self._worker_rid, self.name, self.max_concurrency, list(self.tasks), self._worker_options,
+            self._liveness(),
         )
         self._hold_liveness_lock()
         log.error("worker %s was declared dead; its jobs went to other workers; re-registered as %s",

@@ -111,8 +111,8 @@ WHERE id = 1 AND worker_rid = %(rid)s;
 -- alive however long it is silent (a task holding the GIL), up to hung_after.
 -- A heartbeat worker is dead after dead_after of silence. Silence is counted
 -- only from the server's start and from when the master could reach it, and
--- for restart_grace after a server restart no lock counts as lost: an outage
--- is nobody's fault. Also STOPPED rows still holding RUNNING jobs (a worker
+-- for restart_grace after a server restart no lock of a worker registered
+-- before it counts as lost: an outage is nobody's fault. Also STOPPED rows still holding RUNNING jobs (a worker
 -- that died while stopping). Rows change only when something changed.
 WITH server AS (
     SELECT now() - pg_postmaster_start_time() > make_interval(secs => %(restart_grace)s) AS settled,
@@ -120,6 +120,8 @@ WITH server AS (
            (SELECT oid FROM pg_database WHERE datname = current_database()) AS db
 ), seen AS (
     SELECT w.id, w.liveness, w.unlocked_since,
+           -- registered on this server instance: it is not reconnecting after a restart
+           w.created_at > pg_postmaster_start_time() AS born_here,
            greatest(w.heartbeat_at, s.silence_from) AS heard_at,
            w.liveness = 'session' AND EXISTS (
                SELECT 1 FROM pg_locks AS l
@@ -133,7 +135,7 @@ WITH server AS (
 ), judged AS (
     SELECT seen.id, seen.liveness, seen.locked,
            CASE WHEN seen.liveness = 'session' THEN
-                    (NOT seen.locked AND s.settled
+                    (NOT seen.locked AND (s.settled OR seen.born_here)
                      AND seen.unlocked_since < now() - make_interval(secs => %(grace)s)
                      AND seen.heard_at < now() - make_interval(secs => %(grace)s))
                     OR seen.heard_at < now() - make_interval(secs => %(hung_after)s)

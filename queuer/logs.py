@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from queuer.context import _current
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(task_name)s %(job_rid)s] %(message)s"
 
 
@@ -11,8 +13,6 @@ class JobContextFilter(logging.Filter):
     """Add the job running in this thread (or "-") to every record; install on a handler."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from queuer.context import _current
-
         ctx = _current.get()
         record.job_rid = str(ctx.rid) if ctx else "-"
         record.task_name = ctx.task_name if ctx else "-"
