@@ -22,16 +22,14 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 import psycopg
 
-from queuer.context import current_job
 from queuer.factory import new_queuer_with_db
 from queuer.helper.config import DatabaseConfiguration, quote_identifier
 from queuer.model.batch_job import BatchJob
 from queuer.queuer import Queuer
-from queuer.settings import WorkerSettings
 
 # The server settings of a durable PostgreSQL (its defaults), and of a fast one.
 DURABLE_SETTINGS = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}

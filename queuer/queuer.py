@@ -16,7 +16,6 @@ import os
 import signal
 import threading
 import uuid
-from datetime import datetime
 from types import FrameType, TracebackType
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 from uuid import UUID

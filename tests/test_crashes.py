@@ -6,7 +6,6 @@ what a new user gets. The processes are tests/crash_worker.py.
 
 from __future__ import annotations
 
-import os
 import signal
 import statistics
 import subprocess

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -215,3 +216,33 @@ def test_a_worker_behind_a_pooler_that_refuses_it_starts_once_it_is_fixed(bounce
         thread.join(30)
         if "q" in made:
             made["q"].stop()  # type: ignore[attr-defined]
+
+
+def test_a_transaction_pooler_without_the_setting_is_a_clear_error(bouncers, db_config):
+    from queuer import ConfigurationError
+
+    bouncer = bouncers("transaction")
+    bouncer.start()
+    q = new_queuer_with_db("unaware", 4, None, bouncer.config(db_config.schema), settings=FAST)
+    try:
+        q.add_task_with_name(lambda: None, "noop")
+        q.worker_db.activate(q.worker.rid, "unaware", 4, ["noop"], None, "heartbeat")
+
+        def claim_until_it_fails() -> str:
+            for _ in range(200):
+                try:
+                    # Claims are prepared statements; other clients share the server connections.
+                    with q.db.connection() as conn:
+                        conn.execute("SELECT 1")
+                    q.job_db.claim(q.worker.rid, ["noop"], 1, 1, None, 5)
+                except ConfigurationError as exc:
+                    return str(exc)
+            return ""
+
+        with ThreadPoolExecutor(4) as pool:
+            messages = list(pool.map(lambda _: claim_until_it_fails(), range(4)))
+        assert any("QUEUER_DB_POOLER=transaction" in m for m in messages), messages
+    finally:
+        q.stop()
+
+

@@ -256,3 +256,35 @@ def _rows(config, query):
 
 def _count(config, query) -> int:
     return int(_rows(config, query)[0][0])
+
+
+def test_connection_budget_and_application_names(make_queuer, db_config):
+    """A worker holds at most 4 connections whatever its concurrency; an idle producer holds 1."""
+    from concurrent.futures import ThreadPoolExecutor as Pool
+
+    from queuer import BatchJob
+    from tests.support import sql
+
+    def by_app() -> dict[str, int]:
+        rows = sql(db_config, "SELECT application_name, count(*) FROM pg_stat_activity "
+                                   "WHERE application_name LIKE 'queuer:%%' GROUP BY 1")
+        return {name: n for name, n in rows}
+
+    producer = make_queuer(name="budget-producer")
+    for i in range(20):  # bursts from several threads, then idle
+        with Pool(8) as pool:
+            list(pool.map(lambda _: producer.add_job("noop"), range(8)))
+    worker = make_queuer(name="budget-worker", max_concurrency=64)
+    worker.add_task_with_name(lambda: time.sleep(0.002), "noop")
+    worker.add_jobs([BatchJob(task="noop") for _ in range(3000)])
+    worker.start()
+    peak: dict[str, int] = {}
+    while count(db_config, "SELECT count(*) FROM {schema}.job") > 0:
+        for name, n in by_app().items():
+            peak[name] = max(peak.get(name, 0), n)
+    worker_conns = sum(n for name, n in peak.items() if name.startswith("queuer:budget-worker:"))
+    producer_conns = by_app().get("queuer:budget-producer:producer", 0)
+    print(f"\nconnections during a drain at max_concurrency 64: {peak}; idle producer: {producer_conns}")
+    assert 1 <= worker_conns <= 4
+    assert producer_conns <= 1
+    assert {"queuer:budget-worker:worker", "queuer:budget-worker:session"} <= set(peak)

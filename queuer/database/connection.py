@@ -43,7 +43,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from queuer.database.queries import Queries
-from queuer.errors import ConnectionLostError, DatabaseUnreachableError, QueuerError
+from queuer.errors import ConfigurationError, ConnectionLostError, DatabaseUnreachableError, QueuerError
 from queuer.helper.config import DatabaseConfiguration
 
 log = logging.getLogger("queuer.database")
@@ -315,6 +315,12 @@ class Database:
         conn = pool.borrow(time.monotonic() + self.timeout if deadline is None else deadline)
         try:
             yield conn
+        except (psycopg.errors.DuplicatePreparedStatement, psycopg.errors.InvalidSqlStatementName) as exc:
+            pool.give_back(conn)
+            raise ConfigurationError(
+                f"a prepared statement went missing between statements ({_first_line(exc)}): a transaction "
+                "pooler (PgBouncer pool_mode=transaction) is in between; set QUEUER_DB_POOLER=transaction"
+            ) from exc
         except psycopg.OperationalError as exc:
             if conn.broken or conn.closed:
                 pool.give_back(conn)
