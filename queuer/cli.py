@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass, replace
 from datetime import datetime, timedelta
@@ -58,7 +59,9 @@ class CliState:
             config = replace(config, startup_wait=config.timeout)  # an operator wants an answer soon
         try:
             key = os.environ.get("QUEUER_ENCRYPTION_KEY") or None
-            return new_queuer_with_db("queuer-cli", 1, key, config, settings=WorkerSettings())
+            # Commands read and add jobs; none of them creates or alters the schema or a worker row.
+            return new_queuer_with_db("queuer-cli", 1, key, config, settings=WorkerSettings(),
+                                      install=False, register=False)
         except click.ClickException:
             raise
         except Exception as exc:  # unreachable database, bad settings: one clear line
@@ -496,8 +499,12 @@ def listen(state: CliState) -> None:
 def dashboard(state: CliState, interval: float, once: bool) -> None:
     """A live view: jobs per task and status, throughput, failures, workers."""
     from queuer.dashboard import run_dashboard
+    from queuer.database.migrations import installed_version
 
     with state.connection() as conn:
+        if installed_version(conn, state.config().schema) == 0:
+            raise click.ClickException(f"queuer is not installed in schema {state.config().schema}: "
+                                       "run `queuer install`")
         run_dashboard(conn, state.config().schema, interval, once)
 
 
@@ -512,17 +519,47 @@ def dashboard(state: CliState, interval: float, once: bool) -> None:
 @click.option("--shutdown-on-listener-failure", is_flag=True,
               help="Stop when the LISTEN connection stays down (instead of polling on).")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port.")
+@click.option("--app-dir", default=".", show_default=True,
+              help="Directory put first on sys.path, where FACTORY's module is looked up.")
 def run(factory: str, max_concurrency: int | None, mode: str, restart_on_failure: bool, restart_delay: float,
-        log_level: str, shutdown_on_listener_failure: bool, metrics_port: int | None) -> None:
+        log_level: str, shutdown_on_listener_failure: bool, metrics_port: int | None, app_dir: str) -> None:
     """Run workers from FACTORY (module:function or module.function) until SIGTERM/SIGINT."""
     from queuer.supervisor import Supervisor, SupervisorOptions
 
+    # As celery, gunicorn and uvicorn do: the app's own directory first.
+    sys.path.insert(0, os.path.abspath(app_dir))
     options = SupervisorOptions(
         max_concurrency=max_concurrency, mode=mode, restart_on_failure=restart_on_failure,
         restart_delay=restart_delay, log_level=log_level.upper(),
         shutdown_on_listener_failure=shutdown_on_listener_failure, metrics_port=metrics_port,
     )
     raise SystemExit(Supervisor(factory, options).run())
+
+
+@main.command(name="dev-db")
+def dev_db() -> None:
+    """Start a throwaway PostgreSQL in the foreground for trying queuer; Ctrl-C removes it."""
+    import signal as signals
+
+    from queuer.helper.postgres_server import TemporaryPostgres
+
+    server = TemporaryPostgres()
+    click.echo("starting a throwaway PostgreSQL ...", err=True)
+    config = server.start()
+    try:
+        click.echo(f"started {server.describe()}", err=True)
+        click.echo("# paste this into another terminal:", err=True)
+        click.echo(f"export QUEUER_DB_URL=postgresql://{config.username or 'postgres'}@{config.host}:{config.port}"
+                   f"/{config.database or 'postgres'}")
+        click.echo("(Ctrl-C stops it and deletes its files)", err=True)
+        signals.signal(signals.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        click.echo("stopped and removed", err=True)
 
 
 @main.command()

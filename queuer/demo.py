@@ -47,10 +47,10 @@ def run_demo(jobs: int = 10_000, concurrency: int = 8, out: TextIO = sys.stdout)
         else:
             from queuer.helper.postgres_server import TemporaryPostgres
 
-            print("No QUEUER_DB_* set: starting an embedded PostgreSQL ...", file=out, flush=True)
+            print("No QUEUER_DB_* set: starting a throwaway PostgreSQL ...", file=out, flush=True)
             server = stack.enter_context(TemporaryPostgres())
             config = server.config
-            print(f"Embedded PostgreSQL ready at {config.describe()}", file=out)
+            print(f"Started {server.describe()}", file=out)
         q = new_queuer_with_db("demo", concurrency, None, config, settings=WorkerSettings())
         stack.callback(q.stop)
         for fn in (checksum, fizzbuzz, greet):

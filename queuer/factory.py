@@ -38,8 +38,11 @@ def new_queuer_with_db(
     *options: OnError,
     settings: WorkerSettings | None = None,
     resources: Mapping[str, Any] | None = None,
+    install: bool = True,
+    register: bool = True,
 ) -> Queuer:
     """A Queuer on an explicit database (``None``: from the environment)."""
     return Queuer(
-        name, max_concurrency, encryption_key, db_config, *options, settings=settings, resources=resources
+        name, max_concurrency, encryption_key, db_config, *options, settings=settings, resources=resources,
+        install=install, register=register,
     )

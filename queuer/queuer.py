@@ -25,11 +25,12 @@ import psycopg
 from queuer import registry
 from queuer.database.connection import Database, check_callers_connection, on_callers_connection
 from queuer.database.job_db import JobDB
-from queuer.database.migrations import migrate, uninstall
+from queuer.database.migrations import installed_version, latest_version, migrate, uninstall
 from queuer.database.schedule_db import ScheduleDB
 from queuer.database.worker_db import WorkerDB
 from queuer.enqueue import JobBuilder, check_batch, duplicates_as_errors
 from queuer.errors import (
+    ConfigurationError,
     DatabaseUnreachableError,
     EncryptionError,
     JobAlreadyEndedError,
@@ -67,7 +68,12 @@ class Queuer:
         *on_error: OnError,
         settings: WorkerSettings | None = None,
         resources: Mapping[str, Any] | None = None,
+        install: bool = True,
+        register: bool = True,
     ) -> None:
+        """``install=False``: never create or alter the schema (ConfigurationError when it is missing
+        or older than this queuer); ``register=False``: no worker row, for tools that only read
+        and add jobs (``start()`` then raises)."""
         if not isinstance(name, str) or not name.strip():
             raise ValueError("a queuer needs a non-empty name, e.g. new_queuer('image-service', 4)")
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
@@ -87,9 +93,12 @@ class Queuer:
         self.db = Database(self.db_config, name=name)
         self.db.wait_until_reachable(self.db_config.startup_wait)
         with self.db.connection() as conn:
-            if self.db_config.with_table_drop:
-                uninstall(conn, self.db_config.schema)
-            migrate(conn, self.db_config.schema)
+            if not install:
+                _check_installed(conn, self.db_config.schema)
+            else:
+                if self.db_config.with_table_drop:
+                    uninstall(conn, self.db_config.schema)
+                migrate(conn, self.db_config.schema)
         self.job_db = JobDB(self.db, self.keyring)
         self.worker_db = WorkerDB(self.db)
         self.schedule_db = ScheduleDB(self.db, self.job_db)
@@ -101,9 +110,10 @@ class Queuer:
         self._pid = os.getpid()
         self._forked = False
         self._runtime: WorkerRuntime | None = None
+        self._registered = register
         self._worker: Worker = self.worker_db.insert(
             uuid.uuid4(), name, max_concurrency, list(self._tasks), self._worker_options(), WorkerStatus.READY
-        )
+        ) if register else Worker(uuid.uuid4(), name, WorkerStatus.READY, max_concurrency)
 
     # -- context manager -------------------------------------------------------
 
@@ -143,7 +153,7 @@ class Queuer:
             task, name,
             concurrency_limit=concurrency_limit, requests_per_second=requests_per_second, serialized=serialized,
         )
-        if new.name not in known:
+        if new.name not in known and self._registered:
             self._refresh_worker(self.worker_db.update_tasks(self.worker.rid, list(self._tasks)))
             if self._runtime is not None:
                 self._runtime.poller.wake()
@@ -193,7 +203,7 @@ class Queuer:
         """Register a function ``fn(start, count) -> datetime`` that gives a recurring job's next run time."""
         known = set(self._tasks.next_interval_funcs)
         added = self._tasks.add_next_interval_func(nif, name)
-        if added not in known:
+        if added not in known and self._registered:
             names = list(self._tasks.next_interval_funcs)
             self._refresh_worker(self.worker_db.update_next_interval_funcs(self.worker.rid, names))
         return self.worker
@@ -505,6 +515,8 @@ class Queuer:
         with self._lock:
             if self.running:
                 raise RuntimeError("Queuer is already running")
+            if not self._registered:
+                raise RuntimeError("this queuer was made with register=False: it cannot start a worker")
             if self._forked:  # the row we know is the parent's worker
                 self._worker = self.worker_db.insert(
                     uuid.uuid4(), self.name, self.max_concurrency, list(self._tasks), self._worker_options(),
@@ -534,7 +546,7 @@ class Queuer:
                 runtime.stop(timeout)
                 self._refresh_worker(runtime.worker)
                 self._runtime = None
-            elif self._worker.status != WorkerStatus.STOPPED and not self._forked:
+            elif self._worker.status != WorkerStatus.STOPPED and not self._forked and self._registered:
                 try:
                     self._refresh_worker(self.worker_db.set_status(self._worker.rid, WorkerStatus.STOPPED))
                 except DatabaseUnreachableError as exc:
@@ -591,3 +603,14 @@ def _schedule_or_raise(name: str, schedule: CronSchedule | None) -> CronSchedule
     if schedule is None:
         raise LookupError(f"no schedule named {name!r}")
     return schedule
+
+
+def _check_installed(conn: psycopg.Connection[Any], schema: str) -> None:
+    installed, latest = installed_version(conn, schema), latest_version()
+    if installed == 0:
+        raise ConfigurationError(f"queuer is not installed in schema {schema}: run `queuer install`")
+    if installed < latest:
+        raise ConfigurationError(
+            f"queuer's tables in schema {schema} are at version {installed}, this queuer needs {latest}: "
+            "run `queuer upgrade`"
+        )

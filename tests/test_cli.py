@@ -275,3 +275,37 @@ def test_dashboard_refreshes_in_place_and_exits_cleanly_on_ctrl_c(db_config, mak
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0 and "Traceback" not in err
+
+
+def test_run_finds_the_apps_module_from_its_directory(db_config, tmp_path, make_queuer):
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "__init__.py").write_text("")
+    (app / "workers.py").write_text(
+        "from queuer import new_queuer\n"
+        "def create():\n"
+        "    q = new_queuer('app-worker', 2)\n"
+        "    q.add_task_with_name(lambda: 'from the app', 'app_task')\n"
+        "    return q\n"
+    )
+    producer = make_queuer()
+    job = producer.add_job("app_task")
+    env = {k: v for k, v in db_env(db_config).items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-m", "queuer", "run", "app.workers:create", "--mode", "drain"],
+                          env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert producer.get_job_ended(job.rid).result == "from the app"
+
+
+def test_read_only_commands_change_nothing_and_point_to_install(db_config):
+    from tests.support import sql
+
+    runner = CliRunner()
+    env = db_env(db_config)
+    for args in (["jobs"], ["job", "00000000-0000-0000-0000-000000000000"], ["workers"], ["schedules"],
+                 ["dashboard", "--once"], ["queue", "t", "[]", "--force"]):
+        result = runner.invoke(main, args, env=env)
+        assert result.exit_code == 1 and "run `queuer install`" in result.output, (args, result.output)
+    tables = sql(db_config, "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s",
+                 (db_config.schema,))
+    assert tables[0][0] == 0
