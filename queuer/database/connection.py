@@ -50,6 +50,8 @@ log = logging.getLogger("queuer.database")
 
 # A connection idle for longer than this is pinged before it is handed out.
 IDLE_CHECK_SECONDS = 1.0
+# Idle connections beyond what a quiet process keeps are closed after this long unused.
+IDLE_TRIM_SECONDS = 5.0
 # Reconnect attempts start this far apart and back off to the ceiling.
 RECONNECT_FIRST_DELAY = 0.05
 RECONNECT_MAX_DELAY = 0.5
@@ -82,7 +84,8 @@ class _Pool:
     def __init__(self, name: str, size: int, connect: Callable[[float], psycopg.Connection[Any]]) -> None:
         self.name = name
         self.size = size
-        self.keep_idle = size  # idle connections kept once nobody borrows
+        self.keep_idle = size  # idle connections kept once quiet
+        self._trimmer: threading.Timer | None = None
         self._connect = connect
         self._cond = threading.Condition()
         self._idle: list[tuple[psycopg.Connection[Any], float]] = []  # (connection, last used)
@@ -130,15 +133,32 @@ class _Pool:
             return
         with self._cond:
             self._idle.append((conn, time.monotonic()))
-            extra: list[tuple[psycopg.Connection[Any], float]] = []
-            if self._open == len(self._idle) and len(self._idle) > self.keep_idle:
-                # Nobody borrows: an idle producer keeps one connection, not its burst's.
-                extra, self._idle = self._idle[: -self.keep_idle], self._idle[-self.keep_idle:]
-                self._open -= len(extra)
+            if len(self._idle) > self.keep_idle and self._trimmer is None:
+                # More idle connections than an idle process keeps: close them once quiet.
+                self._trimmer = threading.Timer(IDLE_TRIM_SECONDS, self._trim)
+                self._trimmer.daemon = True
+                self._trimmer.start()
             self._cond.notify()
-        for old, _ in extra:
+
+    def _trim(self) -> None:
+        """Close idle connections beyond ``keep_idle`` that nobody used for IDLE_TRIM_SECONDS."""
+        with self._cond:
+            self._trimmer = None
+            if self._pid != os.getpid():
+                return
+            cutoff = time.monotonic() - IDLE_TRIM_SECONDS
+            extra = max(0, len(self._idle) - self.keep_idle)
+            # The least recently used sit at the front.
+            old = [entry for entry in self._idle[:extra] if entry[1] <= cutoff]
+            self._idle = self._idle[len(old):]
+            self._open -= len(old)
+            if len(self._idle) > self.keep_idle:
+                self._trimmer = threading.Timer(IDLE_TRIM_SECONDS, self._trim)
+                self._trimmer.daemon = True
+                self._trimmer.start()
+        for conn, _ in old:
             try:
-                old.close()
+                conn.close()
             except Exception:
                 pass
 
@@ -156,6 +176,7 @@ class _Pool:
 
     def _check_fork(self) -> None:
         if os.getpid() != self._pid:
+            self._trimmer = None  # its thread stayed in the parent
             self._inherited.extend(conn for conn, _ in self._idle)
             self._idle.clear()
             self._open = 0
