@@ -336,10 +336,13 @@ class Database:
         conn = pool.borrow(time.monotonic() + self.timeout if deadline is None else deadline)
         try:
             yield conn
-        except (psycopg.errors.DuplicatePreparedStatement, psycopg.errors.InvalidSqlStatementName) as exc:
+        except (psycopg.errors.DuplicatePreparedStatement, psycopg.errors.InvalidSqlStatementName,
+                psycopg.errors.ProtocolViolation) as exc:
             pool.give_back(conn)
+            if isinstance(exc, psycopg.errors.ProtocolViolation) and "prepared statement" not in str(exc):
+                raise
             raise ConfigurationError(
-                f"a prepared statement went missing between statements ({_first_line(exc)}): a transaction "
+                f"a prepared statement went missing or changed between statements ({_first_line(exc)}): a transaction "
                 "pooler (PgBouncer pool_mode=transaction) is in between; set QUEUER_DB_POOLER=transaction"
             ) from exc
         except psycopg.OperationalError as exc:
