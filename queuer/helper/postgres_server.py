@@ -374,14 +374,18 @@ class TemporaryPostgres:
             return False
         return shutil.which("runuser") is not None
 
-    def _start_local(self) -> None:
+    def _use_local(self, bin_dir: Path | None) -> None:
+        """Local binaries, and a fresh directory for data, log and socket."""
         self.source = "local"
-        self.bin_dir = find_local_bin_dir()
+        self.bin_dir = bin_dir
         self._run_as = _LOCAL_SYSTEM_USER if _is_root() else None
         tmp = self._make_tmp_dir(owner=self._run_as)
         self.data_dir = tmp / "data"
         self.log_file = tmp / "server.log"
         self._socket_dir = tmp
+
+    def _start_local(self) -> None:
+        self._use_local(find_local_bin_dir())
         try:
             code = self._run(
                 "initdb",
@@ -416,13 +420,7 @@ class TemporaryPostgres:
         if self.source != "local" or self.config is None or self._port is None:
             raise RuntimeError("a replica needs a running server started from local binaries")
         replica = TemporaryPostgres("local", self.settings, startup_timeout=self.startup_timeout)
-        replica.source = "local"
-        replica.bin_dir = self.bin_dir
-        replica._run_as = self._run_as
-        tmp = replica._make_tmp_dir(owner=replica._run_as)
-        replica.data_dir = tmp / "data"
-        replica.log_file = tmp / "server.log"
-        replica._socket_dir = tmp
+        replica._use_local(self.bin_dir)
         try:
             code = replica._run(
                 "pg_basebackup", "-h", "127.0.0.1", "-p", str(self._port), "-U", "postgres",
