@@ -32,19 +32,17 @@ from queuer.enqueue import JobBuilder, check_batch, duplicates_as_errors
 from queuer.errors import (
     ConfigurationError,
     DatabaseUnreachableError,
-    EncryptionError,
-    JobAlreadyEndedError,
-    JobNotFoundError,
     WorkerNotFoundError,
 )
 from queuer.events import JobEvents, JobListener
+from queuer.job_queries import JobQueries, as_uuid
 from queuer.helper.config import DatabaseConfiguration
 from queuer.helper.cron import validate_cron, validate_timezone
 from queuer.helper.encryption import Keyring
 from queuer.helper.serialization import to_json
 from queuer.model.batch_job import BatchJob
 from queuer.model.cron_schedule import CronSchedule
-from queuer.model.job import ENDED_STATUSES, Job, JobStatus
+from queuer.model.job import Job, JobStatus
 from queuer.model.options import OnError, Options
 from queuer.model.task import Task
 from queuer.model.worker import Worker, WorkerStatus
@@ -106,6 +104,7 @@ class Queuer:
         self._jobs = JobBuilder(self._tasks, self.settings, self.default_on_error, self.keyring)
         self.notifier = Notifier(self.db)
         self._events = JobEvents(self.notifier, self.job_db)
+        self._queries = JobQueries(self.job_db, self._jobs)
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._forked = False
@@ -316,19 +315,11 @@ class Queuer:
 
     def get_job(self, rid: UUID | str) -> Job:
         """The job with this rid, active or ended; JobNotFoundError ("Job not found") if there is none."""
-        rid = _as_uuid(rid)
-        job = self.job_db.get_job(rid) or self.job_db.get_job_ended(rid)
-        if job is None:
-            raise JobNotFoundError(rid)
-        return job
+        return self._queries.get(rid)
 
     def get_job_ended(self, rid: UUID | str) -> Job:
         """The archived (ended) job with this rid; JobNotFoundError if it has not ended."""
-        rid = _as_uuid(rid)
-        job = self.job_db.get_job_ended(rid)
-        if job is None:
-            raise JobNotFoundError(rid, f"Job not found in archive: {rid}")
-        return job
+        return self._queries.get_ended(rid)
 
     def get_jobs(
         self,
@@ -349,7 +340,7 @@ class Queuer:
         filters (active statuses read ``job``, ended ones ``job_archive``),
         oldest first; page with ``limit``/``offset`` or keyset ``after_id``.
         """
-        return self._list_jobs(False, last_id, entries, status, task_name, limit, offset, after_id)
+        return self._queries.list(False, last_id, entries, status, task_name, limit, offset, after_id)
 
     def get_jobs_ended(
         self,
@@ -363,46 +354,14 @@ class Queuer:
         after_id: int | None = None,
     ) -> list[Job]:
         """Ended jobs; the same two forms as ``get_jobs``."""
-        return self._list_jobs(True, last_id, entries, status, task_name, limit, offset, after_id)
-
-    def _list_jobs(
-        self, ended_only: bool, last_id: int | JobStatus | str | None, entries: int | None,
-        status: JobStatus | str | None, task_name: str | None, limit: int, offset: int, after_id: int | None,
-    ) -> list[Job]:
-        if isinstance(last_id, (JobStatus, str)):  # get_jobs("RUNNING")
-            status, last_id = last_id, None
-        if last_id is not None or entries is not None:
-            return self._newest(ended=ended_only, last_id=last_id, entries=entries)
-        parsed = JobStatus.parse(status) if status is not None else None
-        if ended_only and parsed is not None and parsed not in ENDED_STATUSES:
-            raise ValueError(f"{parsed.value} is not an ended status; use get_jobs for active jobs")
-        _check_page(limit, offset)
-        return self.job_db.get_jobs(
-            ended=ended_only or parsed in ENDED_STATUSES, status=parsed, task_name=task_name,
-            limit=limit, offset=offset, after_id=after_id,
-        )
+        return self._queries.list(True, last_id, entries, status, task_name, limit, offset, after_id)
 
     def get_jobs_by_worker_rid(
         self, worker_rid: UUID | str, last_id: int = 0, entries: int = 100, *, limit: int | None = None,
         offset: int = 0,
     ) -> list[Job]:
         """Active jobs held by a worker, newest first (queuerPy's ``last_id``/``entries`` paging)."""
-        if limit is not None or offset:  # the older keyword form
-            _check_page(limit or 100, offset)
-            return self.job_db.get_jobs(worker_rid=_as_uuid(worker_rid), limit=limit or 100, offset=offset)
-        return self._newest(ended=False, last_id=last_id, entries=entries, worker_rid=_as_uuid(worker_rid))
-
-    def _newest(
-        self, *, ended: bool, last_id: int | None, entries: int | None, worker_rid: UUID | None = None,
-    ) -> list[Job]:
-        last_id = last_id or 0
-        entries = 100 if entries is None else entries
-        if isinstance(last_id, bool) or not isinstance(last_id, int) or last_id < 0:
-            raise ValueError(f"last_id must be the id of the last job of the previous page (0 for the first), not {last_id!r}")
-        _check_page(entries, 0)
-        return self.job_db.get_jobs_newest(
-            ended=ended, before_id=last_id or None, limit=entries, worker_rid=worker_rid
-        )
+        return self._queries.by_worker(worker_rid, last_id, entries, limit, offset)
 
     # -- waiting and events ----------------------------------------------------------------
 
@@ -411,7 +370,7 @@ class Queuer:
 
         Woken by the NOTIFY its worker sends when the job ends.
         """
-        return self._events.wait_for_end(_as_uuid(rid), timeout_seconds)
+        return self._events.wait_for_end(as_uuid(rid), timeout_seconds)
 
     def listen_for_job_insert(self, notify_function: JobListener) -> None:
         """Call ``notify_function(job)`` for each added job (a batch gives one call per task, rid None)."""
@@ -433,25 +392,11 @@ class Queuer:
         A running job's worker is told at once: the task's ``current_job()``
         reports cancelled, and whatever it returns later is discarded.
         """
-        rid = _as_uuid(rid)
-        job = self.job_db.cancel(rid, "cancelled by request")
-        if job is not None:
-            return job
-        status = self.job_db.status_of(rid)
-        if status is None:
-            raise JobNotFoundError(rid)
-        raise JobAlreadyEndedError(rid, status.value)
+        return self._queries.cancel(rid)
 
     def readd_job_from_archive(self, rid: UUID | str) -> Job:
         """Add an ended job again, as a new job with the same task, arguments and options."""
-        old = self.get_job_ended(rid)
-        stored = old.options
-        if old.encrypted:
-            raise EncryptionError(f"job {old.rid} is encrypted with a key this queuer does not have")
-        new = self._jobs.build(old.task_name, old.parameters, old.parameters_keyed, stored and Options(
-            on_error=stored.on_error, priority=old.priority, extra=stored.extra,
-        ), origin_rid=old.rid)
-        return self.job_db.insert_job(new)
+        return self._queries.readd(rid)
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -484,7 +429,7 @@ class Queuer:
 
     def get_worker(self, rid: UUID | str) -> Worker | None:
         """The worker with this rid, or None."""
-        return self.worker_db.get(_as_uuid(rid))
+        return self.worker_db.get(as_uuid(rid))
 
     def get_workers(self, status: WorkerStatus | str | None = None, limit: int = 100, offset: int = 0) -> list[Worker]:
         parsed = WorkerStatus(str(status).upper()) if status is not None and not isinstance(status, WorkerStatus) else status
@@ -492,11 +437,11 @@ class Queuer:
 
     def stop_worker(self, rid: UUID | str) -> Worker:
         """Stop a worker (any process) now: its row shows STOPPED at once; unstarted jobs are released."""
-        return self._request_stop(_as_uuid(rid), graceful=False)
+        return self._request_stop(as_uuid(rid), graceful=False)
 
     def stop_worker_gracefully(self, rid: UUID | str) -> Worker:
         """Ask a worker (any process) to finish its running jobs and stop; its row shows STOPPING at once."""
-        return self._request_stop(_as_uuid(rid), graceful=True)
+        return self._request_stop(as_uuid(rid), graceful=True)
 
     def _request_stop(self, rid: UUID, graceful: bool) -> Worker:
         worker = self.worker_db.request_stop(rid, graceful=graceful)
@@ -579,24 +524,6 @@ class Queuer:
 
         for sig in signals:
             signal.signal(sig, handle)
-
-
-def _as_uuid(rid: UUID | str | Job) -> UUID:
-    if isinstance(rid, UUID):
-        return rid
-    if isinstance(rid, Job):
-        return rid.rid
-    try:
-        return UUID(str(rid))
-    except ValueError:
-        raise ValueError(f"{rid!r} is not a job rid (a UUID)") from None
-
-
-def _check_page(limit: int, offset: int) -> None:
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError("limit (entries) must be a positive integer")
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise ValueError("offset must be an integer >= 0")
 
 
 def _schedule_or_raise(name: str, schedule: CronSchedule | None) -> CronSchedule:
