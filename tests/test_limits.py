@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from queuer import BatchJob, JobStatus, Options
@@ -78,3 +80,37 @@ def test_jobs_with_the_same_serial_key_run_one_at_a_time(make_queuer, db_config)
     for k, key in enumerate(keys):
         assert max_overlap(spans[k::3]) == 1, key
     assert max_overlap(spans) >= 2  # different keys do run side by side
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_serial_keys_next_job_starts_as_soon_as_the_last_ends(make_queuer, db_config, workers):
+    from queuer import Options
+
+    def step() -> float:
+        time.sleep(0.05)
+        return time.time()
+
+    queuers = []
+    for i in range(workers):
+        q = make_queuer(name=f"serial-{i}", max_concurrency=4)
+        q.add_task_with_name(step, "step")
+        queuers.append(q)
+    rids = [queuers[0].add_job_with_options(Options(serial_key="one-key"), "step").rid for _ in range(20)]
+    for q in queuers:
+        q.start()
+    ended = [queuers[0].wait_for_job_finished(rid, 30) for rid in rids]
+    assert {j.status for j in ended} == {JobStatus.SUCCEEDED}
+    took = (max(j.ended_at for j in ended) - min(j.started_at for j in ended)).total_seconds()
+    print(f"\n20 x 50 ms jobs on one serial key, {workers} worker(s): {took:.2f} s (ideal 1.0 s)")
+    assert took < 1.5
+
+
+def test_retry_delays_get_jitter_and_never_shrink():
+    from queuer import OnError, RetryBackoff
+
+    plain = OnError(retry_delay=1.0, retry_backoff=RetryBackoff.EXPONENTIAL)
+    delays = {round(plain.retry_delay_after(3), 6) for _ in range(50)}
+    assert len(delays) > 1 and all(4.0 <= d <= 4.4 for d in delays)
+    assert OnError(retry_delay=1.0, retry_jitter=0).retry_delay_after(1) == 1.0
+    with pytest.raises(ValueError, match="retry_jitter"):
+        OnError(retry_jitter=2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
@@ -24,13 +25,16 @@ class OnError:
 
     ``timeout`` is seconds per attempt (``None`` or ``0`` for no limit);
     ``max_retries`` is how many more attempts follow a failed one, so a job runs
-    at most ``1 + max_retries`` times.
+    at most ``1 + max_retries`` times. ``retry_jitter`` lengthens each retry
+    delay by up to this fraction, at random, so that jobs that failed together
+    do not all retry at the same moment (0 turns it off).
     """
 
     timeout: float | None = 30.0
     max_retries: int = 3
     retry_delay: float = 1.0
     retry_backoff: RetryBackoff | str = RetryBackoff.NONE
+    retry_jitter: float = 0.1
 
     def __post_init__(self) -> None:
         try:
@@ -44,6 +48,9 @@ class OnError:
             raise ValueError(f"max_retries must be an integer >= 0, not {self.max_retries!r}")
         if not isinstance(self.retry_delay, (int, float)) or self.retry_delay < 0:
             raise ValueError(f"retry_delay must be a number of seconds >= 0, not {self.retry_delay!r}")
+        if isinstance(self.retry_jitter, bool) or not isinstance(self.retry_jitter, (int, float)) or not (
+                0 <= self.retry_jitter <= 1):
+            raise ValueError(f"retry_jitter must be a fraction from 0 to 1, not {self.retry_jitter!r}")
         if self.timeout is not None and (not isinstance(self.timeout, (int, float)) or self.timeout < 0):
             raise ValueError(f"timeout must be a number of seconds >= 0 or None, not {self.timeout!r}")
 
@@ -58,10 +65,12 @@ class OnError:
     def retry_delay_after(self, attempt: int) -> float:
         """Seconds to wait before the attempt that follows failed attempt number ``attempt`` (1-based)."""
         if self.retry_backoff is RetryBackoff.LINEAR:
-            return self.retry_delay * attempt
-        if self.retry_backoff is RetryBackoff.EXPONENTIAL:
-            return self.retry_delay * (2 ** (attempt - 1))
-        return self.retry_delay
+            delay = self.retry_delay * attempt
+        elif self.retry_backoff is RetryBackoff.EXPONENTIAL:
+            delay = self.retry_delay * (2 ** (attempt - 1))
+        else:
+            delay = self.retry_delay
+        return delay * (1 + self.retry_jitter * random.random())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +78,7 @@ class OnError:
             "max_retries": self.max_retries,
             "retry_delay": self.retry_delay,
             "retry_backoff": RetryBackoff(self.retry_backoff).value,
+            "retry_jitter": self.retry_jitter,
         }
 
     @classmethod
@@ -78,6 +88,7 @@ class OnError:
             max_retries=int(data.get("max_retries", 0)),
             retry_delay=float(data.get("retry_delay", 0.0)),
             retry_backoff=data.get("retry_backoff", RetryBackoff.NONE.value),
+            retry_jitter=float(data.get("retry_jitter", 0.1)),
         )
 
 

@@ -33,7 +33,7 @@ MAX_BACKOFF = 1.0
 
 @dataclass(frozen=True)
 class Event:
-    """One job event: kind is insert, retry, end, cancel or stop."""
+    """One job event: kind is insert, retry, end, cancel, stop or free (a serial key)."""
 
     kind: str
     rid: str | None  # text, turned into a UUID only by whoever needs one
@@ -42,7 +42,7 @@ class Event:
 
 Subscriber = Callable[[list[Event]], None]
 
-_NOT_END_MARKERS = ('"insert"', '"retry"', '"cancel"', '"stop"')
+_NOT_END_MARKERS = ('"insert"', '"retry"', '"cancel"', '"stop"', '"free"')
 
 
 def parse_payload(payload: str) -> list[Event]:

@@ -207,6 +207,8 @@ class WorkerRuntime:
                     self.poller.suspects_may_wait = True  # a rescue may have made suspects
             elif event.kind == "end":
                 wake = wake or self.poller.waiting_for_limits
+            elif event.kind == "free":
+                wake = True  # a serial key's next job may be claimed now
             elif event.kind == "cancel" and event.detail == str(self._worker_rid) and event.rid is not None:
                 attempt = self.dispatcher.attempt_for_rid(UUID(event.rid))
                 if attempt is not None:

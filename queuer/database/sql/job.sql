@@ -136,7 +136,7 @@ WITH outcome AS (
     WHERE o.status = 'RETRY'
       AND j.id = o.id AND j.attempts = o.attempt
       AND j.worker_rid = %(worker_rid)s
-    RETURNING j.id, j.rid, j.task_name
+    RETURNING j.id, j.rid, j.task_name, j.serial_key
 ), ended AS (
     DELETE FROM {schema}.job AS j
     USING outcome AS o
@@ -188,13 +188,18 @@ WITH outcome AS (
     SELECT id, 'retry', rid, task_name FROM retried
     UNION ALL
     SELECT id, 'insert', rid, task_name FROM next_runs
+    UNION ALL
+    -- A serial key is free again: workers claim its next job at once.
+    SELECT id, 'free', rid, serial_key FROM ended WHERE serial_key IS NOT NULL
+    UNION ALL
+    SELECT id, 'free', rid, serial_key FROM retried WHERE serial_key IS NOT NULL
 ), notified AS (
     SELECT pg_notify(%(channel)s, json_build_object(
                'j', json_agg(json_build_array(event, rid, detail)))::text)
     FROM (SELECT *, (row_number() OVER () - 1) / 100 AS chunk FROM events) AS e
     GROUP BY chunk
 )
-SELECT (SELECT coalesce(array_agg(id), '{}') FROM events WHERE event <> 'insert') AS applied_ids,
+SELECT (SELECT coalesce(array_agg(id), '{}') FROM events WHERE event IN ('end', 'retry')) AS applied_ids,
        (SELECT count(*) FROM notified) AS notifications;
 
 -- name: release_jobs
