@@ -445,10 +445,11 @@ class Queuer:
 
     def _request_stop(self, rid: UUID, graceful: bool) -> Worker:
         worker = self.worker_db.request_stop(rid, graceful=graceful)
-        if worker is None:
-            if self.worker_db.get(rid) is None:
+        if worker is None:  # already stopped or dead, or unknown
+            worker = self.worker_db.get(rid)
+            if worker is None:
                 raise WorkerNotFoundError(rid)
-            return self.worker_db.get(rid)  # type: ignore[return-value]  # already stopped or dead
+            return worker
         if rid == self.worker.rid:
             self._refresh_worker(worker)
         return worker

@@ -193,11 +193,6 @@ class _Pool:
             except Exception:
                 pass
 
-    def stats(self) -> tuple[int, int]:
-        """(open, idle) connections of this process."""
-        with self._cond:
-            self._check_fork()
-            return self._open, len(self._idle)
 
 
 def check_callers_connection(conn: Any) -> psycopg.Connection[Any]:

@@ -182,16 +182,24 @@ class DatabaseConfiguration:
 
 
 def _seconds(raw: str | None, variable: str, default: float) -> float:
+    return _positive(raw, variable, default, float, "a number of seconds")
+
+
+def _count(raw: str | None, variable: str, default: int) -> int:
+    return _positive(raw, variable, default, int, "a whole number")
+
+
+def _positive(raw: str | None, variable: str, default: Any, kind: type, what: str) -> Any:
+    """A positive number from an environment variable; ConfigurationError naming it otherwise."""
     if raw is None or not raw.strip():
         return default
     try:
-        value = float(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigurationError(f"{variable} must be a number of seconds, not {raw!r}") from None
+        raise ConfigurationError(f"{variable} must be {what}, not {raw!r}") from None
     if not value > 0:
-        raise ConfigurationError(f"{variable} must be a positive number of seconds, not {raw!r}")
+        raise ConfigurationError(f"{variable} must be positive, not {raw!r}")
     return value
-
 
 def _schema_from_env(value: str | None) -> str:
     if value is None:
@@ -223,15 +231,3 @@ def _ports(value: int | str, source: str) -> int | str:
             raise ConfigurationError(f"invalid port {number} in {source}: use 1 to 65535")
         numbers.append(number)
     return numbers[0] if len(numbers) == 1 else ",".join(str(n) for n in numbers)  # type: ignore[return-value]
-
-
-def _count(raw: str | None, variable: str, default: int) -> int:
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigurationError(f"{variable} must be a whole number, not {raw!r}") from None
-    if value < 1:
-        raise ConfigurationError(f"{variable} must be at least 1, not {raw!r}")
-    return value

@@ -93,7 +93,6 @@ class Dispatcher:
         self._confirm_start = confirm_start
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._closed = False
         # The buffer is a SimpleQueue: a job thread waits on it in C, holding no
         # Python lock, so a busy worker's many threads do not queue on one lock.
         # An attempt ended while buffered stays in it, marked, and is skipped.
@@ -126,10 +125,6 @@ class Dispatcher:
     def worth_claiming(self) -> int:
         """The smallest claim worth a round trip: half the buffer, so claims come in batches."""
         return max(1, self.sizer.target // 2)
-
-    @property
-    def prefetch(self) -> int:
-        return self.sizer.target
 
     def idle(self) -> bool:
         """Nothing buffered and nothing running: a suspect may be claimed to run alone."""
@@ -443,7 +438,5 @@ class Dispatcher:
 
     def shutdown(self) -> None:
         """End the idle job threads. Runaway threads cannot be joined; they end when their task returns."""
-        with self._lock:
-            self._closed = True
         for _ in self._threads:
             self._buffer.put(None)
