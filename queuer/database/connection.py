@@ -133,12 +133,16 @@ class _Pool:
             return
         with self._cond:
             self._idle.append((conn, time.monotonic()))
-            if len(self._idle) > self.keep_idle and self._trimmer is None:
-                # More idle connections than an idle process keeps: close them once quiet.
-                self._trimmer = threading.Timer(IDLE_TRIM_SECONDS, self._trim)
-                self._trimmer.daemon = True
-                self._trimmer.start()
+            if self._trimmer is None:
+                self._schedule_trim()
             self._cond.notify()
+
+    def _schedule_trim(self) -> None:
+        """Under the lock: more idle connections than a quiet process keeps are closed once quiet."""
+        if len(self._idle) > self.keep_idle:
+            self._trimmer = threading.Timer(IDLE_TRIM_SECONDS, self._trim)
+            self._trimmer.daemon = True
+            self._trimmer.start()
 
     def _trim(self) -> None:
         """Close idle connections beyond ``keep_idle`` that nobody used for IDLE_TRIM_SECONDS."""
@@ -152,21 +156,12 @@ class _Pool:
             old = [entry for entry in self._idle[:extra] if entry[1] <= cutoff]
             self._idle = self._idle[len(old):]
             self._open -= len(old)
-            if len(self._idle) > self.keep_idle:
-                self._trimmer = threading.Timer(IDLE_TRIM_SECONDS, self._trim)
-                self._trimmer.daemon = True
-                self._trimmer.start()
+            self._schedule_trim()
         for conn, _ in old:
-            try:
-                conn.close()
-            except Exception:
-                pass
+            _close_quietly(conn)
 
     def _discard(self, conn: psycopg.Connection[Any]) -> None:
-        try:
-            conn.close()
-        except Exception:
-            pass
+        _close_quietly(conn)
         self._forget()
 
     def _forget(self) -> None:
@@ -188,10 +183,7 @@ class _Pool:
             idle, self._idle = self._idle, []
             self._open -= len(idle)
         for conn, _ in idle:
-            try:
-                conn.close()
-            except Exception:
-                pass
+            _close_quietly(conn)
 
 
 
@@ -227,6 +219,13 @@ def on_callers_connection(conn: psycopg.Connection[Any]) -> Iterator[None]:
         raise QueuerError(f"the job could not be added on your connection: {_first_line(exc)}") from exc
     except psycopg.Error as exc:
         raise QueuerError(f"the job could not be added on your connection: {_first_line(exc)}") from exc
+
+
+def _close_quietly(conn: psycopg.Connection[Any]) -> None:
+    try:
+        conn.close()
+    except Exception:
+        pass  # it is being dropped anyway
 
 
 def _has_unread_data(conn: psycopg.Connection[Any]) -> bool:
