@@ -51,10 +51,11 @@ def gil_hog(seconds: float) -> int:
     _started()
     # Summing ones keeps sum() on its fast path throughout. The processor speeds up over
     # a long call, so the estimate (after a warm-up) errs long rather than short.
-    sum(itertools.repeat(1, 10**8))
-    began = time.perf_counter()
-    sum(itertools.repeat(1, 10**8))
-    per_unit = (time.perf_counter() - began) / 10**8
+    per_unit = float("inf")
+    for _ in range(3):  # the fastest sample: the machine may be busy while it measures
+        began = time.perf_counter()
+        sum(itertools.repeat(1, 5 * 10**7))
+        per_unit = min(per_unit, (time.perf_counter() - began) / (5 * 10**7))
     return sum(itertools.repeat(1, int(seconds / per_unit)))
 
 
