@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextvars
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from uuid import UUID
 
 
@@ -29,6 +29,8 @@ class JobContext:
     # Made on first use: most jobs never look at it, and an Event is not free.
     _cancelled: threading.Event | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Called once when the attempt is cancelled: how an async task's coroutine is interrupted.
+    _on_cancel: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     @property
     def cancelled(self) -> threading.Event:
@@ -46,9 +48,24 @@ class JobContext:
         return self.cancelled.wait(timeout)
 
     def cancel(self, reason: str) -> None:
-        if not self.is_cancelled():
+        with self._lock:
+            if self._cancelled is None:
+                self._cancelled = threading.Event()
+            elif self._cancelled.is_set():
+                return
             self.cancel_reason = reason
-            self.cancelled.set()
+            self._cancelled.set()
+            callbacks, self._on_cancel = self._on_cancel, []
+        for callback in callbacks:
+            callback()
+
+    def on_cancel(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the attempt is cancelled (at once if it already is)."""
+        with self._lock:
+            if not (self._cancelled is not None and self._cancelled.is_set()):
+                self._on_cancel.append(callback)
+                return
+        callback()
 
 
 _current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(

@@ -289,7 +289,7 @@ class Dispatcher:
         token = set_current(attempt.context)
         try:
             if task.is_async:
-                result = self._event_loop().run_until_complete(task.fn(*job.parameters, **job.parameters_keyed))
+                result = self._run_coroutine(attempt, task.fn(*job.parameters, **job.parameters_keyed))
             else:
                 result = task.fn(*job.parameters, **job.parameters_keyed)
         except BaseException as exc:  # noqa: BLE001 - a task's failure, whatever it is, fails the attempt
@@ -351,6 +351,13 @@ class Dispatcher:
             delay = attempt.on_error.retry_delay_after(failure) if attempt.on_error else 0.0
             return Outcome(job.id, job.attempt, "RETRY", error=error, retry_delay=delay)
         return Outcome(job.id, job.attempt, "FAILED", error=error)
+
+    def _run_coroutine(self, attempt: Attempt, coroutine: Any) -> Any:
+        """Run an async task on this thread's loop; a cancel or timeout interrupts it at its next await."""
+        loop = self._event_loop()
+        running = loop.create_task(coroutine)
+        attempt.context.on_cancel(lambda: loop.call_soon_threadsafe(running.cancel))
+        return loop.run_until_complete(running)
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         # One event loop per worker thread, reused by every async task it runs.
