@@ -253,11 +253,18 @@ def _json_arg(text: str | None, what: str, kind: type) -> Any:
 @pass_state
 def queue(state: CliState, task: str, args: str | None, kwargs: str | None, priority: int, after: float | None,
           force: bool) -> None:
-    """Add a job: TASK with positional ARGS as a JSON array, e.g. queuer queue resize '["/a.png"]'."""
+    """Add a job of TASK. ARGS is a JSON array of positional arguments or a JSON object of
+    keyword arguments: queuer queue resize '["/a.png"]', queuer queue resize '{"path": "/a.png"}'."""
     from queuer.model.options import Options
 
-    parameters = _json_arg(args, "ARGS", list)
     parameters_keyed = _json_arg(kwargs, "--kwargs", dict)
+    if args is not None and args.lstrip().startswith("{"):
+        if kwargs is not None:
+            raise click.BadParameter("give keyword arguments either as ARGS or with --kwargs, not both",
+                                     param_hint="ARGS")
+        parameters, parameters_keyed = [], _json_arg(args, "ARGS", dict)
+    else:
+        parameters = _json_arg(args, "ARGS", list)
     options = Options(priority=priority, execute_after=timedelta(seconds=after) if after else None)
     with state.queuer() as q:
         if not force and not q.worker_db.task_known(task):

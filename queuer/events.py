@@ -133,10 +133,12 @@ class JobEvents:
 
 
 def _event_job(event: Event) -> Job:
-    status = JobStatus.CANCELLED if event.kind == "cancel" else (
-        JobStatus(event.detail) if event.kind == "end" and event.detail else JobStatus.QUEUED
-    )
-    task_name = event.detail if event.kind in ("insert", "retry") and event.detail else ""
+    if event.kind == "end":
+        status, task_name = JobStatus(event.detail or "SUCCEEDED"), event.extra or ""
+    elif event.kind == "cancel":
+        status, task_name = JobStatus.CANCELLED, event.extra or ""
+    else:  # insert, retry
+        status, task_name = JobStatus(event.extra or "QUEUED"), event.detail or ""
     return Job(rid=UUID(event.rid) if event.rid else None, task_name=task_name, status=status)  # type: ignore[arg-type]
 
 

@@ -6,6 +6,7 @@ archive: <rid>``, pages of ``entries`` jobs newest first after ``last_id``.
 
 from __future__ import annotations
 
+from typing import Iterable
 from uuid import UUID
 
 from queuer.database.job_db import JobDB
@@ -71,13 +72,16 @@ class JobQueries:
 
     def cancel(self, rid: UUID | str) -> Job:
         rid = as_uuid(rid)
-        job = self.job_db.cancel(rid, "cancelled by request")
-        if job is not None:
+        for job in self.job_db.cancel([rid], "cancelled by request"):
             return job
         status = self.job_db.status_of(rid)
         if status is None:
             raise JobNotFoundError(rid)
         raise JobAlreadyEndedError(rid, status.value)
+
+    def cancel_many(self, rids: Iterable[UUID | str]) -> list[Job]:
+        wanted = [as_uuid(rid) for rid in rids]
+        return self.job_db.cancel(wanted, "cancelled by request") if wanted else []
 
     def readd(self, rid: UUID | str) -> Job:
         old = self.get_ended(rid)

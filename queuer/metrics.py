@@ -25,7 +25,8 @@ class QueuerCollector:
         depth = GaugeMetricFamily("queuer_jobs", "Jobs in the queue by task and status", labels=["task", "status"])
         workers = GaugeMetricFamily("queuer_workers", "Workers by status", labels=["status"])
         up = GaugeMetricFamily("queuer_worker_up", "1 while this process's worker runs")
-        started = CounterMetricFamily("queuer_jobs_started", "Attempts claimed by this worker")
+        claimed = CounterMetricFamily("queuer_jobs_claimed", "Attempts claimed by this worker")
+        started = CounterMetricFamily("queuer_jobs_started", "Attempts this worker began to run")
         ended = CounterMetricFamily("queuer_job_outcomes", "Outcomes written by this worker", labels=["outcome"])
         run_time = HistogramMetricFamily("queuer_job_run_seconds", "How long tasks ran in this worker")
         if q is not None:
@@ -40,13 +41,14 @@ class QueuerCollector:
             runtime = q._runtime
             up.add_metric([], 1.0 if q.running else 0.0)
             if runtime is not None:
-                started.add_metric([], runtime.poller.claimed_total)
+                claimed.add_metric([], runtime.poller.claimed_total)
+                started.add_metric([], runtime.dispatcher.started_total)
                 for outcome, n in runtime.completer.outcome_counts.items():
                     ended.add_metric([outcome.lower()], n)
                 times = runtime.dispatcher.run_times
                 buckets = [("+Inf" if b == float("inf") else str(b), n) for b, n in zip(RUN_TIME_BUCKETS, times.counts)]
                 run_time.add_metric([], buckets, times.total)
-        yield from (depth, workers, up, started, ended, run_time)
+        yield from (depth, workers, up, claimed, started, ended, run_time)
 
 
 class MetricsServer:

@@ -394,6 +394,14 @@ class Queuer:
         """
         return self._queries.cancel(rid)
 
+    def cancel_jobs(self, rids: Iterable[UUID | str]) -> list[Job]:
+        """Cancel many jobs in one statement; returns those that were still queued or running.
+
+        Jobs already ended (or unknown) are skipped, not an error: a bulk cancel
+        races with jobs finishing.
+        """
+        return self._queries.cancel_many(rids)
+
     def readd_job_from_archive(self, rid: UUID | str) -> Job:
         """Add an ended job again, as a new job with the same task, arguments and options."""
         return self._queries.readd(rid)

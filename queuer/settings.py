@@ -32,7 +32,8 @@ class WorkerSettings:
     prune_workers_after: float = 24 * 3600.0
     #: how long stop() lets running jobs finish before giving up on them
     shutdown_timeout: float = 30.0
-    #: add_job refuses arguments larger than this (JSON bytes, positional and keyword together)
+    #: add_job refuses arguments larger than this (JSON bytes, positional and keyword together),
+    #: and a task's result larger than this fails its job
     max_payload_bytes: int = 1024 * 1024
     #: the master deletes archived jobs older than this many seconds (None: keep them)
     archive_retention: float | None = None

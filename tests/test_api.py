@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 
@@ -254,6 +255,24 @@ def test_listeners_see_insert_update_and_delete(make_queuer):
     assert [e.rid for e in events["insert"]] == [job.rid]
     assert [e.rid for e in events["update"]] == [job.rid]  # the retry
     assert events["delete"][0].rid == job.rid and events["delete"][0].status == JobStatus.FAILED
+    assert {e.task_name for e in events["insert"] + events["update"] + events["delete"]} == {"fail"}
+
+
+def test_listeners_see_a_delayed_job_as_scheduled_and_a_cancelled_one_by_task(make_queuer):
+    inserts, updates, deletes = [], [], []
+    q = make_queuer()
+    q.listen_for_job_insert(inserts.append)
+    q.listen_for_job_update(updates.append)
+    q.listen_for_job_delete(deletes.append)
+    q.add_task(add)
+    later = q.add_job_with_options(Options(execute_after=timedelta(hours=1)), add, 1)
+    now = q.add_job(add, 2)
+    wait_until(lambda: len(inserts) == 2, message="both inserts seen")
+    assert {(e.rid, e.status) for e in inserts} == {(later.rid, JobStatus.SCHEDULED), (now.rid, JobStatus.QUEUED)}
+    q.cancel_job(later.rid)
+    wait_until(lambda: deletes and updates, message="cancel seen")
+    assert (deletes[0].rid, deletes[0].status, deletes[0].task_name) == (later.rid, JobStatus.CANCELLED, "add")
+    assert (updates[0].status, updates[0].task_name) == (JobStatus.CANCELLED, "add")
 
 
 def test_a_failing_listener_does_not_stop_others(make_queuer):

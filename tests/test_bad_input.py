@@ -157,3 +157,31 @@ def test_arguments_that_do_not_fit_the_task_fail_at_once_other_type_errors_are_r
     inside = q.wait_for_job_finished(q.add_job(one_arg, 1).rid, 10)
     assert inside.status.value == "FAILED" and inside.attempts == 3 and inside.failures == 3
     assert calls == [1, 1, 1]
+
+
+def test_the_longest_names_and_keys_end_in_large_batches(make_queuer):
+    # Every ended job is announced with its task name and serial key: the
+    # announcements of one batch must fit PostgreSQL's 8000-byte NOTIFY limit.
+    name = "t" * 200
+    q = make_queuer(max_concurrency=8)
+    q.add_task_with_name(lambda i: i, name)
+    q.start()
+    with pytest.raises(ValueError, match="longer than 500 characters"):
+        Options(serial_key="k" * 501)
+    rids = q.add_jobs([BatchJob(name, [i], options=Options(serial_key=f"{i:03d}" + "é" * 497)) for i in range(300)])
+    assert [q.wait_for_job_finished(rid, 30).result for rid in rids] == list(range(300))
+
+
+def test_a_result_over_the_payload_limit_fails_its_job_clearly(make_queuer):
+    from queuer import JobStatus, WorkerSettings
+    from tests.support import FAST
+
+    q = make_queuer(OnError(max_retries=3, retry_delay=0), settings=WorkerSettings(**{
+        **FAST.__dict__, "max_payload_bytes": 1_000}))
+    q.add_task_with_name(lambda n: "x" * n, "sized")
+    q.start()
+    small, big = q.add_job("sized", 10), q.add_job("sized", 2_000)
+    assert q.wait_for_job_finished(small.rid, 10).result == "x" * 10
+    failed = q.wait_for_job_finished(big.rid, 10)
+    assert failed.status == JobStatus.FAILED and failed.attempts == 1  # no retry: it would fail again
+    assert "2,002 bytes of JSON, over the limit of 1,000" in failed.error

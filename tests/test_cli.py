@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 import signal
 import subprocess
 import sys
@@ -88,7 +89,13 @@ def test_queue_jobs_job_cancel_retry(cli, make_queuer, db_config):
     worker_side.stop()  # registers "len" as a known task
     bad = cli("queue", "len", "[1,")
     assert bad.exit_code == 2 and "not valid JSON" in bad.output
-    assert cli("queue", "len", '{"a": 1}').exit_code == 2  # ARGS must be an array
+    assert cli("queue", "len", '"abc"').exit_code == 2  # ARGS is an array or an object
+    keyed = cli("queue", "len", '{"obj": [1, 2]}')
+    assert keyed.exit_code == 0, keyed.output
+    keyed_rid = keyed.output.split()[0]
+    assert worker_side.get_job(keyed_rid).parameters_keyed == {"obj": [1, 2]}
+    assert cli("queue", "len", '{"obj": 1}', "--kwargs", "{}").exit_code == 2
+    assert [j.rid for j in worker_side.cancel_jobs([keyed_rid, keyed_rid])] == [uuid.UUID(keyed_rid)]
     unknown = cli("queue", "no-such-task", "[]")
     assert unknown.exit_code == 1 and "unknown task 'no-such-task'" in unknown.output
     added = cli("queue", "len", '["abc"]', "--priority", "3")
@@ -260,6 +267,7 @@ def test_run_serves_prometheus_metrics(db_config, make_queuer):
     assert 'queuer_jobs{status="QUEUED",task="unhandled-task"} 1.0' in text
     assert 'queuer_job_outcomes_total{outcome="succeeded"} 1.0' in text
     assert "queuer_worker_up 1.0" in text
+    assert "queuer_jobs_started_total 1.0" in text and "queuer_jobs_claimed_total 1.0" in text
     assert 'queuer_job_run_seconds_bucket{le="+Inf"} 1.0' in text
 
 

@@ -419,9 +419,10 @@ class JobDB:
 
     # -- managing -------------------------------------------------------------
 
-    def cancel(self, rid: UUID, reason: str) -> Job | None:
-        row = self.db.execute_one(self.q.cancel_job, {"rid": rid, "reason": reason, "channel": self.db.channel})
-        return self._job(row) if row else None
+    def cancel(self, rids: list[UUID], reason: str) -> list[Job]:
+        """Cancel those of ``rids`` still queued or running; return them as archived."""
+        rows = self.db.execute(self.q.cancel_job, {"rids": rids, "reason": reason, "channel": self.db.channel})
+        return [self._job(row) for row in rows]
 
     def status_of(self, rid: UUID) -> JobStatus | None:
         row = self.db.execute_one(self.q.get_job_status_anywhere, {"rid": rid})

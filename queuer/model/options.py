@@ -123,6 +123,9 @@ class Options:
             raise ValueError("serial_key must be a non-empty string or None")
         for name in ("unique_key", "serial_key"):
             _check_text(getattr(self, name), name)
+            if len(getattr(self, name) or "") > MAX_KEY_LENGTH:
+                # A serial key travels in NOTIFY payloads, which PostgreSQL caps at 8000 bytes.
+                raise ValueError(f"{name} is longer than {MAX_KEY_LENGTH} characters; use a hash of it")
         if self.crash_budget is not None and (
             isinstance(self.crash_budget, bool) or not isinstance(self.crash_budget, int) or self.crash_budget < 1
         ):
@@ -168,6 +171,9 @@ class Options:
 
 
 __all__ = ["OnError", "Options", "RetryBackoff", "Schedule"]
+
+
+MAX_KEY_LENGTH = 500
 
 
 def _check_text(value: str | None, name: str) -> None:

@@ -80,6 +80,7 @@ class Dispatcher:
         next_interval_funcs: Mapping[str, Callable[[datetime, int], datetime]] | None = None,
         keyring: Keyring | None = None,
         confirm_start: Callable[[int, int, bool], bool] | None = None,
+        max_result_bytes: int = 1024 * 1024,
     ) -> None:
         self.tasks = tasks
         self.max_concurrency = max_concurrency
@@ -91,6 +92,7 @@ class Dispatcher:
         self.next_interval_funcs = next_interval_funcs if next_interval_funcs is not None else {}
         self.keyring = keyring
         self._confirm_start = confirm_start
+        self.max_result_bytes = max_result_bytes
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         # The buffer is a SimpleQueue: a job thread waits on it in C, holding no
@@ -101,6 +103,7 @@ class Dispatcher:
         self._busy_threads = 0
         self._alone = 0  # attempts of suspects held here: while any, nothing else is claimed
         self.run_times = RunTimes()
+        self.started_total = 0  # attempts begun on a job thread (claims that were released are not)
         self._loops = threading.local()
         self.accepting = True
         # Job threads of our own rather than a ThreadPoolExecutor: they pop the
@@ -211,6 +214,7 @@ class Dispatcher:
                 attempt.state = "running"
                 attempt.thread_busy = True
                 self._busy_threads += 1
+                self.started_total += 1
                 timeout = attempt.job.timeout_seconds
                 attempt.deadline = time.monotonic() + timeout if timeout else None
             self._run(attempt)
@@ -249,6 +253,8 @@ class Dispatcher:
             if run_time is not None:
                 self.run_times.add(run_time)
                 self.sizer.finished(run_time)
+            else:
+                self.started_total -= 1  # taken from us before it began
             self._busy_threads -= 1
             attempt.thread_busy = False
             first = attempt.state == "running"
@@ -302,7 +308,12 @@ class Dispatcher:
             reset_current(token)
         try:
             results = to_json(result, f"the result of task {job.task_name!r}")
-            storable_size(results, f"the result of task {job.task_name!r}")
+            size = storable_size(results, f"the result of task {job.task_name!r}")
+            if size > self.max_result_bytes:
+                raise ValueError(
+                    f"the result of task {job.task_name!r} is {size:,} bytes of JSON, over the limit of "
+                    f"{self.max_result_bytes:,} (WorkerSettings.max_payload_bytes); store large data "
+                    "elsewhere and return a reference")
         except (TypeError, ValueError) as exc:
             return self._failure(attempt, f"{type(exc).__name__}: {exc}", retry=False)
         if self.keyring is not None:

@@ -37,7 +37,8 @@ class Event:
 
     kind: str
     rid: str | None  # text, turned into a UUID only by whoever needs one
-    detail: str | None  # insert/retry: task name; end: status; cancel: worker rid
+    detail: str | None  # insert/retry: task name; end: status; cancel: worker rid; free: serial key
+    extra: str | None = None  # insert/retry: status; end: task name
 
 
 Subscriber = Callable[[list[Event]], None]
@@ -48,8 +49,8 @@ _NOT_END_MARKERS = ('"insert"', '"retry"', '"cancel"', '"stop"', '"free"')
 def parse_payload(payload: str) -> list[Event]:
     data = json.loads(payload)
     events = []
-    for kind, rid, detail in data.get("j") or []:
-        events.append(Event(kind, rid, detail))
+    for item in data.get("j") or []:
+        events.append(Event(*item[:4]))
     return events
 
 

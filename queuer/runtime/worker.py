@@ -76,6 +76,7 @@ class WorkerRuntime:
         self.dispatcher = Dispatcher(
             tasks, max_concurrency, settings.prefetch, self.completer.add, self._wake_poller, default_on_error, resources,
             next_interval_funcs, keyring, confirm_start=self._confirm_start,
+            max_result_bytes=settings.max_payload_bytes,
         )
         self.poller = Poller(
             job_db,

@@ -1,7 +1,8 @@
 -- Statements on the job and job_archive tables.
 -- Each block starts with "-- name: <name>"; {schema} is the quoted schema.
 -- Statements that end jobs also NOTIFY, once per statement, never per row:
--- the payload is {"j": [[event, rid, status-or-task], ...]} in chunks of 100.
+-- the payload is {"j": [[event, rid, detail, extra], ...]} in chunks under 8000 bytes
+-- (insert/retry: task, status; end: status, task; cancel: worker rid; free: serial key).
 
 -- name: insert_job
 WITH inserted AS (
@@ -25,7 +26,7 @@ WITH inserted AS (
 )
 SELECT inserted.*,
        pg_notify(%(channel)s, json_build_object(
-           'j', json_build_array(json_build_array('insert', rid, task_name)))::text) AS notified
+           'j', json_build_array(json_build_array('insert', rid, task_name, status)))::text) AS notified
 FROM inserted;
 
 -- name: notify_inserted_tasks
@@ -151,7 +152,7 @@ WITH outcome AS (
     SELECT {archived_columns}, failures + (final_status = 'FAILED')::integer, rescues, crashes,
            final_status, final_results::json, final_error, final_results_enc
     FROM ended
-    RETURNING id, rid, status
+    RETURNING id, rid, status, task_name
 ), next_runs AS (
     -- A recurring job that ended (not cancelled) with runs left gets its next
     -- run in the same statement: exactly one next run per run. Run n is due at
@@ -183,20 +184,22 @@ WITH outcome AS (
       AND s.next_at IS NOT NULL
     RETURNING id, rid, task_name
 ), events AS (
-    SELECT id, 'end' AS event, rid, status AS detail FROM archived
+    SELECT id, 'end' AS event, rid, status AS detail, task_name AS extra FROM archived
     UNION ALL
-    SELECT id, 'retry', rid, task_name FROM retried
+    SELECT id, 'retry', rid, task_name, 'QUEUED' FROM retried
     UNION ALL
-    SELECT id, 'insert', rid, task_name FROM next_runs
+    SELECT id, 'insert', rid, task_name, 'SCHEDULED' FROM next_runs
     UNION ALL
     -- A serial key is free again: workers claim its next job at once.
-    SELECT id, 'free', rid, serial_key FROM ended WHERE serial_key IS NOT NULL
+    SELECT id, 'free', rid, serial_key, NULL FROM ended WHERE serial_key IS NOT NULL
     UNION ALL
-    SELECT id, 'free', rid, serial_key FROM retried WHERE serial_key IS NOT NULL
+    SELECT id, 'free', rid, serial_key, NULL FROM retried WHERE serial_key IS NOT NULL
 ), notified AS (
-    SELECT pg_notify(%(channel)s, json_build_object(
-               'j', json_agg(json_build_array(event, rid, detail)))::text)
-    FROM (SELECT *, (row_number() OVER () - 1) / 100 AS chunk FROM events) AS e
+    -- NOTIFY payloads stop at 8000 bytes: events go out in chunks of 5500 bytes and one
+    -- more event (at most about 2100 bytes: task names and keys are capped).
+    SELECT pg_notify(%(channel)s, json_build_object('j', json_agg(item))::text)
+    FROM (SELECT item, sum(octet_length(item::text)) OVER (ROWS UNBOUNDED PRECEDING) / 5500 AS chunk
+          FROM (SELECT json_build_array(event, rid, detail, extra) AS item FROM events) AS i) AS e
     GROUP BY chunk
 )
 SELECT (SELECT coalesce(array_agg(id), '{}') FROM events WHERE event IN ('end', 'retry')) AS applied_ids,
@@ -224,10 +227,10 @@ SELECT count(*) AS released,
 FROM released;
 
 -- name: cancel_job
--- Cancel a queued or running job: archive it as CANCELLED at once and tell
--- its worker, which sets the job's cancellation flag and discards its outcome.
+-- Cancel queued or running jobs: archive them as CANCELLED at once and tell
+-- their workers, which set the jobs' cancellation flags and discard their outcomes.
 WITH gone AS (
-    DELETE FROM {schema}.job WHERE rid = %(rid)s RETURNING *
+    DELETE FROM {schema}.job WHERE rid = ANY(%(rids)s::uuid[]) RETURNING *
 ), archived AS (
     INSERT INTO {schema}.job_archive ({archived_columns}, failures, rescues, crashes, status, results, error)
     SELECT {archived_columns}, failures, rescues, crashes, 'CANCELLED', NULL, %(reason)s
@@ -236,8 +239,8 @@ WITH gone AS (
 )
 SELECT archived.*,
        pg_notify(%(channel)s, json_build_object('j', json_build_array(
-           json_build_array('cancel', rid, worker_rid),
-           json_build_array('end', rid, 'CANCELLED')))::text) AS notified
+           json_build_array('cancel', rid, worker_rid, task_name),
+           json_build_array('end', rid, 'CANCELLED', task_name)))::text) AS notified
 FROM archived;
 
 -- name: rescue_orphaned_jobs
@@ -284,15 +287,17 @@ WITH orphan AS (
                   '(crash budget %%s): a poison job, whose task crashes the process (the last worker was %%s)',
                   crashes + 1, crash_budget, worker_rid)
     FROM failed
-    RETURNING id, rid, status
+    RETURNING id, rid, status, task_name
 ), events AS (
-    SELECT id, 'end' AS event, rid, status AS detail FROM archived
+    SELECT id, 'end' AS event, rid, status AS detail, task_name AS extra FROM archived
     UNION ALL
-    SELECT id, 'retry', rid, task_name FROM requeued
+    SELECT id, 'retry', rid, task_name, 'QUEUED' FROM requeued
 ), notified AS (
-    SELECT pg_notify(%(channel)s, json_build_object(
-               'j', json_agg(json_build_array(event, rid, detail)))::text)
-    FROM (SELECT *, (row_number() OVER () - 1) / 100 AS chunk FROM events) AS e
+    -- NOTIFY payloads stop at 8000 bytes: events go out in chunks of 5500 bytes and one
+    -- more event (at most about 2100 bytes: task names and keys are capped).
+    SELECT pg_notify(%(channel)s, json_build_object('j', json_agg(item))::text)
+    FROM (SELECT item, sum(octet_length(item::text)) OVER (ROWS UNBOUNDED PRECEDING) / 5500 AS chunk
+          FROM (SELECT json_build_array(event, rid, detail, extra) AS item FROM events) AS i) AS e
     GROUP BY chunk
 )
 SELECT (SELECT count(*) FROM requeued) AS requeued,
