@@ -13,6 +13,7 @@ from typing import Any, Callable, TypeVar
 import psycopg
 
 from queuer.helper.config import DatabaseConfiguration
+from queuer.testing.server import environment
 from queuer import WorkerSettings
 
 T = TypeVar("T")
@@ -78,18 +79,8 @@ def read_lines_until(proc: subprocess.Popen[bytes], done: Callable[[list[str]], 
 def db_env(config: DatabaseConfiguration) -> dict[str, str]:
     """Environment variables that point a subprocess at ``config``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUER_DB_")}
-    env.update(
-        {
-            "QUEUER_DB_HOST": str(config.host or ""),
-            "QUEUER_DB_PORT": str(config.port or 5432),
-            "QUEUER_DB_DATABASE": str(config.database or "postgres"),
-            "QUEUER_DB_USERNAME": str(config.username or "postgres"),
-            "QUEUER_DB_SCHEMA": config.schema,
-            "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
-        }
-    )
-    if config.password:
-        env["QUEUER_DB_PASSWORD"] = config.password
+    env.update(environment(config))
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 

@@ -96,19 +96,29 @@ def _run_app(python: Path, app: Path, expected_root: str) -> str:
     return result.stdout
 
 
-def test_a_wheel_installs_one_top_level_name_and_leaves_app_modules_alone(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wheel built from (a copy of) this checkout."""
+    tmp_path = tmp_path_factory.mktemp("wheel")
     source = _tracked_copy(tmp_path / "src")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
          "--disable-pip-version-check", "-w", str(tmp_path / "dist"), str(source)],
         check=True, capture_output=True, text=True,
     )
-    wheel = next((tmp_path / "dist").glob("queuer-*.whl"))
-    python = _fresh_venv(tmp_path / "venv")
-    site = Path(subprocess.run(
+    return next((tmp_path / "dist").glob("queuer-*.whl"))
+
+
+def _site_of(python: Path) -> Path:
+    return Path(subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         check=True, capture_output=True, text=True,
     ).stdout.strip())
+
+
+def test_a_wheel_installs_one_top_level_name_and_leaves_app_modules_alone(tmp_path: Path, wheel: Path) -> None:
+    python = _fresh_venv(tmp_path / "venv")
+    site = _site_of(python)
     before = set(os.listdir(site))
     _pip(python, str(wheel))
     added = set(os.listdir(site)) - before
@@ -117,6 +127,35 @@ def test_a_wheel_installs_one_top_level_name_and_leaves_app_modules_alone(tmp_pa
 
     out = _run_app(python, _app(tmp_path / "app"), str(site))
     assert out.startswith("ok")
+
+
+def test_a_users_project_passes_with_only_the_pytest_plugin_from_the_wheel(
+    tmp_path: Path, wheel: Path, pg_server_config
+) -> None:
+    """example/testing: tasks and a test file using only the plugin's fixture and helpers."""
+    import shutil
+
+    from queuer.testing.server import DSN_VARIABLE
+
+    python = _fresh_venv(tmp_path / "venv")
+    _pip(python, str(wheel))
+    project = shutil.copytree(REPO / "example" / "testing", tmp_path / "project")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "QUEUER_"))}
+    # The session's server, so the project does not start a second one (it would find one by itself).
+    config = pg_server_config
+    env[DSN_VARIABLE] = (f"host={config.host} port={config.port} dbname={config.database} "
+                         f"user={config.username}" + (f" password={config.password}" if config.password else ""))
+    result = subprocess.run(
+        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "5 passed" in result.stdout
+    where = subprocess.run(
+        [str(python), "-c", "import queuer.testing.plugin as p; print(p.__file__)"],
+        cwd=project, env=env, check=True, capture_output=True, text=True,
+    ).stdout
+    assert where.startswith(str(_site_of(python))), where
 
 
 def test_an_editable_install_leaves_app_modules_alone(tmp_path: Path) -> None:

@@ -81,6 +81,7 @@ class Dispatcher:
         keyring: Keyring | None = None,
         confirm_start: Callable[[int, int, bool], bool] | None = None,
         max_result_bytes: int = 1024 * 1024,
+        threads: bool = True,
     ) -> None:
         self.tasks = tasks
         self.max_concurrency = max_concurrency
@@ -111,7 +112,7 @@ class Dispatcher:
         # still be taken back until a thread pops it.
         self._threads = [
             threading.Thread(target=self._work_loop, name=f"queuer-job-{i}", daemon=True)
-            for i in range(max_concurrency)
+            for i in range(max_concurrency if threads else 0)
         ]
         for thread in self._threads:
             thread.start()
@@ -208,16 +209,32 @@ class Dispatcher:
             attempt = self._buffer.get()
             if attempt is None:  # shutdown
                 return
-            with self._lock:
-                if attempt.state != "buffered":
-                    continue  # cancelled or taken back while it waited
-                attempt.state = "running"
-                attempt.thread_busy = True
-                self._busy_threads += 1
-                self.started_total += 1
-                timeout = attempt.job.timeout_seconds
-                attempt.deadline = time.monotonic() + timeout if timeout else None
-            self._run(attempt)
+            if self._begin(attempt):
+                self._run(attempt)
+
+    def run_here(self) -> None:
+        """Run every buffered attempt in the calling thread, in claim order (for a dispatcher
+        made with ``threads=False``: the test kit's ``drain``)."""
+        while True:
+            try:
+                attempt = self._buffer.get_nowait()
+            except queue.Empty:
+                return
+            if attempt is not None and self._begin(attempt):
+                self._run(attempt)
+
+    def _begin(self, attempt: Attempt) -> bool:
+        """Mark a popped attempt running; False when it ended while it waited."""
+        with self._lock:
+            if attempt.state != "buffered":
+                return False  # cancelled or taken back while it waited
+            attempt.state = "running"
+            attempt.thread_busy = True
+            self._busy_threads += 1
+            self.started_total += 1
+            timeout = attempt.job.timeout_seconds
+            attempt.deadline = time.monotonic() + timeout if timeout else None
+        return True
 
     def _forget(self, attempt: Attempt) -> None:
         """Drop an attempt from the ones held here (under the lock)."""

@@ -1,0 +1,132 @@
+"""queuer.testing: the plugin's fixture and the helpers a user's suite tests tasks with."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from datetime import timedelta
+
+import pytest
+
+import queuer
+from queuer import JobStatus, OnError, Options, new_queuer
+from queuer.testing import assert_enqueued, drain, job_context, refute_enqueued, run_task, run_task_in
+
+
+def double(n: int) -> int:
+    return 2 * n
+
+
+def flaky(marker: list) -> str:
+    if queuer.current_job().attempt == 1:
+        raise RuntimeError("first attempt fails")
+    return "second attempt"
+
+
+@pytest.fixture
+def q(queuer_db):
+    with new_queuer("kit", 2, OnError(max_retries=1, retry_delay=60, timeout=None)) as q:
+        q.add_task(double)
+        q.add_task(flaky)
+        yield q
+
+
+def test_queuer_db_points_the_environment_at_a_fresh_schema(queuer_db, q):
+    assert os.environ["QUEUER_DB_SCHEMA"] == queuer_db.schema != "public"
+    assert q.db_config.schema == queuer_db.schema
+    assert q.get_jobs() == []
+
+
+def test_drain_runs_due_jobs_in_the_calling_thread(q):
+    ran_in: list[str] = []
+
+    def where() -> str:
+        ran_in.append(threading.current_thread().name)
+        return "here"
+
+    q.add_task(where)
+    rids = [q.add_job(double, i).rid for i in range(5)] + [q.add_job(where).rid]
+    later = q.add_job_with_options(Options(execute_after=timedelta(hours=1)), double, 100)
+    ended = drain(q)
+    assert [job.rid for job in ended] == rids
+    assert [job.result for job in ended] == [0, 2, 4, 6, 8, "here"]
+    assert ran_in == [threading.current_thread().name]
+    assert_enqueued(q, double, args=[100])  # not due: left alone
+    assert [job.result for job in drain(q, with_scheduled=True)] == [200]
+    assert q.get_job_ended(later.rid).status == JobStatus.SUCCEEDED
+    assert q.worker.status.value == "READY"
+
+
+def test_drain_with_scheduled_runs_retries_now(q):
+    job = q.add_job(flaky, [])
+    assert drain(q) == []  # the retry waits 60 s
+    ended = drain(q, with_scheduled=True)
+    assert [(j.rid, j.status, j.result, j.attempts) for j in ended] == [
+        (job.rid, JobStatus.SUCCEEDED, "second attempt", 2)]
+
+
+def test_drain_with_the_worker_uses_its_threads(q):
+    rids = [q.add_job(double, i).rid for i in range(20)]
+    ended = drain(q, in_thread=False)
+    assert sorted(job.rid for job in ended) == sorted(rids)
+    assert not q.running
+
+
+def test_drain_refuses_a_started_queuer_and_times_out_on_an_endless_schedule(q):
+    q.start()
+    with pytest.raises(RuntimeError, match="in_thread=False"):
+        drain(q)
+    q.stop()
+    from queuer import Schedule
+
+    q.add_job_with_options(Options(schedule=Schedule(interval=timedelta(hours=1), max_count=0)), double, 1)
+    with pytest.raises(TimeoutError, match="never drains"):
+        drain(q, timeout=0.5, with_scheduled=True)
+
+
+def test_assert_and_refute_enqueued_show_what_is_there(q):
+    q.add_job(double, 3)
+    q.add_job(flaky, [1, (2, 3)])
+    assert len(assert_enqueued(q, double)) == 1
+    assert_enqueued(q, double, args=(3,), count=1)
+    assert_enqueued(q, "flaky", args=[[1, [2, 3]]])  # compared as the task will see them: through JSON
+    refute_enqueued(q, double, args=[4])
+    with pytest.raises(AssertionError) as missing:
+        assert_enqueued(q, double, args=[4])
+    assert "expected an enqueued job of 'double' with args=[4], found none" in str(missing.value)
+    assert "double QUEUED args=[3]" in str(missing.value)
+    with pytest.raises(AssertionError, match="expected no enqueued job of 'double'"):
+        refute_enqueued(q, double)
+    with pytest.raises(AssertionError, match="expected 2 enqueued"):
+        assert_enqueued(q, double, count=2)
+
+
+def test_run_task_calls_as_the_worker_would():
+    def who_am_i(tags: tuple) -> dict:
+        job = queuer.current_job()
+        return {"attempt": job.attempt, "tags": tags, "rid": str(job.rid)}
+
+    out = run_task(who_am_i, ("a", "b"))
+    assert out["attempt"] == 1 and out["tags"] == ["a", "b"]  # a tuple arrives as a list
+    with pytest.raises(TypeError, match="would not survive the queue"):
+        run_task(who_am_i, {1, 2})
+    with pytest.raises(TypeError, match="result"):
+        run_task(lambda: object())
+    with pytest.raises(RuntimeError, match="only available inside a running task"):
+        queuer.current_job()
+
+
+def test_run_task_in_a_context_the_test_cancels():
+    started = threading.Event()
+
+    async def waits() -> str:
+        started.set()
+        await asyncio.sleep(10)
+        return "slept"
+
+    context = job_context(attempt=3, max_attempts=3)
+    threading.Thread(target=lambda: started.wait(5) and context.cancel("test says stop"), daemon=True).start()
+    with pytest.raises(asyncio.CancelledError):
+        run_task_in(context, waits)
+    assert context.is_cancelled() and context.cancel_reason == "test says stop"
