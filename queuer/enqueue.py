@@ -7,6 +7,7 @@ options of the wrong type. Arguments are serialized (and encrypted) once.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import abc
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from queuer.model.batch_job import BatchJob
 from queuer.model.options import OnError, Options
 from queuer.settings import WorkerSettings
 from queuer.tasks import TaskSet
+from queuer.tracing import Sending
 
 _NO_OPTIONS = Options()
 
@@ -46,6 +48,7 @@ class JobBuilder:
         parameters_keyed: Mapping[str, Any],
         options: Options | None,
         origin_rid: UUID | None = None,
+        tracing: Sending | None = None,
     ) -> NewJob:
         name = self.tasks.name_of(task)
         if options is not None and not isinstance(options, Options):
@@ -81,6 +84,10 @@ class JobBuilder:
             stored_json = to_json(stored, f"the options of job {name!r}") if stored else None
             if stored_json is not None:
                 storable_size(stored_json, f"the options of job {name!r}")
+        trace = tracing.start(name) if tracing is not None else None
+        if trace is not None:  # the producer span's context travels with the job
+            stored_json = to_json({**(json.loads(stored_json) if stored_json else {}), "trace": trace},
+                                  f"the options of job {name!r}")
         schedule = options.schedule
         after = options.execute_after
         scheduled_at = after if isinstance(after, datetime) else (schedule.start if schedule is not None else None)
@@ -110,7 +117,7 @@ class JobBuilder:
             crash_budget=options.crash_budget,
         )
 
-    def build_batch(self, batch_jobs: Sequence[BatchJob]) -> Iterator[NewJob]:
+    def build_batch(self, batch_jobs: Sequence[BatchJob], tracing: Sending | None = None) -> Iterator[NewJob]:
         """Rows of a batch, built one by one (COPY sends each as it is built).
 
         A bad item raises inside the COPY's transaction, so nothing of the batch is written.
@@ -120,7 +127,8 @@ class JobBuilder:
                 options = item.options
                 if item.execute_after is not None:
                     options = replace(options or Options(), execute_after=item.execute_after)
-                yield self.build(item.task, item.parameters or (), item.parameters_keyed or {}, options)
+                yield self.build(item.task, item.parameters or (), item.parameters_keyed or {}, options,
+                                 tracing=tracing)
             except (TypeError, ValueError, LookupError) as exc:
                 exc.args = (f"batch item {index}: {exc}",)
                 raise

@@ -22,7 +22,7 @@ from uuid import UUID
 
 import psycopg
 
-from queuer import registry
+from queuer import registry, tracing
 from queuer.database.connection import Database, check_callers_connection, on_callers_connection
 from queuer.database.job_db import JobDB
 from queuer.database.migrations import installed_version, latest_version, migrate, uninstall
@@ -268,9 +268,12 @@ class Queuer:
     def add_job_with_options(
         self, options: Options | None, task: Callable[..., Any] | str, /, *parameters: Any, **parameters_keyed: Any
     ) -> Job:
-        new = self._jobs.build(task, parameters, parameters_keyed, options)
-        with duplicates_as_errors():
-            return self.job_db.insert_job(new)
+        with tracing.sending() as spans:
+            new = self._jobs.build(task, parameters, parameters_keyed, options, tracing=spans)
+            with duplicates_as_errors():
+                job = self.job_db.insert_job(new)
+            spans.sent([job.rid])
+            return job
 
     def add_jobs(self, batch_jobs: Iterable[BatchJob]) -> list[UUID]:
         """Add many jobs at once with COPY; all or none are inserted."""
@@ -295,9 +298,12 @@ class Queuer:
         **parameters_keyed: Any,
     ) -> Job:
         conn = check_callers_connection(conn)
-        new = self._jobs.build(task, parameters, parameters_keyed, options)
-        with duplicates_as_errors(), on_callers_connection(conn):
-            return self.job_db.insert_job(new, conn=conn)
+        with tracing.sending() as spans:
+            new = self._jobs.build(task, parameters, parameters_keyed, options, tracing=spans)
+            with duplicates_as_errors(), on_callers_connection(conn):
+                job = self.job_db.insert_job(new, conn=conn)
+            spans.sent([job.rid])
+            return job
 
     def add_jobs_tx(self, conn: psycopg.Connection[Any], batch_jobs: Iterable[BatchJob]) -> list[UUID]:
         conn = check_callers_connection(conn)
@@ -308,8 +314,10 @@ class Queuer:
         items = list(batch_jobs)
         check_batch(items)
         with_keys = any(item.options is not None and item.options.unique_key for item in items)
-        with duplicates_as_errors():
-            return self.job_db.insert_jobs(self._jobs.build_batch(items), conn, unique_keys=with_keys)
+        with tracing.sending() as spans, duplicates_as_errors():
+            rids = self.job_db.insert_jobs(self._jobs.build_batch(items, spans), conn, unique_keys=with_keys)
+            spans.sent(rids)
+            return rids
 
     # -- reading jobs ------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from queuer.helper.encryption import EncryptionError, Keyring
 from queuer.helper.serialization import storable_size, to_json
 from queuer.model.options import OnError
 from queuer.model.task import Task
+from queuer import tracing
 from queuer.context import JobContext, reset_current, set_current
 from queuer.runtime.prefetch import PrefetchSizer
 
@@ -260,7 +261,12 @@ class Dispatcher:
         started = time.perf_counter()
         outcome: Outcome | None = None
         try:
-            outcome = self._execute(attempt)
+            if tracing.active():
+                with tracing.processing(attempt.job) as span:
+                    outcome = self._execute(attempt)
+                    tracing.set_outcome(span, outcome, attempt.context)
+            else:
+                outcome = self._execute(attempt)
         finally:
             self._free_thread(attempt, time.perf_counter() - started, outcome)
 
@@ -316,6 +322,7 @@ class Dispatcher:
             else:
                 result = task.fn(*job.parameters, **job.parameters_keyed)
         except BaseException as exc:  # noqa: BLE001 - a task's failure, whatever it is, fails the attempt
+            tracing.record_exception(exc)
             error = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exception(exc))
             # Arguments that do not fit the task's signature fail the call itself (no frame of
             # the task in the traceback): that fails the same way every time, so no retry.

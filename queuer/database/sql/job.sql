@@ -162,7 +162,8 @@ WITH outcome AS (
                               scheduled_at, max_attempts, timeout_seconds, origin_rid, schedule_count,
                               serial_key, arguments_enc, crash_budget)
     SELECT gen_random_uuid(), e.task_name, e.parameters, e.parameters_keyed,
-           jsonb_set(e.options, '{schedule,start}', to_jsonb(s.anchor)),
+           -- Each run is a trace of its own: the first job's producer context stays with it.
+           jsonb_set(e.options - 'trace', '{schedule,start}', to_jsonb(s.anchor)),
            e.priority, 'SCHEDULED', s.next_at, e.max_attempts, e.timeout_seconds,
            coalesce(e.origin_rid, e.rid), e.schedule_count + 1, e.serial_key, e.arguments_enc, e.crash_budget
     FROM ended AS e
