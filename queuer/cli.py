@@ -516,6 +516,45 @@ def dashboard(state: CliState, interval: float, once: bool) -> None:
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback needs QUEUER_WEB_TOKEN.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--read-only", is_flag=True, help="Pages only: no cancel, re-queue, stop or schedule buttons.")
+@click.option("--show-encrypted", is_flag=True,
+              help="Show encrypted arguments and results decrypted (needs QUEUER_ENCRYPTION_KEY).")
+@pass_state
+def web(state: CliState, host: str, port: int, read_only: bool, show_encrypted: bool) -> None:
+    """Serve the web UI (pip install 'queuer[web]'); QUEUER_WEB_TOKEN guards it."""
+    from queuer.web import MISSING_EXTRA, extra_installed
+
+    if not extra_installed():
+        raise click.ClickException(MISSING_EXTRA)
+    from queuer.web.security import TokenError
+    from queuer.web.server import WebServerError, check_bind, serve, settings_from_env, web_queuer
+
+    try:
+        settings = settings_from_env(read_only, show_encrypted)
+        check_bind(host, settings.token)
+    except (TokenError, WebServerError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if show_encrypted and not os.environ.get("QUEUER_ENCRYPTION_KEY"):
+        raise click.ClickException("--show-encrypted needs the key: set QUEUER_ENCRYPTION_KEY")
+    config = state.config()
+    if not os.environ.get("QUEUER_DB_STARTUP_WAIT"):
+        config = replace(config, startup_wait=config.timeout)
+    try:
+        q = web_queuer(config, os.environ.get("QUEUER_ENCRYPTION_KEY") or None)
+    except Exception as exc:  # unreachable database, schema not installed: one clear line
+        raise click.ClickException(str(exc)) from None
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"queuer web on http://{shown}:{port} (schema {config.schema}"
+               f"{', read-only' if read_only else ''}{', token required' if settings.token else ''}); "
+               "Ctrl-C stops it", err=True)
+    with q:
+        serve(q, settings, host, port)
+
+
+@main.command()
 @click.argument("factory")
 @click.option("--max-concurrency", type=int, default=None, help="Override the factory's thread count.")
 @click.option("--mode", type=click.Choice(["continuous", "drain"]), default="continuous", show_default=True)

@@ -1,0 +1,344 @@
+"""The SQL reads behind the pages.
+
+Each page reads in one short read-only transaction. The Queuer's pooled
+connections carry planner settings tuned for the claim (no sorts, no
+sequential scans); these reads aggregate and sort, so the transaction puts
+the planner's defaults back, and bounds every statement in time.
+
+Costs, with a large archive: the overview reads only archive rows that ended
+in the last hour (the ended_at index) plus the live queue; a jobs page reads
+one page by keyset, (ended_at, id) in the archive and id in the queue, and
+never counts the archive (its size is the planner's estimate).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterator
+from uuid import UUID
+
+import psycopg
+
+from queuer.database.connection import Database
+from queuer.database.worker_db import liveness_lock_space
+from queuer.web.params import Cursor, JobFilter
+
+# The pool's claim-tuned settings off again, for this transaction only.
+READ_SETTINGS = (
+    "SET TRANSACTION READ ONLY; SET LOCAL enable_sort = on; SET LOCAL enable_bitmapscan = on;"
+    " SET LOCAL enable_seqscan = on; SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on;"
+    " SET LOCAL statement_timeout = '10s'"
+)
+
+STATUS_ORDER = ("QUEUED", "SCHEDULED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+MAX_TASK_ROWS = 500
+
+ACTIVE_COUNTS = """
+SELECT task_name, status, count(*) AS n
+FROM {schema}.job
+GROUP BY task_name, status
+"""
+
+ENDED_COUNTS = """
+SELECT task_name, status, count(*) AS n
+FROM {schema}.job_archive
+WHERE ended_at >= now() - interval '1 hour'
+GROUP BY task_name, status
+"""
+
+# Per minute of the last hour: jobs ended by outcome, and the queue depth at the
+# end of the minute (jobs due and not started), rebuilt from each job's times:
+# a job waited from greatest(created_at, scheduled_at) until it started (or
+# ended unstarted). Only archive rows that ended within the hour can have waited
+# within it, so the ended_at index bounds the work.
+MINUTE_SERIES = """
+WITH win AS MATERIALIZED (
+    SELECT date_trunc('minute', now()) - interval '59 minutes' AS start
+), recent AS MATERIALIZED (
+    SELECT a.status, a.ended_at,
+           greatest(a.created_at, a.scheduled_at) AS due_at,
+           coalesce(a.started_at, a.ended_at) AS left_at
+    FROM {schema}.job_archive AS a
+    WHERE a.ended_at >= (SELECT start FROM win)
+), waits AS (
+    SELECT due_at, left_at FROM recent
+    UNION ALL
+    SELECT greatest(j.created_at, j.scheduled_at),
+           CASE WHEN j.status = 'RUNNING' THEN j.started_at END
+    FROM {schema}.job AS j
+), counted AS (
+    SELECT w.due_at, w.left_at
+    FROM waits AS w, win
+    WHERE w.due_at <= now()
+      AND (w.left_at IS NULL OR (w.left_at > win.start AND w.left_at >= w.due_at))
+), changes AS (
+    SELECT date_trunc('minute', greatest(c.due_at, win.start)) AS minute, 1 AS delta FROM counted AS c, win
+    UNION ALL
+    SELECT date_trunc('minute', c.left_at), -1 FROM counted AS c WHERE c.left_at IS NOT NULL
+), minutes AS (
+    SELECT generate_series(win.start, win.start + interval '59 minutes', interval '1 minute') AS minute FROM win
+), ended AS (
+    SELECT date_trunc('minute', ended_at) AS minute,
+           count(*) FILTER (WHERE status = 'SUCCEEDED') AS succeeded,
+           count(*) FILTER (WHERE status = 'FAILED') AS failed,
+           count(*) FILTER (WHERE status = 'CANCELLED') AS cancelled
+    FROM recent
+    GROUP BY 1
+), moved AS (
+    SELECT minute, sum(delta) AS delta FROM changes GROUP BY minute
+)
+SELECT m.minute,
+       coalesce(e.succeeded, 0) AS succeeded,
+       coalesce(e.failed, 0) AS failed,
+       coalesce(e.cancelled, 0) AS cancelled,
+       greatest(0, sum(coalesce(d.delta, 0)) OVER (ORDER BY m.minute))::bigint AS depth
+FROM minutes AS m
+LEFT JOIN ended AS e USING (minute)
+LEFT JOIN moved AS d USING (minute)
+ORDER BY m.minute
+"""
+
+# Workers that can run jobs, and those that stopped or died in the last 15 minutes.
+# A session worker is alive while its liveness lock is held (see mark_dead_workers).
+WORKERS = """
+SELECT w.rid, w.name, w.host, w.pid, w.max_concurrency, w.status, w.liveness, w.stop_requested,
+       w.heartbeat_at, w.created_at,
+       extract(epoch FROM now() - w.heartbeat_at)::double precision AS silent_seconds,
+       (SELECT count(*) FROM {schema}.job AS j
+        WHERE j.worker_rid = w.rid AND j.status = 'RUNNING') AS running,
+       w.liveness = 'session' AND EXISTS (
+           SELECT 1 FROM pg_locks AS l
+           WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+             AND l.classid = %(lock_space)s::bigint::oid
+             AND l.objid = (w.id %% 2147483648)::oid) AS session_held
+FROM {schema}.worker AS w
+WHERE w.status IN ('RUNNING', 'STOPPING')
+   OR (w.status IN ('STOPPED', 'DEAD') AND w.updated_at > now() - interval '15 minutes')
+ORDER BY w.status IN ('STOPPED', 'DEAD'), w.name, w.id
+LIMIT 200
+"""
+
+# The planner's estimate of the archive's size; before the first ANALYZE, a count
+# that stops at SMALL_COUNT_LIMIT rows.
+ARCHIVE_ESTIMATE = """
+SELECT c.reltuples::bigint AS estimate
+FROM pg_class AS c
+WHERE c.oid = to_regclass(%(table)s)
+"""
+SMALL_COUNT_LIMIT = 10_000
+ARCHIVE_SMALL_COUNT = """
+SELECT count(*) AS n FROM (SELECT 1 FROM {schema}.job_archive LIMIT %(limit)s) AS few
+"""
+
+DB_NOW = "SELECT now() AS now"
+
+LIST_COLUMNS = (
+    "rid, task_name, status, priority, attempts, max_attempts, created_at, scheduled_at, started_at,"
+    " worker_rid, left(error, 300) AS error, id"
+)
+
+JOB_ACTIVE = "SELECT *, NULL::timestamptz AS ended_at FROM {schema}.job WHERE rid = %(rid)s"
+JOB_ENDED = "SELECT * FROM {schema}.job_archive WHERE rid = %(rid)s"
+WORKER_BY_RID = "SELECT rid, name, host, pid, status FROM {schema}.worker WHERE rid = %(rid)s"
+# The jobs re-added from this one (retries by hand, or the next runs of a recurring job).
+FOLLOWERS = """
+SELECT rid, status, created_at FROM {schema}.job WHERE origin_rid = %(rid)s
+UNION ALL
+SELECT rid, status, created_at FROM {schema}.job_archive WHERE origin_rid = %(rid)s
+ORDER BY created_at DESC
+LIMIT 10
+"""
+
+
+@dataclass
+class TaskCounts:
+    task: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def get(self, status: str) -> int:
+        return self.counts.get(status, 0)
+
+
+@dataclass
+class Minute:
+    minute: datetime
+    succeeded: int
+    failed: int
+    cancelled: int
+    depth: int
+
+    @property
+    def ended(self) -> int:
+        return self.succeeded + self.failed + self.cancelled
+
+
+@dataclass
+class Overview:
+    now: datetime
+    tasks: list[TaskCounts]
+    minutes: list[Minute]
+    workers: list[dict[str, Any]]
+    archive_estimate: int | None
+    archive_exact: bool = False  # a count of a small archive, not the planner's estimate
+    tasks_truncated: bool = False
+
+    def total(self, status: str) -> int:
+        return sum(t.get(status) for t in self.tasks)
+
+
+@dataclass
+class JobPage:
+    rows: list[dict[str, Any]]
+    next_cursor: Cursor | None
+    now: datetime
+
+
+@dataclass
+class JobDetail:
+    row: dict[str, Any]
+    worker: dict[str, Any] | None
+    followers: list[dict[str, Any]]
+    now: datetime
+
+    @property
+    def encrypted(self) -> bool:
+        return self.row.get("arguments_enc") is not None or self.row.get("results_enc") is not None
+
+
+class WebQueries:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.schema = db.queries.schema_quoted
+        self.lock_space = liveness_lock_space(db.schema)
+
+    def _sql(self, text: str) -> str:
+        return text.replace("{schema}", self.schema)
+
+    @contextmanager
+    def _reading(self) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
+        with self.db.connection() as conn:
+            with conn.transaction():
+                conn.execute(READ_SETTINGS)  # type: ignore[arg-type]
+                yield conn.cursor()
+
+    # -- overview ------------------------------------------------------------------
+
+    def overview(self) -> Overview:
+        with self._reading() as cur:
+            now = cur.execute(DB_NOW).fetchone()["now"]  # type: ignore[index]
+            tasks: dict[str, TaskCounts] = {}
+            for query in (ACTIVE_COUNTS, ENDED_COUNTS):
+                for row in cur.execute(self._sql(query)):  # type: ignore[arg-type]
+                    tasks.setdefault(row["task_name"], TaskCounts(row["task_name"])).counts[row["status"]] = row["n"]
+            minutes = [Minute(**{**row, "minute": row["minute"].astimezone(timezone.utc)})
+                       for row in cur.execute(self._sql(MINUTE_SERIES))]  # type: ignore[arg-type]
+            workers = cur.execute(self._sql(WORKERS), {"lock_space": self.lock_space}).fetchall()  # type: ignore[arg-type]
+            row = cur.execute(ARCHIVE_ESTIMATE, {"table": f"{self.schema}.job_archive"}).fetchone()
+            estimate: int | None = row["estimate"] if row else None
+            exact = False
+            if estimate is None or estimate < 0:  # never analyzed: count, but never more than a few rows
+                row = cur.execute(self._sql(ARCHIVE_SMALL_COUNT), {"limit": SMALL_COUNT_LIMIT + 1}).fetchone()  # type: ignore[arg-type]
+                estimate, exact = (min(row["n"], SMALL_COUNT_LIMIT), row["n"] <= SMALL_COUNT_LIMIT) if row else (None, False)
+        ordered = sorted(tasks.values(), key=lambda t: t.task)
+        return Overview(now, ordered[:MAX_TASK_ROWS], minutes, workers, estimate, archive_exact=exact,
+                        tasks_truncated=len(ordered) > MAX_TASK_ROWS)
+
+    # -- job lists -----------------------------------------------------------------
+
+    def _where(self, f: JobFilter, ended: bool, params: dict[str, Any]) -> list[str]:
+        """The filter as SQL conditions (constant text) and their parameters."""
+        time_column = "ended_at" if ended else "created_at"
+        conditions = ["status = ANY(%(statuses)s)"]
+        params["statuses"] = list(f.statuses)
+        if f.task is not None:
+            conditions.append("task_name = %(task)s")
+            params["task"] = f.task
+        if f.since is not None:
+            conditions.append(f"{time_column} >= %(since)s")
+            params["since"] = f.since
+        if f.until is not None:
+            conditions.append(f"{time_column} < %(until)s")
+            params["until"] = f.until
+        if f.rid_range is not None:
+            conditions.append("rid BETWEEN %(rid_low)s AND %(rid_high)s")
+            params["rid_low"], params["rid_high"] = f.rid_range
+        return conditions
+
+    def _page_sql(self, f: JobFilter, cursor: Cursor | None, limit: int,
+                  params: dict[str, Any], columns: str) -> str:
+        if f.ended:
+            conditions = self._where(f, True, params)
+            if cursor is not None:
+                # The first condition alone is what the ended_at index answers.
+                conditions.append("ended_at <= %(at)s AND (ended_at < %(at)s OR id < %(id)s)")
+                params["at"], params["id"] = cursor.at, cursor.id
+            order = "ended_at DESC, id DESC"
+            table, ended_column = "job_archive", "ended_at"
+        else:
+            conditions = self._where(f, False, params)
+            if cursor is not None:
+                conditions.append("id < %(id)s")
+                params["id"] = cursor.id
+            order = "id DESC"  # ids grow with insertion: newest first, on the primary key
+            table, ended_column = "job", "NULL::timestamptz AS ended_at"
+        params["limit"] = limit
+        return (f"SELECT {columns}, {ended_column} FROM {self.schema}.{table} "
+                f"WHERE {' AND '.join(conditions)} ORDER BY {order} LIMIT %(limit)s")
+
+    def jobs(self, f: JobFilter, cursor: Cursor | None, limit: int) -> JobPage:
+        """One page, newest first, and where the next one starts (None on the last page)."""
+        params: dict[str, Any] = {}
+        with self._reading() as cur:
+            now = cur.execute(DB_NOW).fetchone()["now"]  # type: ignore[index]
+            if f.rid_range is not None and f.status in ("active", "ended"):
+                # A rid search looks everywhere: it matches a handful of rows at most.
+                rows = self._search_both(cur, f, limit)
+                return JobPage(rows, None, now)
+            query = self._page_sql(f, cursor, limit + 1, params, LIST_COLUMNS)
+            rows = cur.execute(query, params).fetchall()  # type: ignore[arg-type]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = None
+        if more and rows:
+            last = rows[-1]
+            next_cursor = Cursor(last["id"], last["ended_at"] if f.ended else None)
+        return JobPage(rows, next_cursor, now)
+
+    def _search_both(self, cur: psycopg.Cursor[dict[str, Any]], f: JobFilter, limit: int) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for status in ("active", "ended"):
+            params: dict[str, Any] = {}
+            sub = JobFilter(status, f.task, f.since, f.until, f.rid, f.rid_range)
+            found += cur.execute(self._page_sql(sub, None, limit, params, LIST_COLUMNS), params).fetchall()  # type: ignore[arg-type]
+        return found[:limit]
+
+    def selection(self, f: JobFilter, limit: int) -> list[UUID]:
+        """The rids a bulk action on this filter covers, newest first, at most ``limit``."""
+        params: dict[str, Any] = {}
+        with self._reading() as cur:
+            query = self._page_sql(f, None, limit, params, "rid, id")
+            return [row["rid"] for row in cur.execute(query, params)]  # type: ignore[arg-type]
+
+    def db_now(self) -> datetime:
+        row = self.db.execute_one(DB_NOW)
+        assert row is not None
+        return row["now"]
+
+    # -- one job --------------------------------------------------------------------
+
+    def job(self, rid: UUID) -> JobDetail | None:
+        with self._reading() as cur:
+            now = cur.execute(DB_NOW).fetchone()["now"]  # type: ignore[index]
+            row = cur.execute(self._sql(JOB_ACTIVE), {"rid": rid}).fetchone()  # type: ignore[arg-type]
+            if row is None:
+                row = cur.execute(self._sql(JOB_ENDED), {"rid": rid}).fetchone()  # type: ignore[arg-type]
+            if row is None:
+                return None
+            worker = None
+            if row.get("worker_rid") is not None:
+                worker = cur.execute(self._sql(WORKER_BY_RID), {"rid": row["worker_rid"]}).fetchone()  # type: ignore[arg-type]
+            followers = cur.execute(self._sql(FOLLOWERS), {"rid": rid}).fetchall()  # type: ignore[arg-type]
+        return JobDetail(row, worker, followers, now)

@@ -1,0 +1,107 @@
+"""Serving the app with Uvicorn: in the foreground (``queuer web``) or in a thread (tests, the bench)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+from queuer.helper.config import DatabaseConfiguration
+from queuer.queuer import Queuer
+from queuer.settings import WorkerSettings
+from queuer.web.app import WebSettings, create_app
+from queuer.web.security import check_token, is_loopback_address
+
+
+class WebServerError(Exception):
+    """A server that must not start as asked (an open address without a token)."""
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Listen beyond loopback only with a token."""
+    if token is None and not is_loopback_address(host):
+        raise WebServerError(
+            f"refusing to listen on {host} without a token: set QUEUER_WEB_TOKEN (every request must then carry "
+            "it), or keep the default --host 127.0.0.1")
+
+
+def web_queuer(config: DatabaseConfiguration, encryption_key: str | None) -> Queuer:
+    """The server's Queuer: reads and acts on jobs; never alters the schema nor registers a worker."""
+    from queuer.factory import new_queuer_with_db
+
+    return new_queuer_with_db("queuer-web", 1, encryption_key, config, settings=WorkerSettings(),
+                              install=False, register=False)
+
+
+def _uvicorn_config(app: Any, host: str, port: int, log_level: str) -> uvicorn.Config:
+    # Behind a reverse proxy, uvicorn trusts X-Forwarded-* only from FORWARDED_ALLOW_IPS (loopback by default).
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug",
+                          server_header=False, proxy_headers=True, timeout_graceful_shutdown=5)
+
+
+def serve(q: Queuer, settings: WebSettings, host: str, port: int, log_level: str = "info") -> None:
+    """Run until SIGINT/SIGTERM (Uvicorn's own signal handling)."""
+    check_bind(host, settings.token)
+    uvicorn.Server(_uvicorn_config(create_app(q, settings), host, port, log_level)).run()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class WebServer:
+    """The app served by Uvicorn in a background thread: ``start()`` returns once it listens."""
+
+    def __init__(self, q: Queuer, settings: WebSettings | None = None, host: str = "127.0.0.1",
+                 port: int | None = None) -> None:
+        self.settings = settings or WebSettings()
+        check_bind(host, self.settings.token)
+        self.host = host
+        self.port = port or free_port(host)
+        self._server = uvicorn.Server(_uvicorn_config(create_app(q, self.settings), host, self.port, "warning"))
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{shown}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> "WebServer":
+        self._thread = threading.Thread(target=self._server.run, name="queuer-web", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise WebServerError(f"the web server stopped at start-up (is port {self.port} free?)")
+            if time.monotonic() > deadline:
+                raise WebServerError(f"the web server did not start within {timeout} s")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> "WebServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def settings_from_env(read_only: bool, show_encrypted: bool) -> WebSettings:
+    """Flags plus QUEUER_WEB_TOKEN (checked: at least 16 characters)."""
+    return WebSettings(read_only=read_only, show_encrypted=show_encrypted,
+                       token=check_token(os.environ.get("QUEUER_WEB_TOKEN")))
+
+
+__all__ = ["WebServer", "WebServerError", "check_bind", "free_port", "serve", "settings_from_env", "web_queuer"]
