@@ -31,7 +31,6 @@ pytestmark = [
     pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
                        reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; "
                               ".ci/run installs them)"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
 ]
 
 

@@ -31,6 +31,7 @@ from queuer.queuer import Queuer
 from queuer.web import actions, charts
 from queuer.web.params import (
     JOB_LIST_PARAMS,
+    MAX_FORM_BYTES,
     BadRequest,
     JobFilter,
     check_names,
@@ -212,12 +213,13 @@ class WebApp:
         if action and self.settings.read_only:
             raise actions.ActionError(403, "This server was started with --read-only: it changes nothing.")
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/x-www-form-urlencoded":
-            raise BadRequest("send the form as application/x-www-form-urlencoded")
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > 16 * 1024):
+        if length is not None and (not length.isdigit() or int(length) > MAX_FORM_BYTES):
             raise BadRequest("the form is too large")
-        values = parse_form(await request.body(), allowed | {"csrf"})
+        body = await request.body()
+        if content_type != "application/x-www-form-urlencoded" and (body or content_type):
+            raise BadRequest("send the form as application/x-www-form-urlencoded")
+        values = parse_form(body, allowed | {"csrf"})
         submitted = values.pop("csrf", None)
         if request.state.auth != "bearer":
             origin = request.headers.get("origin")

@@ -1,0 +1,434 @@
+"""The web UI through Starlette's test client, on a real PostgreSQL: every page and action,
+the token, the session cookie, CSRF, read-only mode, hostile parameters, encrypted payloads
+and keyset pagination."""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+
+import queuer
+from queuer.model.options import OnError, Options
+from tests.support import count, sql, wait_until
+
+pytest.importorskip("starlette")
+pytest.importorskip("httpx")
+# Newer Starlette prefers httpx2 for its test client; httpx works with every version this supports.
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+
+TOKEN = "s3cret-token-for-the-web-tests"
+CSRF_FIELD = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
+
+
+class Web:
+    """A test client as a browser on this machine (or elsewhere), with the CSRF field at hand."""
+
+    def __init__(self, q, settings, client_host: str = "127.0.0.1", host: str = "127.0.0.1") -> None:
+        from starlette.testclient import TestClient
+
+        from queuer.web.app import create_app
+
+        self.client = TestClient(create_app(q, settings), base_url=f"http://{host}", client=(client_host, 50000),
+                                 follow_redirects=False)
+
+    def get(self, url: str, **kwargs):
+        return self.client.get(url, **kwargs)
+
+    def csrf(self, url: str = "/jobs", **kwargs) -> str:
+        page = self.get(url, **kwargs)
+        assert page.status_code == 200, page.text
+        return CSRF_FIELD.search(page.text).group(1)
+
+    def post(self, url: str, data: dict | None = None, csrf: bool = True, **kwargs):
+        form = dict(data or {})
+        if csrf:
+            form["csrf"] = self.csrf(headers=kwargs.get("headers"))
+        return self.client.post(url, data=form, **kwargs)
+
+
+@pytest.fixture
+def worker(make_queuer):
+    """A started worker with a quick task, a failing one and one that runs until cancelled."""
+    q = make_queuer(max_concurrency=4, name="web-worker")
+    q.cancelled = threading.Event()
+
+    @q.task(name="double")
+    def double(x: int) -> int:
+        return 2 * x
+
+    @q.task(name="explode")
+    def explode() -> None:
+        raise RuntimeError("the flux capacitor is empty")
+
+    @q.task(name="wait_for_cancel")
+    def wait_for_cancel() -> None:
+        if queuer.current_job().wait_cancelled(30):
+            q.cancelled.set()
+
+    q.add_schedule("every-night", "0 3 * * *", "double", 21)
+    q.start()
+    return q
+
+
+@pytest.fixture
+def web_q(db_config):
+    from queuer.web.server import web_queuer
+
+    made = []
+
+    def make(key: str | None = None):
+        q = web_queuer(db_config, key)
+        made.append(q)
+        return q
+
+    yield make
+    for q in made:
+        q.stop()
+
+
+@pytest.fixture
+def web(worker, web_q):
+    """(make a Web client, the worker)."""
+    from queuer.web.app import WebSettings
+
+    def make(**settings):
+        key, client = settings.pop("key", None), settings.pop("_client", {})
+        return Web(web_q(key), WebSettings(**settings), **client)
+
+    return make
+
+
+def test_every_page_renders_and_no_secret_is_on_any(worker, web, db_config):
+    ok = worker.add_job("double", 21)
+    bad = worker.add_job_with_options(Options(on_error=OnError(max_retries=0)), "explode")
+    running = worker.add_job("wait_for_cancel")
+    later = worker.add_job_with_options(Options(execute_after=timedelta(hours=1)), "double", 1)
+    for job in (ok, bad):
+        worker.wait_for_job_finished(job.rid, 10)
+    wait_until(lambda: worker.get_job(running.rid).status.value == "RUNNING", message="the long job to start")
+    cancelled = worker.cancel_job(later.rid)
+    ended_params = "&since=2000-01-01T00:00:00Z&until=2999-01-01"
+
+    w = web(token=TOKEN)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    pages = ["/", "/fragments/overview", "/schedules", "/jobs", f"/jobs?status=ended{ended_params}",
+             *(f"/jobs?status={s}" for s in ("queued", "scheduled", "running", "succeeded", "failed", "cancelled")),
+             f"/jobs?task=double&status=succeeded{ended_params}", f"/jobs?rid={str(ok.rid)[:8]}",
+             f"/jobs/{ok.rid}", f"/jobs/{bad.rid}", f"/jobs/{running.rid}", f"/jobs/{cancelled.rid}"]
+    seen = {}
+    for url in pages:
+        response = w.get(url, headers=auth)
+        assert response.status_code == 200, (url, response.text)
+        assert response.headers["content-security-policy"].startswith("default-src 'none'")
+        assert response.headers["x-frame-options"] == "DENY" and response.headers["cache-control"] == "no-store"
+        assert TOKEN not in response.text, url
+        seen[url] = response.text
+
+    overview = seen["/"]
+    assert 'data-refresh="/fragments/overview"' in overview and "/static/app.js" in overview
+    for what in ("double", "explode", "wait_for_cancel", "web-worker", "alive (session held)", "Stop",
+                 "Jobs ended per minute", "Queue depth", "<svg"):
+        assert what in overview, what
+    assert "<html" not in seen["/fragments/overview"] and "web-worker" in seen["/fragments/overview"]
+    assert "every-night" in seen["/schedules"] and "0 3 * * *" in seen["/schedules"]
+    assert str(running.rid)[:8] in seen["/jobs?status=running"]
+    assert str(ok.rid)[:8] in seen[f"/jobs?rid={str(ok.rid)[:8]}"]
+    assert "the flux capacitor is empty" in seen["/jobs?status=failed"]
+
+    assert "42" in seen[f"/jobs/{ok.rid}"] and "Re-queue" in seen[f"/jobs/{ok.rid}"]
+    failed_page = seen[f"/jobs/{bad.rid}"]
+    assert "RuntimeError: the flux capacitor is empty" in failed_page and "Traceback (most recent call last)" in failed_page
+    assert "Cancel job" in seen[f"/jobs/{running.rid}"] and "web-worker" in seen[f"/jobs/{running.rid}"]
+    assert "CANCELLED" in seen[f"/jobs/{cancelled.rid}"]
+
+    assert w.get("/static/app.js").status_code == 200  # static files need no token
+    assert w.get("/static/app.css").headers["content-type"].startswith("text/css")
+    missing = w.get("/no/such/page", headers=auth)
+    assert missing.status_code == 404 and TOKEN not in missing.text
+    assert w.get(f"/jobs/{uuid.uuid4()}", headers=auth).status_code == 404
+
+
+HOSTILE = [
+    "/jobs?status=bogus",
+    "/jobs?status=queued&status=failed",
+    "/jobs?order=id",
+    "/jobs?task=" + "x" * 201,
+    "/jobs?task=%00",
+    "/jobs?task=a%0Ab",
+    "/jobs?since=yesterday",
+    "/jobs?since=2024-13-01",
+    "/jobs?status=ended&since=2024-05-02&until=2024-05-01",
+    "/jobs?rid=zzzzzzzz",
+    "/jobs?rid=1234",
+    "/jobs?rid=%27%3B%20DROP%20TABLE%20job%3B%20--",
+    "/jobs?cursor=abc",
+    "/jobs?cursor=99999999999999999999",
+    "/jobs?status=ended&cursor=12",
+    "/jobs?status=ended&cursor=1_2_3",
+    "/jobs?status=ended&cursor=-99999999999999999_1",
+    "/jobs?status=ended&cursor=1_99999999999999999999",
+    "/jobs?" + "&".join(f"p{i}=1" for i in range(60)),
+    "/jobs?task=" + "%C3%A9" * 250,
+    "/jobs/not-a-uuid",
+    "/jobs/1%20OR%201=1",
+    "/?notice=%3Cscript%3Ealert(1)%3C/script%3E",
+    "/?x=1",
+    "/fragments/overview?since=1",
+    "/schedules?name=x",
+]
+
+
+def test_bad_or_hostile_parameters_are_400_never_500(worker, web, db_config):
+    worker.add_job("held", 1)  # no worker runs "held": it stays queued
+    w = web()
+    for url in HOSTILE:
+        response = w.get(url)
+        assert response.status_code == 400, (url, response.status_code, response.text[:300])
+        assert "<script>alert" not in response.text
+    # Values only ever travel as parameters: an injection attempt is a task name that matches nothing.
+    quoted = w.get("/jobs?task=%27%20OR%201%3D1%20--&status=active")
+    assert quoted.status_code == 200 and "No job matches." in quoted.text
+    assert count(db_config, "SELECT count(*) FROM {schema}.job") == 1
+    # Hostile forms too.
+    assert w.post("/schedules/action", {"name": "every-night", "action": "drop"}).status_code == 400
+    assert w.post("/schedules/action", {"name": "x" * 300, "action": "pause"}).status_code == 400
+    assert w.post("/jobs/bulk", {"action": "cancel", "status": "nope"}).status_code == 400
+    assert w.post("/jobs/not-a-uuid/cancel").status_code == 400
+    assert w.post("/jobs/bulk", {"action": "cancel", "extra": "1"}).status_code == 400
+    as_json = w.client.post("/schedules/action", json={"name": "every-night"})
+    assert as_json.status_code == 400
+
+
+def test_actions_cancel_requeue_stop_and_schedules(worker, web, db_config):
+    w = web()
+    running = worker.add_job("wait_for_cancel")
+    wait_until(lambda: worker.get_job(running.rid).status.value == "RUNNING", message="the job to start")
+
+    cancel = w.post(f"/jobs/{running.rid}/cancel")
+    assert cancel.status_code == 303 and cancel.headers["location"] == f"/jobs/{running.rid}?notice=cancelled"
+    assert worker.get_job(running.rid).status.value == "CANCELLED"
+    assert worker.cancelled.wait(10), "the running task was told"
+    page = w.get(cancel.headers["location"])
+    assert "The job was cancelled." in page.text and 'id="job-status">CANCELLED' in page.text
+    again = w.post(f"/jobs/{running.rid}/cancel")
+    assert again.status_code == 409 and "already ended" in again.text
+
+    requeued = w.post(f"/jobs/{running.rid}/requeue")
+    assert requeued.status_code == 303 and requeued.headers["location"].endswith("?notice=requeued")
+    new_rid = requeued.headers["location"].split("/")[2].split("?")[0]
+    new = worker.get_job(new_rid)
+    assert new.task_name == "wait_for_cancel" and new.origin_rid == running.rid
+    assert f'href="/jobs/{running.rid}"' in w.get(f"/jobs/{new_rid}").text  # its origin, linked
+    assert w.post(f"/jobs/{new_rid}/requeue").status_code == 409  # not ended
+    assert w.post(f"/jobs/{uuid.uuid4()}/cancel").status_code == 404
+    worker.cancel_job(new_rid)
+
+    paused = w.post("/schedules/action", {"name": "every-night", "action": "pause"})
+    assert paused.status_code == 303 and paused.headers["location"] == "/schedules?notice=paused"
+    assert [s.paused for s in worker.get_schedules()] == [True]
+    assert "Resume" in w.get("/schedules").text
+    assert w.post("/schedules/action", {"name": "every-night", "action": "resume"}).status_code == 303
+    assert [s.paused for s in worker.get_schedules()] == [False]
+    triggered = w.post("/schedules/action", {"name": "every-night", "action": "trigger"})
+    assert triggered.status_code == 303 and triggered.headers["location"].endswith("?notice=triggered")
+    fired_rid = triggered.headers["location"].split("/")[2].split("?")[0]
+    assert worker.wait_for_job_finished(fired_rid, 10).result == 42
+    assert "added from cron schedule" in w.get(f"/jobs/{fired_rid}").text
+    assert w.post("/schedules/action", {"name": "no-such", "action": "pause"}).status_code == 404
+
+    stop = w.post(f"/workers/{worker.worker.rid}/stop")
+    assert stop.status_code == 303 and stop.headers["location"] == "/?notice=stopping"
+    wait_until(lambda: worker.get_worker(worker.worker.rid).status.value in ("STOPPING", "STOPPED"),
+               message="the worker to stop")
+    assert worker.wait_until_stopped(10)
+    assert w.post(f"/workers/{uuid.uuid4()}/stop").status_code == 404
+
+
+def test_bulk_cancel_and_requeue_ask_first_and_touch_only_the_selection(worker, web, db_config):
+    held = [worker.add_job("held", n) for n in range(5)]  # no worker runs "held": they stay queued
+    worker.add_job("other")
+    w = web()
+
+    ask = w.post("/jobs/bulk", {"action": "cancel", "status": "queued", "task": "held"})
+    assert ask.status_code == 200 and "Cancel 5 jobs?" in ask.text
+    assert count(db_config, "SELECT count(*) FROM {schema}.job WHERE task_name = 'held'") == 5  # nothing yet
+    late = worker.add_job("held", 99)  # arrives after the confirmation page: not part of the selection
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', ask.text))
+    assert fields["confirm"] == "yes" and fields["until"]
+    done = w.client.post("/jobs/bulk", data=fields)
+    assert done.status_code == 200 and "Cancelled 5 jobs" in done.text
+    assert {worker.get_job(j.rid).status.value for j in held} == {"CANCELLED"}
+    assert worker.get_job(late.rid).status.value == "QUEUED"
+    assert count(db_config, "SELECT count(*) FROM {schema}.job WHERE task_name = 'other'") == 1
+
+    ask = w.post("/jobs/bulk", {"action": "requeue", "status": "cancelled", "task": "held"})
+    assert "Re-queue 5 jobs?" in ask.text
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', ask.text))
+    assert "Re-queued 5 jobs" in w.client.post("/jobs/bulk", data=fields).text
+    assert count(db_config, "SELECT count(*) FROM {schema}.job WHERE task_name = 'held' AND origin_rid IS NOT NULL") == 5
+
+    assert w.post("/jobs/bulk", {"action": "cancel", "status": "ended"}).status_code == 400
+    assert w.post("/jobs/bulk", {"action": "requeue", "status": "queued"}).status_code == 400
+    nothing = w.post("/jobs/bulk", {"action": "cancel", "status": "running", "task": "held"})
+    assert "Nothing to do" in nothing.text
+
+
+def test_csrf_guards_every_post(worker, web):
+    w = web()
+    job = worker.add_job("held")
+    token = w.csrf()
+    assert w.client.post(f"/jobs/{job.rid}/cancel", data={}).status_code == 403
+    assert w.client.post(f"/jobs/{job.rid}/cancel", data={"csrf": "forged"}).status_code == 403
+    assert w.client.post(f"/jobs/{job.rid}/cancel", data={"csrf": token},
+                         headers={"Origin": "http://evil.example"}).status_code == 403
+    stranger = web()  # another browser: its own cookie, so this page's token is not its own
+    stranger.csrf()
+    assert stranger.client.post(f"/jobs/{job.rid}/cancel", data={"csrf": token}).status_code == 403
+    assert worker.get_job(job.rid).status.value == "QUEUED"
+    cookie = w.client.cookies.get("queuer_csrf")
+    assert cookie and token != cookie  # the field is a MAC of the cookie, not a copy
+    fine = w.client.post(f"/jobs/{job.rid}/cancel", data={"csrf": token},
+                         headers={"Origin": "http://127.0.0.1"})
+    assert fine.status_code == 303 and worker.get_job(job.rid).status.value == "CANCELLED"
+
+
+def test_token_bearer_login_form_and_loopback_only_without_it(worker, web, db_config):
+    from queuer.web.security import TokenError, check_token
+    from queuer.web.server import WebServerError, check_bind
+
+    w = web(token=TOKEN, _client={"client_host": "203.0.113.7", "host": "queue.example"})
+    html = {"Accept": "text/html"}
+    refused = w.get("/", headers=html)
+    assert refused.status_code == 401 and 'name="token"' in refused.text  # the login form
+    assert refused.headers["www-authenticate"].startswith("Bearer")
+    assert w.get("/jobs").status_code == 401
+    assert w.get("/", headers={"Authorization": "Bearer wrong-token-wrong-token"}).status_code == 401
+    assert w.get("/", headers={"Authorization": f"Basic {TOKEN}"}).status_code == 401
+    assert w.get("/", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    job = worker.add_job("held")
+    # A script with the token needs no CSRF token: no browser sends that header for another site.
+    scripted = w.client.post(f"/jobs/{job.rid}/cancel", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert scripted.status_code == 303
+
+    login_csrf = w.csrf("/login?next=/jobs%3Fstatus%3Dfailed")
+    wrong = w.client.post("/login", data={"csrf": login_csrf, "token": "nope", "next": "/"})
+    assert wrong.status_code == 401 and "That is not the token." in wrong.text
+    assert w.client.post("/login", data={"token": TOKEN, "next": "/"}).status_code == 403  # no CSRF field
+    signed = w.client.post("/login", data={"csrf": login_csrf, "token": TOKEN, "next": "/jobs?status=failed"})
+    assert signed.status_code == 303 and signed.headers["location"] == "/jobs?status=failed"
+    session = w.client.cookies.get("queuer_session")
+    assert session and TOKEN not in session
+    page = w.get("/")
+    assert page.status_code == 200 and "Sign out" in page.text and TOKEN not in page.text
+    offsite = w.client.post("/login", data={"csrf": login_csrf, "token": TOKEN, "next": "//evil.example/x"})
+    assert offsite.headers["location"] == "/"
+
+    w.client.cookies.clear()
+    w.client.cookies.set("queuer_session", session[:-3] + "abc")  # tampered
+    assert w.get("/").status_code == 401
+    w.client.cookies.clear()
+    again = w.client.post("/login", data={"csrf": w.csrf("/login"), "token": TOKEN, "next": "/"})
+    assert again.status_code == 303 and w.get("/").status_code == 200
+    signed_out = w.post("/logout")
+    assert signed_out.status_code == 303 and 'queuer_session=""' in signed_out.headers["set-cookie"]
+    assert w.get("/").status_code == 401
+
+    # Without a token: this machine only, under a loopback name only.
+    assert web(_client={"client_host": "203.0.113.7"}).get("/").status_code == 403
+    assert web(_client={"host": "rebound.example"}).get("/").status_code == 403
+    assert web(_client={"host": "localhost:8080"}).get("/").status_code == 200
+    assert web().get("/login").status_code == 303  # nothing to sign in to
+
+    with pytest.raises(TokenError):
+        check_token("short")
+    with pytest.raises(WebServerError):
+        check_bind("0.0.0.0", None)
+    check_bind("0.0.0.0", TOKEN)
+    check_bind("::1", None)
+
+
+def test_read_only_shows_no_action_and_refuses_every_post(worker, web, db_config):
+    running = worker.add_job("wait_for_cancel")
+    ended = worker.add_job("double", 2)
+    worker.wait_for_job_finished(ended.rid, 10)
+    wait_until(lambda: worker.get_job(running.rid).status.value == "RUNNING", message="the job to start")
+    w = web(read_only=True)
+    pages = [w.get(url).text for url in ("/", "/jobs", "/jobs?status=ended", f"/jobs/{running.rid}",
+                                          f"/jobs/{ended.rid}", "/schedules")]
+    for text in pages:
+        assert "read-only" in text
+        assert 'method="post"' not in text, text  # no action forms at all
+    for url, data in ((f"/jobs/{running.rid}/cancel", {}), (f"/jobs/{ended.rid}/requeue", {}),
+                      (f"/workers/{worker.worker.rid}/stop", {}),
+                      ("/schedules/action", {"name": "every-night", "action": "pause"}),
+                      ("/jobs/bulk", {"action": "cancel", "status": "active", "confirm": "yes"})):
+        response = w.post(url, data)
+        assert response.status_code == 403 and "--read-only" in response.text, url
+    assert worker.get_job(running.rid).status.value == "RUNNING"
+    assert worker.get_worker(worker.worker.rid).status.value == "RUNNING"
+    assert [s.paused for s in worker.get_schedules()] == [False]
+    worker.cancel_job(running.rid)
+
+
+def test_encrypted_payloads_stay_encrypted_unless_asked(db_config, web_q, make_queuer):
+    from queuer import new_queuer_with_db
+    from queuer.helper.encryption import generate_key
+    from queuer.web.app import WebSettings
+
+    key = generate_key()
+    make_queuer()  # installs the schema
+    producer = new_queuer_with_db("secret-producer", 1, key, db_config, register=False)
+    try:
+        job = producer.add_job("sign_contract", "ACME-4711", amount="1,000,000")
+    finally:
+        producer.stop()
+    page = f"/jobs/{job.rid}"
+    without_key = Web(web_q(), WebSettings()).get(page).text
+    assert "encrypted" in without_key and "ACME-4711" not in without_key and key not in without_key
+    with_key = Web(web_q(key), WebSettings()).get(page).text
+    assert "encrypted" in with_key and "ACME-4711" not in with_key and key not in with_key
+    shown = Web(web_q(key), WebSettings(show_encrypted=True)).get(page).text
+    assert "ACME-4711" in shown and "1,000,000" in shown and "decrypted with this server" in shown
+    assert key not in shown
+    wrong = Web(web_q(generate_key()), WebSettings(show_encrypted=True)).get(page).text
+    assert "ACME-4711" not in wrong and "a key this server does not hold" in wrong
+
+
+def test_keyset_pages_cover_everything_once_in_order(worker, web, db_config):
+    # 130 archived jobs, 40 of them ending at the very same instant: the id breaks the tie.
+    sql(db_config, """
+        INSERT INTO {schema}.job_archive (id, rid, task_name, status, scheduled_at, created_at, ended_at)
+        SELECT g, gen_random_uuid(), 'bulk', CASE WHEN g % 10 = 0 THEN 'FAILED' ELSE 'SUCCEEDED' END,
+               now() - interval '2 hours', now() - interval '2 hours',
+               CASE WHEN g <= 40 THEN timestamptz '2024-05-01 12:00:00+00'
+                    ELSE timestamptz '2024-05-01 12:00:00+00' + make_interval(secs => g) END
+        FROM generate_series(1, 130) AS g
+    """)
+    for n in range(30):
+        worker.add_job("held", n)
+    w = web(page_size=25)
+
+    def walk(url: str) -> list[str]:
+        rids: list[str] = []
+        while url:
+            page = w.get(url)
+            assert page.status_code == 200, page.text
+            rids += re.findall(r'<a href="/jobs/([0-9a-f-]{36})" title=', page.text)
+            found = re.search(r'<a href="(/jobs\?[^"]+)" rel="next">', page.text)
+            url = found.group(1).replace("&amp;", "&") if found else ""
+        return rids
+
+    ended = walk("/jobs?status=ended&task=bulk")
+    expected = [str(r[0]) for r in sql(db_config, "SELECT rid FROM {schema}.job_archive WHERE task_name = 'bulk' "
+                                                  "ORDER BY ended_at DESC, id DESC")]
+    assert ended == expected and len(set(ended)) == 130
+    failed = walk("/jobs?status=failed")
+    assert len(failed) == 13
+    window = walk("/jobs?status=ended&since=2024-05-01T12:01:00Z&until=2024-05-01T12:02:00")
+    assert len(window) == 60  # g = 60 .. 119
+    queued = walk("/jobs?status=queued&task=held")
+    assert len(queued) == 30 and len(set(queued)) == 30
