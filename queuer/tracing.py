@@ -7,12 +7,13 @@ that added it, the producer span and each attempt. Attributes follow the
 messaging semantic conventions, plus ``queuer.*`` for rid, attempt and outcome.
 
 Without the package, or with the API but no tracer provider set up (no SDK),
-nothing here does any work: ``active()`` is checked once per job.
+nothing here does any work (the worker asks a ``Switch``, which costs one clock read per job).
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import TYPE_CHECKING, Any, Iterator
 from uuid import UUID
 
@@ -37,6 +38,25 @@ def active() -> bool:
     if not ENABLED:
         return False
     return not isinstance(trace.get_tracer_provider(), (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+
+
+class Switch:
+    """``active()`` for a hot loop: once on it stays on; while off it is asked again once a second
+    (the global provider is set once, maybe after the worker started)."""
+
+    def __init__(self) -> None:
+        self._on = False
+        self._next_check = 0.0
+
+    def on(self) -> bool:
+        if self._on:
+            return True
+        now = time.monotonic()
+        if now < self._next_check:
+            return False
+        self._next_check = now + 1.0
+        self._on = active()
+        return self._on
 
 
 def _tracer() -> Any:

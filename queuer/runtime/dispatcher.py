@@ -105,6 +105,7 @@ class Dispatcher:
         self._busy_threads = 0
         self._alone = 0  # attempts of suspects held here: while any, nothing else is claimed
         self.run_times = RunTimes()
+        self._tracing = tracing.Switch()
         self.started_total = 0  # attempts begun on a job thread (claims that were released are not)
         self._loops = threading.local()
         self.accepting = True
@@ -261,7 +262,7 @@ class Dispatcher:
         started = time.perf_counter()
         outcome: Outcome | None = None
         try:
-            if tracing.active():
+            if self._tracing.on():
                 with tracing.processing(attempt.job) as span:
                     outcome = self._execute(attempt)
                     tracing.set_outcome(span, outcome, attempt.context)
