@@ -22,6 +22,7 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import Any, TextIO
 
 import psycopg
@@ -35,7 +36,8 @@ from queuer.queuer import Queuer
 DURABLE_SETTINGS = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
-MEASUREMENTS = ("ceiling", "drain", "work", "latency", "processes", "enqueue", "scale")
+MEASUREMENTS = ("ceiling", "drain", "work", "latency", "processes", "enqueue", "scale", "web")
+WEB_BAR_MS = 300.0  # a page of `queuer web` over a large archive renders within this
 
 
 def noop() -> None:
@@ -346,6 +348,86 @@ class Bench:
         report.add(f"drain with {s.scale_rows:,} queued + {s.scale_rows:,} archived", rate, "jobs/s",
                    f"first {s.jobs:,} of the queue; {rate / empty_rate:.2f}x the empty-table rate", out=self.out)
 
+    def web(self, report: Report) -> None:
+        """`queuer web` over real HTTP with --scale-rows archived jobs (ended over the last day) and a live queue."""
+        from queuer.web import MISSING_EXTRA, extra_installed
+
+        if not extra_installed():
+            print(f"  web: skipped ({MISSING_EXTRA})", file=self.out, flush=True)
+            return
+        import http.client
+        from urllib.parse import urlencode
+
+        from queuer.web.params import Cursor
+        from queuer.web.server import WebServer, web_queuer
+
+        s = self.settings
+        tasks = ["resize_image", "send_email", "generate_report", "sync_inventory", "charge_card", "index_document",
+                 "notify_slack", "export_csv"]
+        config = self.fresh_config()
+        with self.queuer(config) as q:
+            schema = q.db.queries.schema_quoted
+            with q.db.connection() as conn:
+                # One statement: 94 % succeeded, 5 % failed, 1 % cancelled, spread evenly over 24 hours.
+                conn.execute(  # type: ignore[call-overload]
+                    f"INSERT INTO {schema}.job_archive (id, rid, task_name, status, scheduled_at, started_at, "
+                    "created_at, ended_at, attempts, error) "
+                    "SELECT -g, gen_random_uuid(), (%s::text[])[1 + g %% 8], "
+                    "CASE WHEN g %% 100 < 94 THEN 'SUCCEEDED' WHEN g %% 100 < 99 THEN 'FAILED' ELSE 'CANCELLED' END, "
+                    "e.at - interval '3 seconds', e.at - interval '1 second', e.at - interval '3 seconds', e.at, 1, "
+                    "CASE WHEN g %% 100 BETWEEN 94 AND 98 THEN 'RuntimeError: upstream timed out' END "
+                    "FROM generate_series(1, %s) AS g "
+                    "CROSS JOIN LATERAL (SELECT now() - make_interval(secs => 86400.0 * g / %s) AS at) AS e",
+                    (tasks, s.scale_rows, s.scale_rows))
+                conn.execute(f"VACUUM ANALYZE {schema}.job_archive")  # type: ignore[arg-type]
+            self.fill(q, 2_000, task="held")  # a queue no worker of this bench takes
+            q.start()  # and a live worker on the overview
+            with q.db.connection() as conn:
+                row = conn.execute(  # type: ignore[call-overload]
+                    f"SELECT ended_at, id, rid FROM {schema}.job_archive ORDER BY ended_at DESC, id DESC "
+                    "OFFSET 4999 LIMIT 1").fetchone()
+                failed_rid = conn.execute(  # type: ignore[call-overload]
+                    f"SELECT rid FROM {schema}.job_archive WHERE status = 'FAILED' LIMIT 1").fetchone()["rid"]
+            page_100 = Cursor(row["id"], row["ended_at"]).encode()
+            pages = [
+                ("overview", "/"),
+                ("overview refresh (fragment)", "/fragments/overview"),
+                ("jobs: newest ended", "/jobs?status=ended"),
+                ("jobs: failed", "/jobs?status=failed"),
+                ("jobs: one task, succeeded", "/jobs?status=succeeded&task=send_email"),
+                ("jobs: 100th page (keyset cursor)", f"/jobs?status=ended&cursor={page_100}"),
+                ("jobs: an hour a day ago", "/jobs?" + urlencode({
+                    "status": "ended", "since": (row["ended_at"] - timedelta(hours=23)).isoformat(),
+                    "until": (row["ended_at"] - timedelta(hours=22)).isoformat()})),
+                ("jobs: rid search", f"/jobs?rid={str(row['rid'])[:8]}"),
+                ("jobs: active queue", "/jobs"),
+                ("job page (failed, archived)", f"/jobs/{failed_rid}"),
+            ]
+            web_q = web_queuer(config, None)
+            server = WebServer(web_q).start()
+            try:
+                http_conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+                for name, url in pages:
+                    times = []
+                    for attempt in range(12):
+                        t0 = time.perf_counter()
+                        http_conn.request("GET", url)
+                        response = http_conn.getresponse()
+                        response.read()
+                        elapsed = time.perf_counter() - t0
+                        if response.status != 200:
+                            raise RuntimeError(f"GET {url}: HTTP {response.status}")
+                        if attempt >= 2:  # the first two warm the server's and PostgreSQL's caches
+                            times.append(elapsed * 1000)
+                    median, worst = statistics.median(times), max(times)
+                    verdict = "ok" if median < WEB_BAR_MS else f"OVER the {WEB_BAR_MS:.0f} ms bar"
+                    report.add(f"web {name}", median, "ms", f"median of {len(times)}, max {worst:.0f} ms; "
+                               f"{s.scale_rows:,} archived; {verdict}", out=self.out)
+                http_conn.close()
+            finally:
+                server.stop()
+                web_q.stop()
+
     def run(self, which: set[str]) -> Report:
         report = Report(asdict(self.settings), self.base.describe())
         kind = "fast: fsync off" if self.settings.fast else "durable: fsync on, synchronous commit"
@@ -364,6 +446,8 @@ class Bench:
             self.enqueue(report)
         if "scale" in which:
             self.scale(report, drain_rate)
+        if "web" in which:
+            self.web(report)
         return report
 
 

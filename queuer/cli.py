@@ -624,8 +624,9 @@ def demo(jobs: int, concurrency: int) -> None:
 @click.option("--fast", is_flag=True, help="A throwaway PostgreSQL with fsync off (default: durable).")
 @click.option("--scale-rows", default=1_000_000, show_default=True, help="Queued and archived rows for the scale test.")
 @click.option("--only", multiple=True, type=click.Choice(["ceiling", "drain", "work", "latency", "processes",
-                                                          "enqueue", "scale"]),
-              help="Run only these measurements (repeatable); --only ceiling measures the SQL-only ceiling.")
+                                                          "enqueue", "scale", "web"]),
+              help="Run only these measurements (repeatable); --only ceiling measures the SQL-only ceiling; "
+                   "--only web times the web UI's pages over --scale-rows archived jobs.")
 @click.option("--json", "json_path", default="bench-results.json", show_default=True, help="Where to write the figures.")
 def bench(jobs: int, concurrency: int, fast: bool, scale_rows: int, only: tuple[str, ...], json_path: str) -> None:
     """What a user gets with no tuning: drain vs the SQL ceiling, real work, CPU, latency, processes, scale."""

@@ -432,3 +432,38 @@ def test_keyset_pages_cover_everything_once_in_order(worker, web, db_config):
     assert len(window) == 60  # g = 60 .. 119
     queued = walk("/jobs?status=queued&task=held")
     assert len(queued) == 30 and len(set(queued)) == 30
+
+
+def test_overview_counts_per_minute_and_queue_depth(worker, web_q, db_config):
+    from queuer.web.queries import WebQueries
+
+    # Relative to the current minute's start, so that each job falls into a known minute of the chart;
+    # not in a minute's last seconds, so that the overview below reads the same minute.
+    wait_until(lambda: sql(db_config, "SELECT extract(second FROM now()) < 55")[0][0], timeout=10,
+               interval=0.2, message="a minute's first 55 seconds")
+    sql(db_config, """
+        WITH m AS (SELECT date_trunc('minute', now()) AS now_minute)
+        INSERT INTO {schema}.job_archive (id, rid, task_name, status, created_at, scheduled_at, started_at, ended_at)
+        SELECT -g, gen_random_uuid(), 'chart', s.status,
+               m.now_minute - make_interval(mins => s.due_ago), m.now_minute - make_interval(mins => s.due_ago),
+               m.now_minute - make_interval(mins => s.start_ago) + interval '10 seconds',
+               m.now_minute - make_interval(mins => s.end_ago) + interval '20 seconds'
+        FROM m, (VALUES (1, 'SUCCEEDED', 31, 30, 30), (2, 'SUCCEEDED', 31, 30, 30), (3, 'FAILED', 31, 30, 30),
+                        -- waited from 50 minutes ago until 20 minutes ago
+                        (4, 'SUCCEEDED', 50, 20, 20),
+                        (5, 'CANCELLED', 5, 5, 5),
+                        (6, 'SUCCEEDED', 200, 199, 199)) AS s(g, status, due_ago, start_ago, end_ago)
+    """)
+    for n in range(3):
+        worker.add_job("held", n)  # waiting now
+    overview = WebQueries(web_q().db).overview()
+    by_ago = {59 - i: m for i, m in enumerate(overview.minutes)}
+    assert len(overview.minutes) == 60
+    assert (by_ago[30].succeeded, by_ago[30].failed) == (2, 1)
+    assert by_ago[20].succeeded == 1 and by_ago[5].cancelled == 1
+    assert sum(m.ended for m in overview.minutes) == 5  # the job of 200 minutes ago is outside the hour
+    assert by_ago[45].depth == 1 and by_ago[21].depth == 1 and by_ago[19].depth == 0
+    assert by_ago[0].depth == 3  # the three held jobs wait now
+    chart = {t.task: t for t in overview.tasks}
+    assert chart["chart"].get("SUCCEEDED") == 3 and chart["held"].get("QUEUED") == 3
+    assert overview.archive_exact and overview.archive_estimate == 6
