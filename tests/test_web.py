@@ -467,3 +467,40 @@ def test_overview_counts_per_minute_and_queue_depth(worker, web_q, db_config):
     chart = {t.task: t for t in overview.tasks}
     assert chart["chart"].get("SUCCEEDED") == 3 and chart["held"].get("QUEUED") == 3
     assert overview.archive_exact and overview.archive_estimate == 6
+
+
+def test_the_queuer_web_command(worker, db_config):
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from click.testing import CliRunner
+
+    from queuer.cli import main
+    from queuer.web.server import free_port
+    from tests.support import ROOT, db_env, read_lines_until, stop_process
+
+    env = db_env(db_config)
+    runner = CliRunner()
+    open_host = runner.invoke(main, ["web", "--host", "0.0.0.0"], env={**env, "QUEUER_WEB_TOKEN": ""})
+    assert open_host.exit_code == 1 and "without a token" in open_host.output
+    weak = runner.invoke(main, ["web"], env={**env, "QUEUER_WEB_TOKEN": "short"})
+    assert weak.exit_code == 1 and "at least 16 characters" in weak.output
+    no_key = runner.invoke(main, ["web", "--show-encrypted"], env={**env, "QUEUER_ENCRYPTION_KEY": ""})
+    assert no_key.exit_code == 1 and "QUEUER_ENCRYPTION_KEY" in no_key.output
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "queuer", "web", "--port", str(port), "--read-only"],
+                            env={**env, "QUEUER_WEB_TOKEN": ""}, cwd=str(ROOT),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        read_lines_until(proc, lambda lines: any("Uvicorn running on" in line for line in lines), timeout=30)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
+            body = page.read().decode()
+        assert page.status == 200 and "web-worker" in body and "read-only" in body
+    finally:
+        code = stop_process(proc)
+    # Uvicorn shuts down gracefully, then ends by the signal it was sent (as servers conventionally do).
+    assert code in (0, -signal.SIGTERM)
+    read_lines_until(proc, lambda lines: any("Finished server process" in line for line in lines), timeout=10)
