@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from uuid import UUID
 
 import jinja2
+import psycopg
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -26,7 +27,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from queuer.errors import DatabaseUnreachableError
+from queuer.errors import DatabaseUnreachableError, JobNotFoundError
 from queuer.queuer import Queuer
 from queuer.web import actions, charts
 from queuer.web.params import (
@@ -404,6 +405,15 @@ class WebApp:
     async def on_database_down(self, request: Request, exc: Exception) -> Response:
         return self.error(request, 503, f"PostgreSQL does not answer: {exc}")
 
+    async def on_database_error(self, request: Request, exc: Exception) -> Response:
+        # e.g. a read that ran into the statement timeout; the server's message names no secret
+        log.warning("database error on %s %s: %s", request.method, request.url.path, exc)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return self.error(request, 503, f"PostgreSQL could not answer this page: {first}")
+
+    async def on_job_gone(self, request: Request, exc: Exception) -> Response:
+        return self.error(request, 404, f"{exc}: it may have been pruned from the archive.")
+
     async def on_unexpected(self, request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return PlainTextResponse("500: unexpected error (see the server's log)\n", status_code=500)
@@ -449,6 +459,8 @@ def create_app(q: Queuer, settings: WebSettings | None = None) -> Starlette:
             actions.ActionError: web.on_action_error,
             HTTPException: web.on_http_error,
             DatabaseUnreachableError: web.on_database_down,
+            psycopg.Error: web.on_database_error,
+            JobNotFoundError: web.on_job_gone,
             Exception: web.on_unexpected,
         },
     )
