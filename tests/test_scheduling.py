@@ -126,6 +126,8 @@ def test_cron_schedules_fire_each_tick_once_and_can_be_managed(make_queuer, db_c
     assert paused_at >= 3
     with_args = sql(db_config, "SELECT parameters FROM {schema}.job_archive WHERE task_name = 'tick'")
     assert all(row[0] == [7] for row in with_args)
+    fired = q.get_jobs_ended(task_name="every-second")
+    assert fired and all(job.options.extra == {"schedule": "every-second"} for job in fired)
 
 
 def test_bad_cron_and_time_zone_fail_at_once(make_queuer, db_config):

@@ -55,7 +55,8 @@ class ScheduleDB:
                         task_name=row["task_name"],
                         parameters=json.dumps(row["parameters"]),
                         parameters_keyed=json.dumps(row["parameters_keyed"]),
-                        options=None,
+                        # Where the job came from, for whoever reads it later (the web UI's job page).
+                        options=json.dumps({"extra": {"schedule": row["name"]}}),
                         scheduled_at=row["next_run_at"],  # the tick it fires for
                     )
                     self.job_db.insert_job(job, conn)
