@@ -72,7 +72,9 @@ class PgBouncer:
         command = [PGBOUNCER, str(self.dir / "pgbouncer.ini")]
         if os.geteuid() == 0:
             command = ["runuser", "-u", "postgres", "--", *command]
-        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # A session of its own: stop() signals runuser and PgBouncer together.
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
         wait_until(self._listens, timeout=20, message="pgbouncer listens")
 
     def _listens(self) -> bool:
@@ -83,14 +85,28 @@ class PgBouncer:
             return False
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            # SIGINT would wait for every client to leave; SIGTERM shuts down now.
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.proc.wait(10)
+                    if not _group_alive(self.proc.pid):
+                        break
+                except subprocess.TimeoutExpired:
+                    continue
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
 
 
 @pytest.fixture
