@@ -150,6 +150,7 @@ def test_every_page_renders_and_no_secret_is_on_any(worker, web, db_config):
     missing = w.get("/no/such/page", headers=auth)
     assert missing.status_code == 404 and TOKEN not in missing.text
     assert w.get(f"/jobs/{uuid.uuid4()}", headers=auth).status_code == 404
+    worker.cancel_job(running.rid)  # else the worker's stop waits out its timeout
 
 
 HOSTILE = [
@@ -201,6 +202,142 @@ def test_bad_or_hostile_parameters_are_400_never_500(worker, web, db_config):
     assert w.post("/jobs/bulk", {"action": "cancel", "extra": "1"}).status_code == 400
     as_json = w.client.post("/schedules/action", json={"name": "every-night"})
     assert as_json.status_code == 400
+
+
+# Values for every parameter and form field of every route: none may be a 500.
+WEIRD = ["", " ", "x" * 401, "x" * 5000, "\x00", "\x7f", "a\nb", "\ud800", "\U0001F600", "-1", "0", "9" * 30,
+         "-9223372036854775809", "1e309", "NaN", "'; DROP TABLE job; --", "%", "%zz", "<script>alert(1)</script>",
+         "0_0", "_1", "1_2_3", "-0_-0", "99999999999999999_1", "-99999999999999999_1", "\u0661\u0662", "\u00b2",
+         "0x10", "+1", "\uff11", "2024-01-01T00:00:00+99:00", "9999-12-31T23:59:59-14:00",
+         "0001-01-01T00:00:00+14:00", "2024-02-30", "00000000", "ffffffff-ffff-ffff-ffff-ffffffffffff",
+         "{12345678-1234-5678-1234-567812345678}", "//evil.example/x", "/\\evil.example", "https://evil.example",
+         "ended", "pause", "yes"]
+
+
+def _encode(value: str) -> str:
+    from urllib.parse import quote_from_bytes
+
+    return quote_from_bytes(value.encode("utf-8", "surrogatepass"), safe="")  # a lone surrogate too
+
+
+def test_weird_values_anywhere_are_never_a_500(worker, web):
+    job = worker.add_job("held", 1)
+    w = web()
+    pages = {"/": ["notice"], "/fragments/overview": [], "/jobs": ["status", "task", "since", "until", "rid", "cursor"],
+             f"/jobs/{job.rid}": ["notice"], "/schedules": ["notice"], "/login": ["next"]}
+    served = set()
+    for path, names in pages.items():
+        for name in [*names, "bogus"]:
+            for value in WEIRD:
+                for extra in ("", "&status=ended", "&status=failed") if name == "cursor" else ("",):
+                    url = f"{path}?{_encode(name)}={_encode(value)}{extra}"
+                    response = w.get(url)
+                    assert response.status_code in (200, 303, 400), (url, response.status_code, response.text[:300])
+                    served.add(response.status_code)
+    for value in WEIRD[1:]:
+        for path in ("/jobs/", "/workers/", "/schedules/", "/static/"):
+            response = w.get(path + _encode(value))
+            assert response.status_code in (400, 404, 405), (path, value, response.status_code)
+    csrf = w.csrf()
+    forms = {"/jobs/bulk": ["action", "status", "task", "since", "until", "rid", "confirm"],
+             f"/jobs/{job.rid}/cancel": [], f"/jobs/{uuid.uuid4()}/requeue": [], f"/workers/{uuid.uuid4()}/stop": [],
+             "/schedules/action": ["name", "action"], "/logout": []}
+    for path, names in forms.items():
+        for name in [*names, "bogus"]:
+            for value in WEIRD:
+                body = f"csrf={csrf}&{_encode(name)}={_encode(value)}"
+                if path == "/jobs/bulk" and name != "action":
+                    body += "&action=requeue&status=cancelled"  # nothing is cancelled: never acts
+                response = w.client.post(path, content=body.encode(),
+                                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+                assert response.status_code in (200, 303, 400, 404, 409), (path, body[:80], response.status_code)
+        for body in (b"\xff\xfe", b"a=%ED%A0%80", b"&".join(b"a%d=1" % i for i in range(60)), b"x" * 20000):
+            response = w.client.post(path, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+            assert response.status_code == 400, (path, body[:20], response.status_code)
+    assert served == {200, 303, 400}
+    assert worker.get_job(job.rid).status.value == "QUEUED"  # no form above acted on it
+
+
+def _asgi(app, method: str, path: str, headers: list[tuple[bytes, bytes]], chunks) -> tuple[int, int]:
+    """One request straight to the ASGI app, its body in chunks: (status, body bytes the app read).
+
+    The test client reads a streamed body whole before the app sees it, and sends only a Content-Length
+    it computed itself; a real server passes both through.
+    """
+    import asyncio
+
+    read = 0
+    chunks = iter(chunks)
+    status: list[int] = []
+
+    async def receive():
+        nonlocal read
+        chunk = next(chunks, None)
+        if chunk is None:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        read += len(chunk)
+        return {"type": "http.request", "body": chunk, "more_body": True}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"queue.example"), *headers], "client": ("203.0.113.7", 50000),
+             "server": ("queue.example", 80)}
+    asyncio.run(app(scope, receive, send))
+    return status[0], read
+
+
+def test_a_form_is_read_only_up_to_its_limit_before_anyone_signs_in(worker, web):
+    from queuer.web.params import MAX_FORM_BYTES
+
+    app = web(token=TOKEN).client.app
+    form = (b"content-type", b"application/x-www-form-urlencoded")
+    # A chunked body (no Content-Length) to /login, which answers strangers: refused once past the limit,
+    # not read whole into memory.
+    endless = (b"x" * 65536 for _ in range(1000))
+    status, read = _asgi(app, "POST", "/login", [form], endless)
+    assert status == 400 and read <= MAX_FORM_BYTES + 65536
+    # A Content-Length of other digits ("²".isdigit() is True, int("²") fails) is a 400, not a 500.
+    for length in ("\u00b2".encode("latin-1"), b"-1", b"1e3", b"99999999999999999999"):
+        assert _asgi(app, "POST", "/login", [form, (b"content-length", length)], [b""])[0] == 400, length
+    # Traversal out of the static files (which need no token) reaches nothing else.
+    for path in ("/static/../jobs", "/static/..%2fjobs", "/static//etc/passwd"):
+        assert _asgi(app, "GET", path, [], [b""])[0] == 404, path
+    assert _asgi(app, "GET", "/jobs", [], [b""])[0] == 401
+
+
+def test_hostile_data_is_escaped_and_odd_options_still_render(worker, web, db_config):
+    evil = "<script>alert(1)</script>\"'><img src=x onerror=alert(2)>"
+    # Rows another producer may have written: options whose extra or schedule is not an object.
+    sql(db_config, """
+        INSERT INTO {schema}.job_archive (id, rid, task_name, status, scheduled_at, created_at, ended_at, options,
+                                          error, parameters, results)
+        VALUES (1, '11111111-1111-1111-1111-111111111111', %(x)s, 'FAILED', now(), now(), now(),
+                '{"extra": [1], "schedule": 5}', %(x)s, json_build_array(%(x)s::text), NULL),
+               (2, '22222222-2222-2222-2222-222222222222', %(x)s, 'SUCCEEDED', now(), now(), now(),
+                '{"extra": {"schedule": {"a": 1}}, "schedule": {"interval": "<b>"}}', NULL, '[]', to_jsonb(%(x)s::text)),
+               (3, '33333333-3333-3333-3333-333333333333', 'plain', 'SUCCEEDED', now(), now(), now(),
+                '"options"', NULL, '[]', 'null'),
+               (4, '44444444-4444-4444-4444-444444444444', 'plain', 'SUCCEEDED', now(), now(), now(),
+                '{"extra": "x", "schedule": {}}', NULL, '[]', 'null')
+    """, {"x": evil})
+    worker.add_schedule(evil[:60], "0 3 * * *", evil)
+    sql(db_config, "UPDATE {schema}.worker SET name = %(x)s, host = %(x)s", {"x": evil})
+    w = web()
+    rids = [f"{n}" * 8 + "-" + "-".join([f"{n}" * 4] * 3) + "-" + f"{n}" * 12 for n in range(1, 5)]
+    for url in ("/", "/fragments/overview", "/jobs?status=ended", "/jobs?status=failed", "/schedules",
+                *(f"/jobs/{rid}" for rid in rids)):
+        page = w.get(url)
+        assert page.status_code == 200, (url, page.text[:300])
+        assert "<script>alert" not in page.text and "<img src=x" not in page.text, url
+        if url != f"/jobs/{rids[2]}" and url != f"/jobs/{rids[3]}":
+            assert "&lt;script&gt;alert(1)" in page.text, url
+    assert "recurring: run 1" in w.get(f"/jobs/{rids[0]}").text
+    assert "added from cron schedule" in w.get(f"/jobs/{rids[1]}").text
+    assert "added directly" in w.get(f"/jobs/{rids[2]}").text and "added directly" in w.get(f"/jobs/{rids[3]}").text
 
 
 def test_actions_cancel_requeue_stop_and_schedules(worker, web, db_config):
@@ -345,6 +482,8 @@ def test_token_bearer_login_form_and_loopback_only_without_it(worker, web, db_co
 
     with pytest.raises(TokenError):
         check_token("short")
+    with pytest.raises(TokenError):  # a Bearer header could never carry it
+        check_token("pässwort-pässwort-pässwort")
     with pytest.raises(WebServerError):
         check_bind("0.0.0.0", None)
     check_bind("0.0.0.0", TOKEN)

@@ -113,6 +113,16 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def _origin(options: Any) -> dict[str, Any]:
+    """Where a job came from, from its options column (jsonb any producer may have written: never trusted)."""
+    options = options if isinstance(options, dict) else {}
+    extra = options.get("extra") if isinstance(options.get("extra"), dict) else {}
+    recurring = options.get("schedule")
+    cron = extra.get("schedule")
+    return {"cron": str(cron) if cron else None, "triggered": bool(extra.get("triggered")),
+            "recurring": (recurring if isinstance(recurring, dict) else {}) if recurring else None}
+
+
 def _worker_liveness(w: dict[str, Any]) -> tuple[str, str]:
     """(css class, words) for a worker row: how sure we are that it is alive."""
     if w["status"] == "DEAD":
@@ -214,9 +224,11 @@ class WebApp:
             raise actions.ActionError(403, "This server was started with --read-only: it changes nothing.")
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_FORM_BYTES):
+        if length is not None and not (length.isascii() and length.isdigit()):  # "²".isdigit() is True
+            raise BadRequest("Content-Length is not a number")
+        if length is not None and int(length) > MAX_FORM_BYTES:
             raise BadRequest("the form is too large")
-        body = await request.body()
+        body = await _read_body(request, MAX_FORM_BYTES)
         if content_type != "application/x-www-form-urlencoded" and (body or content_type):
             raise BadRequest("send the form as application/x-www-form-urlencoded")
         values = parse_form(body, allowed | {"csrf"})
@@ -293,9 +305,9 @@ class WebApp:
                 else:
                     payload = {"state": "decrypted", "parameters": opened.parameters,
                                "parameters_keyed": opened.parameters_keyed, "result": opened.result}
-        options = row.get("options") if isinstance(row.get("options"), dict) else {}
         return self.render(request, "job.html", notice=notice, d=detail, job=row, payload=payload,
-                           options=options, ended=row["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"))
+                           origin=_origin(row.get("options")),
+                           ended=row["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"))
 
     async def schedules(self, request: Request) -> Response:
         notice = parse_notice(check_names(request.query_params.multi_items(), NOTICE))
@@ -420,6 +432,17 @@ class WebApp:
 
 _TABS = (("active", "Active"), ("queued", "Queued"), ("scheduled", "Scheduled"), ("running", "Running"),
          ("ended", "Ended"), ("succeeded", "Succeeded"), ("failed", "Failed"), ("cancelled", "Cancelled"))
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it grows past ``limit``: a chunked body has no Content-Length to
+    check first, and /login reads one before anyone has signed in."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BadRequest(f"the form is larger than {limit} bytes")
+    return bytes(body)
 
 
 def _safe_next(target: str) -> str:

@@ -37,9 +37,12 @@ class TokenError(ValueError):
 def check_token(token: str | None) -> str | None:
     if token is None or token == "":
         return None
-    if len(token) < MIN_TOKEN_LENGTH or token.strip() != token:
-        raise TokenError(f"QUEUER_WEB_TOKEN must be at least {MIN_TOKEN_LENGTH} characters without surrounding "
-                         "spaces (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    # ASCII only: an HTTP header carries bytes that Starlette reads as latin-1, so a token with other
+    # characters could sign in through the form but never match as a Bearer header.
+    if len(token) < MIN_TOKEN_LENGTH or token.strip() != token or not (token.isascii() and token.isprintable()):
+        raise TokenError(f"QUEUER_WEB_TOKEN must be at least {MIN_TOKEN_LENGTH} characters of printable ASCII, "
+                         "without surrounding spaces "
+                         "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
     return token
 
 
