@@ -168,6 +168,14 @@ def test_overview_live_update_and_cancel_in_a_real_browser(make_queuer, db_confi
         driver.get(server.url + f"/jobs/{failed.rid}")
         assert "ConnectionError: no MX record for invalid" in driver.find_element(By.ID, "job-error").text
         screenshot(driver, tmp_path / "job-failed.png")
+        # A form POSTs once: a second submit (a double click) while the first is on its way is dropped.
+        sent = driver.execute_script("""
+            var form = document.getElementById("requeue-job").form, sent = 0;
+            window.addEventListener("submit", function (e) { if (!e.defaultPrevented) sent++; e.preventDefault(); });
+            form.requestSubmit();
+            form.requestSubmit();
+            return sent;""")
+        assert sent == 1
         driver.get(server.url + "/schedules")
         assert "nightly-report" in driver.find_element(By.ID, "schedules").text
         screenshot(driver, tmp_path / "schedules.png")

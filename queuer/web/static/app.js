@@ -1,4 +1,4 @@
-// queuer web: refresh the live regions and ask before destructive forms. No library.
+// queuer web: refresh the live regions, ask before destructive forms, send each form once. No library.
 (function () {
   "use strict";
 
@@ -42,7 +42,24 @@
   document.querySelectorAll("[data-refresh]").forEach(refresh);
 
   document.addEventListener("submit", function (event) {
-    var message = event.target.getAttribute("data-confirm");
-    if (message && !window.confirm(message)) event.preventDefault();
+    var form = event.target;
+    var message = form.getAttribute("data-confirm");
+    if (message && !window.confirm(message)) {
+      event.preventDefault();
+      return;
+    }
+    // A form POSTs once: a double click on "Yes, re-queue them" would add every job twice.
+    if (form.method === "post") {
+      if (form.hasAttribute("data-sent")) event.preventDefault();
+      form.setAttribute("data-sent", "");
+    }
+  });
+
+  // A page the Back button restores from the browser's cache may send its forms again.
+  window.addEventListener("pageshow", function (event) {
+    if (!event.persisted) return;
+    document.querySelectorAll("form[data-sent]").forEach(function (form) {
+      form.removeAttribute("data-sent");
+    });
   });
 })();
