@@ -126,6 +126,7 @@ def bouncers(pg_server_config):
 def _run_the_suite(config: DatabaseConfiguration, db_config: DatabaseConfiguration) -> list[float]:
     """2,000 jobs over 2 workers, a cron schedule, a delayed job and a cancel; returns start latencies (s)."""
     cancelled_seen = threading.Event()
+    cancellable_started = threading.Event()
     starts: dict[str, float] = {}
 
     def work(i: int) -> int:
@@ -133,6 +134,7 @@ def _run_the_suite(config: DatabaseConfiguration, db_config: DatabaseConfigurati
         return i
 
     def wait_for_cancel() -> str:
+        cancellable_started.set()
         if current_job().wait_cancelled(30):
             cancelled_seen.set()
         return "done"
@@ -153,8 +155,9 @@ def _run_the_suite(config: DatabaseConfiguration, db_config: DatabaseConfigurati
         rids = producer.add_jobs([BatchJob(task="work", parameters=[i]) for i in range(2000)])
         delayed = producer.add_job_with_options(Options(execute_after=timedelta(seconds=1)), "work", -1)
         long = producer.add_job("wait_for_cancel")
-        wait_until(lambda: producer.get_job(long.rid).status == JobStatus.RUNNING, timeout=30,
-                   message="the cancellable job runs")
+        # RUNNING in the table only means claimed: it may still wait in a worker's buffer.
+        assert cancellable_started.wait(30), "the cancellable job never started"
+        assert producer.get_job(long.rid).status == JobStatus.RUNNING
         producer.cancel_job(long.rid)
         assert cancelled_seen.wait(10), "the cancel did not reach the running task"
         wait_until(lambda: count(db_config, "SELECT count(*) FROM {schema}.job_archive WHERE status = 'SUCCEEDED' "
