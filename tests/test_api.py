@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 import uuid
@@ -273,6 +274,33 @@ def test_listeners_see_a_delayed_job_as_scheduled_and_a_cancelled_one_by_task(ma
     wait_until(lambda: deletes and updates, message="cancel seen")
     assert (deletes[0].rid, deletes[0].status, deletes[0].task_name) == (later.rid, JobStatus.CANCELLED, "add")
     assert (updates[0].status, updates[0].task_name) == (JobStatus.CANCELLED, "add")
+
+
+def test_a_retry_after_a_delay_is_seen_as_scheduled(make_queuer):
+    updates = []
+    q = make_queuer(OnError(max_retries=1, retry_delay=3600, retry_jitter=0))
+    q.listen_for_job_update(updates.append)
+    q.add_task(fail)
+    q.start()
+    job = q.add_job(fail, "later")
+    wait_until(lambda: updates, message="the retry seen")
+    assert (updates[0].rid, updates[0].status, updates[0].task_name) == (job.rid, JobStatus.SCHEDULED, "fail")
+    assert q.get_job(job.rid).status == JobStatus.SCHEDULED
+
+
+def test_cancel_jobs_announces_many_jobs_in_a_few_notifications(make_queuer):
+    import psycopg
+
+    q = make_queuer()
+    q.add_task(add)
+    rids = q.add_jobs([BatchJob(add, [i]) for i in range(1000)])
+    with psycopg.connect(**q.db_config.connect_kwargs(), autocommit=True) as listener:
+        listener.execute(f'LISTEN "{q.db.channel}"')
+        assert len(q.cancel_jobs(rids)) == 1000
+        payloads = [n.payload for n in listener.notifies(timeout=1.0)]
+    events = [event for payload in payloads for event in json.loads(payload)["j"]]
+    assert sorted(e[0] for e in events) == ["cancel"] * 1000 + ["end"] * 1000
+    assert len(payloads) < 100 and max(len(p.encode()) for p in payloads) < 8000
 
 
 def test_a_failing_listener_does_not_stop_others(make_queuer):

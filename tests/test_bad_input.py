@@ -185,3 +185,40 @@ def test_a_result_over_the_payload_limit_fails_its_job_clearly(make_queuer):
     failed = q.wait_for_job_finished(big.rid, 10)
     assert failed.status == JobStatus.FAILED and failed.attempts == 1  # no retry: it would fail again
     assert "2,002 bytes of JSON, over the limit of 1,000" in failed.error
+
+
+def test_serial_keys_of_control_characters_end_in_one_batch(make_queuer):
+    # A control character is escaped as \u00XX (6 bytes) in a notification: a
+    # 500-character key makes a 3 KB event, and chunks must still fit 8000 bytes.
+    from queuer.model.worker import WorkerStatus
+    from queuer.testing import drain
+
+    q = make_queuer()
+    q.add_task_with_name(lambda: None, "k")
+    lengths = [342, 500, 500, 397]
+    # Events go out in an order of PostgreSQL's choosing: try the keys in several orders.
+    for order in [lengths[i:] + lengths[:i] for i in range(4)] + [lengths[::-1]]:
+        for i, length in enumerate(order):
+            q.add_job_with_options(Options(serial_key=chr(65 + i) + "\x01" * (length - 1)), "k")
+        ended = drain(q)  # one claim, one record_outcomes: every end and every freed key in it
+        assert [job.status.value for job in ended] == ["SUCCEEDED"] * 4
+    assert q.worker.status == WorkerStatus.READY
+
+
+def test_a_batch_naming_many_long_tasks_and_a_shutdown_giving_back_many_jobs_notify_in_chunks(make_queuer):
+    from queuer import JobStatus
+    from queuer.model.worker import WorkerStatus
+
+    q = make_queuer()
+    names = [f"{i:03d}" + "\U0001d11e" * 197 for i in range(12)]  # 4 bytes a character
+    for name in names:
+        q.add_task_with_name(lambda: None, name)
+    rids = q.add_jobs([BatchJob(name) for name in names for _ in range(10)])
+    assert len(rids) == 120
+    q.worker_db.set_status(q.worker.rid, WorkerStatus.RUNNING)
+    claimed = q.job_db.claim(q.worker.rid, names, 120, 1, None, 3)
+    assert len(claimed) == 120
+    held = [(job.id, job.attempt) for job in claimed]
+    assert q.job_db.requeue_abandoned(q.worker.rid, held[:60]) == 60
+    assert q.job_db.release(q.worker.rid, held[60:]) == 60
+    assert len(q.job_db.get_jobs(status=JobStatus.QUEUED, limit=500)) == 120

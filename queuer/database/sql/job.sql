@@ -3,6 +3,10 @@
 -- Statements that end jobs also NOTIFY, once per statement, never per row:
 -- the payload is {"j": [[event, rid, detail, extra], ...]} in chunks under 8000 bytes
 -- (insert/retry: task, status; end: status, task; cancel: worker rid; free: serial key).
+-- A chunk holds events until their text (each counted with its 2-byte ", ") passes
+-- 4800 bytes: it is then at most 4800 bytes plus one event, and the largest event is
+-- about 3060 bytes (a 500-character serial key of control characters, each escaped
+-- as \u00XX) plus the 11 bytes of {"j" : [...]}, under PostgreSQL's 8000-byte limit.
 
 -- name: insert_job
 WITH inserted AS (
@@ -30,10 +34,13 @@ SELECT inserted.*,
 FROM inserted;
 
 -- name: notify_inserted_tasks
--- After a COPY: one notification naming the tasks that got new jobs.
-SELECT pg_notify(%(channel)s, json_build_object(
-    'j', (SELECT json_agg(json_build_array('insert', NULL, t))
-          FROM unnest(%(task_names)s::text[]) AS t))::text);
+-- After a COPY: notifications naming the tasks that got new jobs (chunked: a batch may
+-- name many tasks).
+SELECT pg_notify(%(channel)s, json_build_object('j', json_agg(item))::text)
+FROM (SELECT item, sum(octet_length(item::text) + 2) OVER (ROWS UNBOUNDED PRECEDING) / 4800 AS chunk
+      FROM (SELECT json_build_array('insert', NULL, t) AS item
+            FROM unnest(%(task_names)s::text[]) AS t) AS i) AS e
+GROUP BY chunk;
 
 -- name: claim_jobs
 -- One statement: pick the next claimable rows in claim order, skipping rows
@@ -137,7 +144,7 @@ WITH outcome AS (
     WHERE o.status = 'RETRY'
       AND j.id = o.id AND j.attempts = o.attempt
       AND j.worker_rid = %(worker_rid)s
-    RETURNING j.id, j.rid, j.task_name, j.serial_key
+    RETURNING j.id, j.rid, j.task_name, j.serial_key, j.status
 ), ended AS (
     DELETE FROM {schema}.job AS j
     USING outcome AS o
@@ -187,7 +194,7 @@ WITH outcome AS (
 ), events AS (
     SELECT id, 'end' AS event, rid, status AS detail, task_name AS extra FROM archived
     UNION ALL
-    SELECT id, 'retry', rid, task_name, 'QUEUED' FROM retried
+    SELECT id, 'retry', rid, task_name, status FROM retried
     UNION ALL
     SELECT id, 'insert', rid, task_name, 'SCHEDULED' FROM next_runs
     UNION ALL
@@ -196,10 +203,9 @@ WITH outcome AS (
     UNION ALL
     SELECT id, 'free', rid, serial_key, NULL FROM retried WHERE serial_key IS NOT NULL
 ), notified AS (
-    -- NOTIFY payloads stop at 8000 bytes: events go out in chunks of 5500 bytes and one
-    -- more event (at most about 2100 bytes: task names and keys are capped).
+    -- Chunked as the header says.
     SELECT pg_notify(%(channel)s, json_build_object('j', json_agg(item))::text)
-    FROM (SELECT item, sum(octet_length(item::text)) OVER (ROWS UNBOUNDED PRECEDING) / 5500 AS chunk
+    FROM (SELECT item, sum(octet_length(item::text) + 2) OVER (ROWS UNBOUNDED PRECEDING) / 4800 AS chunk
           FROM (SELECT json_build_array(event, rid, detail, extra) AS item FROM events) AS i) AS e
     GROUP BY chunk
 )
@@ -220,12 +226,14 @@ WITH released AS (
     WHERE j.id = r.id AND j.attempts = r.attempt
       AND j.worker_rid = %(worker_rid)s
     RETURNING j.task_name
+), notified AS (
+    SELECT pg_notify(%(channel)s, json_build_object('j', json_agg(item))::text)
+    FROM (SELECT item, sum(octet_length(item::text) + 2) OVER (ROWS UNBOUNDED PRECEDING) / 4800 AS chunk
+          FROM (SELECT DISTINCT ON (task_name) json_build_array('insert', NULL, task_name) AS item
+                FROM released) AS i) AS e
+    GROUP BY chunk
 )
-SELECT count(*) AS released,
-       CASE WHEN count(*) > 0 THEN pg_notify(%(channel)s, json_build_object(
-           'j', (SELECT json_agg(DISTINCT jsonb_build_array('insert', NULL, task_name))
-                 FROM released))::text) END AS notified
-FROM released;
+SELECT (SELECT count(*) FROM released) AS released, (SELECT count(*) FROM notified) AS notified;
 
 -- name: cancel_job
 -- Cancel queued or running jobs: archive them as CANCELLED at once and tell
@@ -237,11 +245,18 @@ WITH gone AS (
     SELECT {archived_columns}, failures, rescues, crashes, 'CANCELLED', NULL, %(reason)s
     FROM gone
     RETURNING *
+), events AS (
+    SELECT json_build_array('cancel', rid, worker_rid, task_name) AS item FROM archived
+    UNION ALL
+    SELECT json_build_array('end', rid, 'CANCELLED', task_name) FROM archived
+), notified AS (
+    -- Chunked, not one notification per job: a bulk cancel may end thousands.
+    SELECT pg_notify(%(channel)s, json_build_object('j', json_agg(item))::text)
+    FROM (SELECT item, sum(octet_length(item::text) + 2) OVER (ROWS UNBOUNDED PRECEDING) / 4800 AS chunk
+          FROM events) AS e
+    GROUP BY chunk
 )
-SELECT archived.*,
-       pg_notify(%(channel)s, json_build_object('j', json_build_array(
-           json_build_array('cancel', rid, worker_rid, task_name),
-           json_build_array('end', rid, 'CANCELLED', task_name)))::text) AS notified
+SELECT archived.*, (SELECT count(*) FROM notified) AS notified
 FROM archived;
 
 -- name: rescue_orphaned_jobs
@@ -294,10 +309,9 @@ WITH orphan AS (
     UNION ALL
     SELECT id, 'retry', rid, task_name, 'QUEUED' FROM requeued
 ), notified AS (
-    -- NOTIFY payloads stop at 8000 bytes: events go out in chunks of 5500 bytes and one
-    -- more event (at most about 2100 bytes: task names and keys are capped).
+    -- Chunked as the header says.
     SELECT pg_notify(%(channel)s, json_build_object('j', json_agg(item))::text)
-    FROM (SELECT item, sum(octet_length(item::text)) OVER (ROWS UNBOUNDED PRECEDING) / 5500 AS chunk
+    FROM (SELECT item, sum(octet_length(item::text) + 2) OVER (ROWS UNBOUNDED PRECEDING) / 4800 AS chunk
           FROM (SELECT json_build_array(event, rid, detail, extra) AS item FROM events) AS i) AS e
     GROUP BY chunk
 )
@@ -321,11 +335,13 @@ WITH requeued AS (
     FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS a(id, attempt)
     WHERE j.id = a.id AND j.attempts = a.attempt AND j.worker_rid = %(worker_rid)s
     RETURNING j.rid, j.task_name
+), notified AS (
+    SELECT pg_notify(%(channel)s, json_build_object('j', json_agg(item))::text)
+    FROM (SELECT item, sum(octet_length(item::text) + 2) OVER (ROWS UNBOUNDED PRECEDING) / 4800 AS chunk
+          FROM (SELECT json_build_array('retry', rid, task_name, 'QUEUED') AS item FROM requeued) AS i) AS e
+    GROUP BY chunk
 )
-SELECT count(*) AS requeued,
-       CASE WHEN count(*) > 0 THEN pg_notify(%(channel)s, json_build_object(
-           'j', (SELECT json_agg(json_build_array('retry', rid, task_name)) FROM requeued))::text) END AS notified
-FROM requeued;
+SELECT (SELECT count(*) FROM requeued) AS requeued, (SELECT count(*) FROM notified) AS notified;
 
 -- name: get_job
 SELECT * FROM {schema}.job WHERE rid = %(rid)s;
