@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import gc
 import threading
 import time
+import warnings
+from typing import Any
 
+import queuer
 from queuer import BatchJob, JobStatus, OnError, Options
+from queuer.testing import run_task
 
 from tests.support import wait_until
 
@@ -89,3 +95,68 @@ def test_an_async_task_that_returns_normally_keeps_working(make_queuer):
     rids = q.add_jobs([BatchJob(add, [i, i]) for i in range(20)])
     results = [q.wait_for_job_finished(rid, 10).result for rid in rids]
     assert results == [2 * i for i in range(20)]
+
+
+def test_tasks_an_async_job_leaves_running_end_with_it(make_queuer):
+    # Each job thread reuses one event loop: a task the coroutine started and left
+    # running must not go on inside the next job (as the ended job).
+    ticks: list = []
+
+    async def spawner() -> str:
+        async def forever() -> None:
+            while True:
+                ticks.append(queuer.current_job().rid)
+                await asyncio.sleep(0.005)
+
+        asyncio.get_running_loop().create_task(forever())
+        await asyncio.sleep(0.03)
+        return "spawned"
+
+    async def later() -> str:
+        await asyncio.sleep(0.2)
+        return "later"
+
+    q = make_queuer(max_concurrency=1)
+    q.add_task(spawner)
+    q.add_task(later)
+    q.start()
+    assert q.wait_for_job_finished(q.add_job(spawner).rid, 10).result == "spawned"
+    seen = len(ticks)
+    assert seen > 0
+    assert q.wait_for_job_finished(q.add_job(later).rid, 10).result == "later"
+    assert len(ticks) == seen, f"the ended job's task ran {len(ticks) - seen} more times during the next job"
+
+
+def test_a_decorated_async_task_is_awaited(make_queuer):
+    # A plain wrapper around an async def returns a coroutine: run it, as run_task does.
+    async def double(n: int) -> int:
+        await asyncio.sleep(0)
+        return 2 * n
+
+    @functools.wraps(double)
+    def wrapped(n: int) -> Any:
+        return double(n)
+
+    q = make_queuer()
+    q.add_task(wrapped)
+    q.start()
+    assert q.wait_for_job_finished(q.add_job(wrapped, 21).rid, 10).result == 42
+    assert run_task(wrapped, 21) == 42
+
+
+def test_job_threads_close_their_event_loops_when_the_worker_stops(make_queuer):
+    async def one() -> int:
+        await asyncio.sleep(0)
+        return 1
+
+    q = make_queuer(max_concurrency=2)
+    q.add_task(one)
+    q.start()
+    assert [q.wait_for_job_finished(rid, 10).result for rid in q.add_jobs([BatchJob(one) for _ in range(4)])] == [1] * 4
+    threads = q._runtime.dispatcher._threads
+    q.stop()
+    wait_until(lambda: not any(thread.is_alive() for thread in threads), message="job threads ended")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        gc.collect()
+    assert not [w for w in caught if "event loop" in str(w.message)], [str(w.message) for w in caught]

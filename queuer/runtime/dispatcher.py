@@ -83,6 +83,7 @@ class Dispatcher:
         confirm_start: Callable[[int, int, bool], bool] | None = None,
         max_result_bytes: int = 1024 * 1024,
         threads: bool = True,
+        passthrough: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.tasks = tasks
         self.max_concurrency = max_concurrency
@@ -95,6 +96,9 @@ class Dispatcher:
         self.keyring = keyring
         self._confirm_start = confirm_start
         self.max_result_bytes = max_result_bytes
+        # Exceptions a task raises that end the caller's run instead of failing the job
+        # (the test kit's drain: Ctrl-C, a pytest timeout).
+        self._passthrough = passthrough
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         # The buffer is a SimpleQueue: a job thread waits on it in C, holding no
@@ -210,6 +214,7 @@ class Dispatcher:
         while True:
             attempt = self._buffer.get()
             if attempt is None:  # shutdown
+                self.close_event_loop()
                 return
             if self._begin(attempt):
                 self._run(attempt)
@@ -318,11 +323,13 @@ class Dispatcher:
             return self._failure(attempt, error, retry=False)
         token = set_current(attempt.context)
         try:
-            if task.is_async:
-                result = self._run_coroutine(attempt, task.fn(*job.parameters, **job.parameters_keyed))
-            else:
-                result = task.fn(*job.parameters, **job.parameters_keyed)
+            result = task.fn(*job.parameters, **job.parameters_keyed)
+            # Not only ``async def``: a decorated coroutine function returns a coroutine too.
+            if asyncio.iscoroutine(result):
+                result = self._run_coroutine(attempt, result)
         except BaseException as exc:  # noqa: BLE001 - a task's failure, whatever it is, fails the attempt
+            if isinstance(exc, self._passthrough):
+                raise
             tracing.record_exception(exc)
             error = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exception(exc))
             # Arguments that do not fit the task's signature fail the call itself (no frame of
@@ -390,10 +397,7 @@ class Dispatcher:
 
     def _run_coroutine(self, attempt: Attempt, coroutine: Any) -> Any:
         """Run an async task on this thread's loop; a cancel or timeout interrupts it at its next await."""
-        loop = self._event_loop()
-        running = loop.create_task(coroutine)
-        attempt.context.on_cancel(lambda: loop.call_soon_threadsafe(running.cancel))
-        return loop.run_until_complete(running)
+        return run_coroutine(self._event_loop(), attempt.context, coroutine)
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         # One event loop per worker thread, reused by every async task it runs.
@@ -402,6 +406,16 @@ class Dispatcher:
             loop = asyncio.new_event_loop()
             self._loops.loop = loop
         return loop
+
+    def close_event_loop(self) -> None:
+        """Close the calling thread's event loop, if it has one (an open one warns when collected)."""
+        loop = getattr(self._loops, "loop", None)
+        self._loops.loop = None
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
 
     # -- ending attempts early ----------------------------------------------------
 
@@ -483,3 +497,29 @@ class Dispatcher:
         """End the idle job threads. Runaway threads cannot be joined; they end when their task returns."""
         for _ in self._threads:
             self._buffer.put(None)
+
+
+def run_coroutine(loop: asyncio.AbstractEventLoop, context: JobContext, coroutine: Any) -> Any:
+    """Run a task's coroutine to its end on ``loop``; ``context.cancel`` interrupts it at its next await.
+
+    Tasks the coroutine started and left running are cancelled and awaited before
+    this returns, as ``asyncio.run`` does: on a loop reused by the next job they
+    would otherwise go on running inside it, as the ended job.
+    """
+    running = loop.create_task(coroutine)
+    context.on_cancel(lambda: _cancel_soon(loop, running))
+    try:
+        return loop.run_until_complete(running)
+    finally:
+        left = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in left:
+            task.cancel()
+        if left:
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+
+
+def _cancel_soon(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+    try:
+        loop.call_soon_threadsafe(task.cancel)
+    except RuntimeError:
+        pass  # the loop is closed: the coroutine ended long ago
