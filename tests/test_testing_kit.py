@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import threading
+import warnings
 from datetime import timedelta
 
 import pytest
 
 import queuer
 from queuer import JobStatus, OnError, Options, new_queuer
-from queuer.testing import assert_enqueued, drain, job_context, refute_enqueued, run_task, run_task_in
+from queuer.testing import (
+    assert_enqueued, drain, enqueued_jobs, job_context, refute_enqueued, run_task, run_task_in,
+)
 
 
 def double(n: int) -> int:
@@ -130,3 +134,96 @@ def test_run_task_in_a_context_the_test_cancels():
     with pytest.raises(asyncio.CancelledError):
         run_task_in(context, waits)
     assert context.is_cancelled() and context.cancel_reason == "test says stop"
+
+
+async def async_double(n: int) -> int:
+    await asyncio.sleep(0)
+    return 2 * n
+
+
+def test_drain_closes_the_event_loop_of_async_tasks(q):
+    q.add_task(async_double)
+    q.add_job(async_double, 4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        assert [job.result for job in drain(q)] == [8]
+        gc.collect()  # an unclosed loop warns when collected (an error under filterwarnings=error)
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, pytest.fail.Exception])
+def test_ctrl_c_or_a_pytest_timeout_inside_a_task_ends_the_drain_and_puts_its_jobs_back(q, interruption):
+    def interrupted() -> None:
+        raise interruption("stop the run")  # what Ctrl-C or pytest-timeout raises in the running task
+
+    q.add_task(interrupted)
+    first, second = q.add_job(interrupted), q.add_job(double, 1)
+    with pytest.raises(interruption):
+        drain(q)
+    assert {job.status for job in enqueued_jobs(q)} == {JobStatus.QUEUED}
+    assert {job.rid for job in enqueued_jobs(q)} == {first.rid, second.rid}
+    assert q.worker.status.value == "READY"
+
+
+def test_drain_puts_its_jobs_back_when_the_database_fails_midway(q, monkeypatch):
+    import psycopg
+
+    rids = {q.add_job(double, i).rid for i in range(3)}
+
+    def lost(*args, **kwargs):
+        raise psycopg.OperationalError("the connection was lost")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(q.job_db, "record_outcomes", lost)
+        with pytest.raises(psycopg.OperationalError):
+            drain(q)
+    assert {(job.rid, job.status) for job in enqueued_jobs(q)} == {(rid, JobStatus.QUEUED) for rid in rids}
+    assert {job.rid for job in drain(q)} == rids  # not left RUNNING under a worker that never runs them
+
+
+def test_run_task_in_a_context_cancelled_after_the_run_and_tasks_left_running():
+    ticks: list[int] = []
+
+    async def leaves_a_task() -> str:
+        async def forever() -> None:
+            while True:
+                ticks.append(1)
+                await asyncio.sleep(0)
+
+        asyncio.get_running_loop().create_task(forever())
+        await asyncio.sleep(0)
+        return "done"
+
+    context = job_context()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Task was destroyed but it is pending" and unclosed loops
+        assert run_task_in(context, leaves_a_task) == "done"
+        gc.collect()
+    seen = len(ticks)
+    context.cancel("too late")  # its loop is closed: nothing left to interrupt, and no error
+    assert context.is_cancelled() and len(ticks) == seen
+
+
+def test_queuer_db_passes_every_connection_setting_of_the_test_dsn_on():
+    from queuer.helper.config import DatabaseConfiguration
+    from queuer.testing.server import config_from_dsn, environment
+
+    config = config_from_dsn("host=db.test port=6543 dbname=app user=ci sslmode=verify-full "
+                             "sslrootcert=/ca.pem options='-c lock_timeout=5s'")
+    again = DatabaseConfiguration.from_env(environment(config.with_schema("test_x")))
+    assert (again.host, again.port, again.database, again.username, again.schema) == (
+        "db.test", 6543, "app", "ci", "test_x")
+    assert again.sslmode == "verify-full"
+    assert again.extra == {"sslrootcert": "/ca.pem", "options": "-c lock_timeout=5s"}
+
+
+def test_looking_for_docker_without_a_daemon_leaves_no_open_socket(tmp_path, monkeypatch):
+    pytest.importorskip("docker")
+    from queuer.testing.server import _docker_answers
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        assert _docker_answers() is False
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 import uuid
+import warnings
 from typing import Any, Callable, Mapping
 
 from queuer.context import JobContext, reset_current, set_current
-from queuer.database.job_db import Outcome
+from queuer.database.job_db import ClaimedJob, Outcome
 from queuer.model.job import Job
 from queuer.model.worker import WorkerStatus
 from queuer.queuer import Queuer
-from queuer.runtime.dispatcher import Dispatcher
+from queuer.runtime.dispatcher import Dispatcher, run_coroutine
 
 CLAIM_BATCH = 100
 
@@ -43,6 +45,9 @@ def drain(q: Queuer, timeout: float = 10.0, *, with_scheduled: bool = False, in_
 
     Raises ``TimeoutError`` when jobs are still due after ``timeout`` seconds
     (a schedule without end, with ``with_scheduled=True``, never drains).
+    A ``KeyboardInterrupt`` or a pytest outcome (``pytest.fail``, a
+    pytest-timeout) raised while a task runs is not the task's failure: it ends
+    the drain. Whatever ends a drain early puts the jobs it held back in the queue.
     """
     if not in_thread:
         return _drain_with_worker(q, timeout, with_scheduled)
@@ -54,10 +59,12 @@ def drain(q: Queuer, timeout: float = 10.0, *, with_scheduled: bool = False, in_
     dispatcher = Dispatcher(
         tasks, 1, 1, ended.append, lambda: None, q.default_on_error, q.resources,
         q._tasks.next_interval_funcs, q.keyring, max_result_bytes=q.settings.max_payload_bytes, threads=False,
+        passthrough=_interruptions(),
     )
     worker_rid = q.worker.rid
     q.worker_db.set_status(worker_rid, WorkerStatus.RUNNING)  # claims are for running workers only
     finished: list[Job] = []
+    claimed: list[ClaimedJob] = []
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -67,17 +74,41 @@ def drain(q: Queuer, timeout: float = 10.0, *, with_scheduled: bool = False, in_
             if not claimed:
                 return finished
             if time.monotonic() > deadline:
-                q.job_db.release(worker_rid, [(job.id, job.attempt) for job in claimed])
                 raise TimeoutError(f"drain: jobs were still due after {timeout:g} s "
                                    f"({len(finished)} ended); a schedule without end never drains")
             dispatcher.submit(claimed)
             dispatcher.run_here()
             rids = {job.id: job.rid for job in claimed}
             applied = q.job_db.record_outcomes(worker_rid, ended)
+            claimed = []
             finished += [q.get_job_ended(rids[o.id]) for o in ended if o.status != "RETRY" and o.id in applied]
             ended.clear()
+    except BaseException:
+        _put_back(q, worker_rid, claimed)
+        raise
     finally:
-        q.worker_db.set_status(worker_rid, WorkerStatus.READY)
+        try:
+            dispatcher.close_event_loop()
+        finally:
+            q.worker_db.set_status(worker_rid, WorkerStatus.READY)
+
+
+def _interruptions() -> tuple[type[BaseException], ...]:
+    """What stops a test run rather than fails a job: Ctrl-C, and pytest's outcomes when pytest runs."""
+    outcomes = sys.modules.get("_pytest.outcomes")
+    exception = getattr(outcomes, "OutcomeException", None)
+    return (KeyboardInterrupt,) + ((exception,) if isinstance(exception, type) else ())
+
+
+def _put_back(q: Queuer, worker_rid: uuid.UUID, claimed: list[ClaimedJob]) -> None:
+    """Give back the jobs of a batch whose outcomes were not recorded, so they are not left
+    RUNNING under a worker that never runs them (the release is fenced: ended jobs stay ended)."""
+    if not claimed:
+        return
+    try:
+        q.job_db.release(worker_rid, [(job.id, job.attempt) for job in claimed])
+    except Exception as exc:  # the database may be what failed: the first error matters more
+        warnings.warn(f"drain could not put {len(claimed)} job(s) back in the queue: {exc}", stacklevel=3)
 
 
 def _claim_defaults(q: Queuer) -> tuple[int, float | None, int]:
@@ -155,11 +186,12 @@ def run_task_in(context: JobContext, fn: Callable[..., Any], *args: Any, **kwarg
 def _run_coroutine(context: JobContext, coroutine: Any) -> Any:
     loop = asyncio.new_event_loop()
     try:
-        running = loop.create_task(coroutine)
-        context.on_cancel(lambda: loop.call_soon_threadsafe(running.cancel))
-        return loop.run_until_complete(running)
+        return run_coroutine(loop, context, coroutine)
     finally:
-        loop.close()
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
 
 
 def _through_json(value: Any, what: str) -> Any:

@@ -11,6 +11,7 @@ Where the server comes from, first match wins:
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import uuid
 import warnings
@@ -19,7 +20,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from queuer.errors import ConfigurationError
 from queuer.helper.config import DatabaseConfiguration
@@ -54,16 +55,26 @@ def _docker_answers() -> bool:
     Checked before testcontainers is used: without a daemon its constructor
     fails anyway, but an unreachable DOCKER_HOST could make it wait long.
     """
-    try:
-        import docker
-
-        client = docker.from_env(timeout=3)
+    with warnings.catch_warnings():
+        # A client that could not connect leaves its socket to the garbage collector,
+        # whose ResourceWarning would fail a user's test under filterwarnings=error.
+        warnings.simplefilter("ignore", ResourceWarning)
         try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:
-        return False
+            answered = _ping_docker()
+        except Exception:
+            answered = False
+        gc.collect()
+    return answered
+
+
+def _ping_docker() -> bool:
+    import docker
+
+    client = docker.from_env(timeout=3)
+    try:
+        return bool(client.ping())
+    finally:
+        client.close()
 
 
 def _postgres_container_class() -> Any:
@@ -202,4 +213,8 @@ def environment(config: DatabaseConfiguration) -> dict[str, str]:
     }
     if config.password:
         env["QUEUER_DB_PASSWORD"] = config.password
+    if config.sslmode:
+        env["QUEUER_DB_SSLMODE"] = config.sslmode
+    if config.extra:  # the rest of QUEUER_TEST_DSN (sslrootcert, options, ...): the variables above win
+        env["QUEUER_DB_URL"] = make_conninfo("", **{k: str(v) for k, v in config.extra.items()})
     return env
