@@ -120,7 +120,12 @@ def sending() -> Iterator[Sending]:
 def processing(job: ClaimedJob) -> Iterator[Any]:
     """The CONSUMER span of one attempt, continuing the trace stored with the job."""
     stored = job.options.get("trace") if isinstance(job.options, dict) else None
-    parent = propagate.extract(stored) if isinstance(stored, dict) else None
+    parent = None
+    if isinstance(stored, dict):
+        try:
+            parent = propagate.extract({k: v for k, v in stored.items() if isinstance(v, str)})
+        except Exception:  # a malformed row starts a trace of its own; it must not end the job thread
+            parent = None
     with _tracer().start_as_current_span(
         f"process {job.task_name}", context=parent, kind=SpanKind.CONSUMER,
         record_exception=False, set_status_on_exception=False, attributes={

@@ -127,6 +127,24 @@ def test_cancelled_and_timed_out_attempts_say_so(make_queuer, spans):
     assert wait_until(lambda: outcome(timed.rid), message="timed-out attempt traced") == "timed_out"
 
 
+def test_a_malformed_stored_trace_context_starts_a_new_trace_and_the_worker_goes_on(make_queuer, spans):
+    # The context is read from the row: one edited (or written by another client) into
+    # a wrong shape must not end the job thread that reads it.
+    q = make_queuer(max_concurrency=1)
+    q.add_task(len)
+    bad = [q.add_job(len, "abc"), q.add_job(len, "de")]
+    for job, stored in zip(bad, ['{"trace": {"traceparent": 5}}', '{"trace": {"baggage": 3}}']):
+        q.db.execute(f"UPDATE {q.db.queries.schema_quoted}.job SET options = %(o)s::jsonb WHERE rid = %(r)s",
+                     {"o": stored, "r": job.rid})
+    q.start()
+    assert [q.wait_for_job_finished(job.rid, 10).result for job in bad] == [3, 2]
+    assert q.wait_for_job_finished(q.add_job(len, "x").rid, 10).result == 1
+    consumers = wait_until(lambda: [s for s in spans.get_finished_spans() if s.kind == SpanKind.CONSUMER
+                                    and s.attributes.get("queuer.job.rid") == str(bad[0].rid)],
+                           message="the malformed job's attempt traced")
+    assert consumers[0].parent is None
+
+
 def test_without_opentelemetry_nothing_is_traced_and_jobs_still_run(db_config):
     # A process where the package cannot be imported: the stand-in for a plain install.
     from tests.support import db_env
