@@ -80,6 +80,9 @@ class JobQueries:
         raise JobAlreadyEndedError(rid, status.value)
 
     def cancel_many(self, rids: Iterable[UUID | str]) -> list[Job]:
+        if isinstance(rids, (str, UUID, Job)):  # a str would be read as its characters
+            raise TypeError("cancel_jobs takes an iterable of rids, e.g. cancel_jobs([rid]); "
+                            "cancel one job with cancel_job(rid)")
         wanted = [as_uuid(rid) for rid in rids]
         return self.job_db.cancel(wanted, "cancelled by request") if wanted else []
 

@@ -303,6 +303,17 @@ def test_cancel_jobs_announces_many_jobs_in_a_few_notifications(make_queuer):
     assert len(payloads) < 100 and max(len(p.encode()) for p in payloads) < 8000
 
 
+def test_cancel_jobs_refuses_a_single_rid(make_queuer):
+    q = make_queuer()
+    q.add_task(add)
+    job = q.add_job(add, 1)
+    for single in (job.rid, str(job.rid), job):
+        with pytest.raises(TypeError, match="iterable of rids"):
+            q.cancel_jobs(single)
+    assert q.get_job(job.rid).status == JobStatus.QUEUED
+    assert [j.rid for j in q.cancel_jobs(iter([str(job.rid)]))] == [job.rid]
+
+
 def test_a_failing_listener_does_not_stop_others(make_queuer):
     seen = []
 
