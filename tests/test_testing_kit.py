@@ -227,3 +227,19 @@ def test_looking_for_docker_without_a_daemon_leaves_no_open_socket(tmp_path, mon
         assert _docker_answers() is False
         gc.collect()
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]
+
+
+def test_run_task_and_drain_work_from_async_code(q):
+    # An async test (pytest-asyncio, anyio) already runs an event loop in this thread.
+    async def who() -> str:
+        await asyncio.sleep(0)
+        return str(queuer.current_job().rid)
+
+    q.add_task(async_double)
+    q.add_job(async_double, 5)
+    context = job_context()
+
+    async def an_async_test() -> tuple:
+        return run_task_in(context, who), [job.result for job in drain(q)]
+
+    assert asyncio.run(an_async_test()) == (str(context.rid), [10])

@@ -12,6 +12,7 @@ the attempt at once, and whatever the task returns later is discarded.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import queue
 from bisect import bisect_left
 from itertools import accumulate
@@ -397,6 +398,8 @@ class Dispatcher:
 
     def _run_coroutine(self, attempt: Attempt, coroutine: Any) -> Any:
         """Run an async task on this thread's loop; a cancel or timeout interrupts it at its next await."""
+        if _loop_running_here():  # drain called from async code (an async test): not on its loop
+            return run_coroutine_once(attempt.context, coroutine)
         return run_coroutine(self._event_loop(), attempt.context, coroutine)
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
@@ -523,3 +526,43 @@ def _cancel_soon(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> No
         loop.call_soon_threadsafe(task.cancel)
     except RuntimeError:
         pass  # the loop is closed: the coroutine ended long ago
+
+
+def run_coroutine_once(context: JobContext, coroutine: Any) -> Any:
+    """``run_coroutine`` on an event loop of its own, closed afterwards; in a thread of its own
+    (with this thread's context variables) when this thread already runs an event loop."""
+    if _loop_running_here():
+        return _in_a_thread_of_its_own(lambda: run_coroutine_once(context, coroutine))
+    loop = asyncio.new_event_loop()
+    try:
+        return run_coroutine(loop, context, coroutine)
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+
+def _loop_running_here() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _in_a_thread_of_its_own(fn: Callable[[], Any]) -> Any:
+    done: dict[str, Any] = {}
+
+    def main() -> None:
+        try:
+            done["result"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            done["error"] = exc
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(main,), name="queuer-async-task")
+    thread.start()
+    thread.join()
+    if "error" in done:
+        raise done["error"]
+    return done["result"]

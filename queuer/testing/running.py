@@ -15,7 +15,7 @@ from queuer.database.job_db import ClaimedJob, Outcome
 from queuer.model.job import Job
 from queuer.model.worker import WorkerStatus
 from queuer.queuer import Queuer
-from queuer.runtime.dispatcher import Dispatcher, run_coroutine
+from queuer.runtime.dispatcher import Dispatcher, run_coroutine_once
 
 CLAIM_BATCH = 100
 
@@ -176,22 +176,11 @@ def run_task_in(context: JobContext, fn: Callable[..., Any], *args: Any, **kwarg
     try:
         result = fn(*parameters, **parameters_keyed)
         if asyncio.iscoroutine(result):
-            result = _run_coroutine(context, result)
+            result = run_coroutine_once(context, result)
     finally:
         reset_current(token)
     _through_json(result, f"the result of {getattr(fn, '__name__', fn)!r}")
     return result
-
-
-def _run_coroutine(context: JobContext, coroutine: Any) -> Any:
-    loop = asyncio.new_event_loop()
-    try:
-        return run_coroutine(loop, context, coroutine)
-    finally:
-        try:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            loop.close()
 
 
 def _through_json(value: Any, what: str) -> Any:
