@@ -1,8 +1,8 @@
 """Named SQL statements, kept as SQL in ``database/sql/*.sql``.
 
 A file holds blocks that start with ``-- name: <name>``. ``{schema}`` in the text
-is replaced by the quoted schema name (and ``{archived_columns}`` by
-ARCHIVED_COLUMNS) once, when the statements are loaded, so
+is replaced by the quoted schema name (``{archived_columns}`` by ARCHIVED_COLUMNS
+and ``{notify_items}`` by NOTIFY_ITEMS) once, when the statements are loaded, so
 each statement is a constant string that psycopg can prepare.
 """
 
@@ -22,6 +22,19 @@ ARCHIVED_COLUMNS = (
     "id, rid, task_name, parameters, parameters_keyed, options, priority, scheduled_at, started_at,"
     " worker_rid, attempts, max_attempts, timeout_seconds, schedule_count, unique_key, origin_rid, created_at,"
     " arguments_enc"
+)
+
+# Sends the JSON arrays of a statement's "items" CTE ({notify_items} in the SQL
+# files) as NOTIFY payloads {"j": [item, ...]}, in chunks under PostgreSQL's
+# 8000-byte limit: a chunk holds items until their text (each counted with its
+# 2-byte ", ") passes 4800 bytes, so it is at most 4800 bytes plus one item, and
+# the largest item is about 3060 bytes (a 500-character serial key of control
+# characters, each escaped as \u00XX) plus the 11 bytes of {"j" : [...]}.
+NOTIFY_ITEMS = (
+    "SELECT pg_notify(%(channel)s, json_build_object('j', json_agg(item))::text)"
+    " FROM (SELECT item, sum(octet_length(item::text) + 2) OVER (ROWS UNBOUNDED PRECEDING) / 4800 AS chunk"
+    " FROM items) AS chunked"
+    " GROUP BY chunk"
 )
 
 _NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
@@ -60,6 +73,7 @@ class Queries:
         self.schema_quoted = quoted
         self._statements = {
             name: body.replace("{schema}", quoted).replace("{archived_columns}", ARCHIVED_COLUMNS)
+            .replace("{notify_items}", NOTIFY_ITEMS)
             for name, body in _templates().items()
         }
 

@@ -1,12 +1,10 @@
 -- Statements on the job and job_archive tables.
 -- Each block starts with "-- name: <name>"; {schema} is the quoted schema.
--- Statements that end jobs also NOTIFY, once per statement, never per row:
--- the payload is {"j": [[event, rid, detail, extra], ...]} in chunks under 8000 bytes
--- (insert/retry: task, status; end: status, task; cancel: worker rid; free: serial key).
--- A chunk holds events until their text (each counted with its 2-byte ", ") passes
--- 4800 bytes: it is then at most 4800 bytes plus one event, and the largest event is
--- about 3060 bytes (a 500-character serial key of control characters, each escaped
--- as \u00XX) plus the 11 bytes of {"j" : [...]}, under PostgreSQL's 8000-byte limit.
+-- Statements that end jobs also NOTIFY, once per statement, never per row: each
+-- gathers its events as an "items" CTE of JSON arrays, and {notify_items} sends them
+-- in chunks under PostgreSQL's 8000-byte limit (see NOTIFY_ITEMS in queries.py).
+-- An event is [event, rid, detail, extra] (insert/retry: task, status; end: status,
+-- task; cancel: worker rid, task; free: serial key).
 
 -- name: insert_job
 WITH inserted AS (
@@ -36,11 +34,10 @@ FROM inserted;
 -- name: notify_inserted_tasks
 -- After a COPY: notifications naming the tasks that got new jobs (chunked: a batch may
 -- name many tasks).
-SELECT pg_notify(%(channel)s, json_build_object('j', json_agg(item))::text)
-FROM (SELECT item, sum(octet_length(item::text) + 2) OVER (ROWS UNBOUNDED PRECEDING) / 4800 AS chunk
-      FROM (SELECT json_build_array('insert', NULL, t) AS item
-            FROM unnest(%(task_names)s::text[]) AS t) AS i) AS e
-GROUP BY chunk;
+WITH items AS (
+    SELECT json_build_array('insert', NULL, t) AS item FROM unnest(%(task_names)s::text[]) AS t
+)
+{notify_items};
 
 -- name: claim_jobs
 -- One statement: pick the next claimable rows in claim order, skipping rows
@@ -202,12 +199,10 @@ WITH outcome AS (
     SELECT id, 'free', rid, serial_key, NULL FROM ended WHERE serial_key IS NOT NULL
     UNION ALL
     SELECT id, 'free', rid, serial_key, NULL FROM retried WHERE serial_key IS NOT NULL
+), items AS (
+    SELECT json_build_array(event, rid, detail, extra) AS item FROM events
 ), notified AS (
-    -- Chunked as the header says.
-    SELECT pg_notify(%(channel)s, json_build_object('j', json_agg(item))::text)
-    FROM (SELECT item, sum(octet_length(item::text) + 2) OVER (ROWS UNBOUNDED PRECEDING) / 4800 AS chunk
-          FROM (SELECT json_build_array(event, rid, detail, extra) AS item FROM events) AS i) AS e
-    GROUP BY chunk
+    {notify_items}
 )
 SELECT (SELECT coalesce(array_agg(id), '{}') FROM events WHERE event IN ('end', 'retry')) AS applied_ids,
        (SELECT count(*) FROM notified) AS notifications;
@@ -226,12 +221,10 @@ WITH released AS (
     WHERE j.id = r.id AND j.attempts = r.attempt
       AND j.worker_rid = %(worker_rid)s
     RETURNING j.task_name
+), items AS (
+    SELECT DISTINCT ON (task_name) json_build_array('insert', NULL, task_name) AS item FROM released
 ), notified AS (
-    SELECT pg_notify(%(channel)s, json_build_object('j', json_agg(item))::text)
-    FROM (SELECT item, sum(octet_length(item::text) + 2) OVER (ROWS UNBOUNDED PRECEDING) / 4800 AS chunk
-          FROM (SELECT DISTINCT ON (task_name) json_build_array('insert', NULL, task_name) AS item
-                FROM released) AS i) AS e
-    GROUP BY chunk
+    {notify_items}
 )
 SELECT (SELECT count(*) FROM released) AS released, (SELECT count(*) FROM notified) AS notified;
 
@@ -245,16 +238,13 @@ WITH gone AS (
     SELECT {archived_columns}, failures, rescues, crashes, 'CANCELLED', NULL, %(reason)s
     FROM gone
     RETURNING *
-), events AS (
+), items AS (
     SELECT json_build_array('cancel', rid, worker_rid, task_name) AS item FROM archived
     UNION ALL
     SELECT json_build_array('end', rid, 'CANCELLED', task_name) FROM archived
 ), notified AS (
     -- Chunked, not one notification per job: a bulk cancel may end thousands.
-    SELECT pg_notify(%(channel)s, json_build_object('j', json_agg(item))::text)
-    FROM (SELECT item, sum(octet_length(item::text) + 2) OVER (ROWS UNBOUNDED PRECEDING) / 4800 AS chunk
-          FROM events) AS e
-    GROUP BY chunk
+    {notify_items}
 )
 SELECT archived.*, (SELECT count(*) FROM notified) AS notified
 FROM archived;
@@ -308,12 +298,10 @@ WITH orphan AS (
     SELECT id, 'end' AS event, rid, status AS detail, task_name AS extra FROM archived
     UNION ALL
     SELECT id, 'retry', rid, task_name, 'QUEUED' FROM requeued
+), items AS (
+    SELECT json_build_array(event, rid, detail, extra) AS item FROM events
 ), notified AS (
-    -- Chunked as the header says.
-    SELECT pg_notify(%(channel)s, json_build_object('j', json_agg(item))::text)
-    FROM (SELECT item, sum(octet_length(item::text) + 2) OVER (ROWS UNBOUNDED PRECEDING) / 4800 AS chunk
-          FROM (SELECT json_build_array(event, rid, detail, extra) AS item FROM events) AS i) AS e
-    GROUP BY chunk
+    {notify_items}
 )
 SELECT (SELECT count(*) FROM requeued) AS requeued,
        (SELECT count(*) FROM archived) AS failed,
@@ -335,11 +323,10 @@ WITH requeued AS (
     FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS a(id, attempt)
     WHERE j.id = a.id AND j.attempts = a.attempt AND j.worker_rid = %(worker_rid)s
     RETURNING j.rid, j.task_name
+), items AS (
+    SELECT json_build_array('retry', rid, task_name, 'QUEUED') AS item FROM requeued
 ), notified AS (
-    SELECT pg_notify(%(channel)s, json_build_object('j', json_agg(item))::text)
-    FROM (SELECT item, sum(octet_length(item::text) + 2) OVER (ROWS UNBOUNDED PRECEDING) / 4800 AS chunk
-          FROM (SELECT json_build_array('retry', rid, task_name, 'QUEUED') AS item FROM requeued) AS i) AS e
-    GROUP BY chunk
+    {notify_items}
 )
 SELECT (SELECT count(*) FROM requeued) AS requeued, (SELECT count(*) FROM notified) AS notified;
 
