@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping
 
 from queuer.context import JobContext, reset_current, set_current
 from queuer.database.job_db import ClaimedJob, Outcome
+from queuer.helper.serialization import storable_size, to_json
 from queuer.model.job import Job
 from queuer.model.worker import WorkerStatus
 from queuer.queuer import Queuer
@@ -184,8 +185,8 @@ def run_task_in(context: JobContext, fn: Callable[..., Any], *args: Any, **kwarg
 
 
 def _through_json(value: Any, what: str) -> Any:
-    try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{what} would not survive the queue: not JSON-serializable ({exc})") from None
+    """``value`` as the task (or the job's reader) would get it back: through the queue's own JSON."""
+    text = to_json(value, f"{what} (which would not survive the queue)")
+    storable_size(text, what)
+    return json.loads(text)
 

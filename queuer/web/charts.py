@@ -58,7 +58,8 @@ def nice_ceiling(value: float) -> int:
         step *= 10
 
 
-def _axes(chart: Chart, minutes: Sequence[Minute], top: int) -> None:
+def _axes(chart: Chart, minutes: Sequence[Minute], top: int) -> tuple[float, float]:
+    """Draw the ticks; return the plot's height and the width of one minute's slot."""
     plot_h = chart.plot_bottom - chart.plot_top
     for i in range(5):
         chart.y_ticks.append(Tick(chart.plot_bottom - plot_h * i / 4, f"{top * i // 4:,}"))
@@ -66,15 +67,14 @@ def _axes(chart: Chart, minutes: Sequence[Minute], top: int) -> None:
     for i, m in enumerate(minutes):
         if m.minute.minute % 15 == 0:
             chart.x_ticks.append(Tick(chart.plot_left + slot * (i + 0.5), m.minute.strftime("%H:%M")))
+    return plot_h, slot
 
 
 def ended_chart(minutes: Sequence[Minute]) -> Chart:
     """Stacked bars: jobs ended per minute, by outcome."""
     chart = Chart()
     top = nice_ceiling(max((m.ended for m in minutes), default=0))
-    _axes(chart, minutes, top)
-    plot_h = chart.plot_bottom - chart.plot_top
-    slot = (chart.plot_right - chart.plot_left) / max(1, len(minutes))
+    plot_h, slot = _axes(chart, minutes, top)
     for i, m in enumerate(minutes):
         y = chart.plot_bottom
         when = m.minute.strftime("%H:%M")
@@ -94,9 +94,7 @@ def depth_chart(minutes: Sequence[Minute]) -> Chart:
     """A line (and the area under it): jobs due and not started, at the end of each minute."""
     chart = Chart()
     top = nice_ceiling(max((m.depth for m in minutes), default=0))
-    _axes(chart, minutes, top)
-    plot_h = chart.plot_bottom - chart.plot_top
-    slot = (chart.plot_right - chart.plot_left) / max(1, len(minutes))
+    plot_h, slot = _axes(chart, minutes, top)
     points = [(chart.plot_left + slot * (i + 0.5), chart.plot_bottom - plot_h * m.depth / top)
               for i, m in enumerate(minutes)]
     if points:
