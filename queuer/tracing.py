@@ -47,6 +47,7 @@ class Switch:
     def __init__(self) -> None:
         self._on = False
         self._next_check = 0.0
+        self.tracer: Any = None  # got once, when tracing turns on
 
     def on(self) -> bool:
         if self._on:
@@ -55,12 +56,14 @@ class Switch:
         if now < self._next_check:
             return False
         self._next_check = now + 1.0
-        self._on = active()
+        if active():
+            self.tracer = _tracer()
+            self._on = True
         return self._on
 
 
 def _tracer() -> Any:
-    # Asked each time (a cheap lookup), so a provider set up after queuer was imported is used.
+    # Asked when tracing turns on, not at import: the provider may be set up after queuer is imported.
     return trace.get_tracer(TRACER_NAME)
 
 
@@ -70,12 +73,13 @@ class Sending:
     def __init__(self) -> None:
         self._spans: list[Any] = []
         self.enabled = active()  # asked once per call, not once per job of a batch
+        self._tracer = _tracer() if self.enabled else None
 
     def start(self, task_name: str) -> dict[str, str] | None:
         """Start a job's span; return the trace context to store with it (None when not traced)."""
         if not self.enabled:
             return None
-        span = _tracer().start_span(
+        span = self._tracer.start_span(
             f"send {task_name}", kind=SpanKind.PRODUCER, attributes={
                 "messaging.system": SYSTEM,
                 "messaging.operation.type": "send",
@@ -117,7 +121,7 @@ def sending() -> Iterator[Sending]:
 
 
 @contextlib.contextmanager
-def processing(job: ClaimedJob) -> Iterator[Any]:
+def processing(job: ClaimedJob, tracer: Any) -> Iterator[Any]:
     """The CONSUMER span of one attempt, continuing the trace stored with the job."""
     stored = job.options.get("trace") if isinstance(job.options, dict) else None
     parent = None
@@ -126,7 +130,7 @@ def processing(job: ClaimedJob) -> Iterator[Any]:
             parent = propagate.extract({k: v for k, v in stored.items() if isinstance(v, str)})
         except Exception:  # a malformed row starts a trace of its own; it must not end the job thread
             parent = None
-    with _tracer().start_as_current_span(
+    with tracer.start_as_current_span(
         f"process {job.task_name}", context=parent, kind=SpanKind.CONSUMER,
         record_exception=False, set_status_on_exception=False, attributes={
             "messaging.system": SYSTEM,

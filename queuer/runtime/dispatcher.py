@@ -269,7 +269,7 @@ class Dispatcher:
         outcome: Outcome | None = None
         try:
             if self._tracing.on():
-                with tracing.processing(attempt.job) as span:
+                with tracing.processing(attempt.job, self._tracing.tracer) as span:
                     outcome = self._execute(attempt)
                     tracing.set_outcome(span, outcome, attempt.context)
             else:
