@@ -23,6 +23,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from queuer.helper.config import ConfigurationError, DatabaseConfiguration
+from queuer.errors import QueuerError
 
 DURABILITY = click.Choice(["volatile", "balanced", "durable"])
 
@@ -40,13 +41,13 @@ class CliState:
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
+        from queuer.database.connection import connect
+
         config = self.config()
         try:
-            conn = psycopg.connect(**config.connect_kwargs(), autocommit=True, connect_timeout=10)
-        except psycopg.Error as exc:
-            raise click.ClickException(
-                f"cannot connect to PostgreSQL at {config.describe()}: {str(exc).strip().splitlines()[0]}"
-            ) from None
+            conn = connect(config, application_name="queuer:cli")
+        except QueuerError as exc:
+            raise click.ClickException(str(exc)) from None
         with conn:
             yield conn
 

@@ -23,7 +23,8 @@ from uuid import UUID
 import psycopg
 
 from queuer import registry, tracing
-from queuer.database.connection import Database, check_callers_connection, on_callers_connection
+from queuer.database.callers import check_callers_connection, on_callers_connection
+from queuer.database.connection import Database
 from queuer.database.job_db import JobDB
 from queuer.database.migrations import installed_version, latest_version, migrate, uninstall
 from queuer.database.schedule_db import ScheduleDB
@@ -210,6 +211,9 @@ class Queuer:
     def _refresh_worker(self, row: Worker | None) -> None:
         if row is not None:
             self._worker = row
+            runtime = self._runtime
+            if runtime is not None and runtime.worker is not None and runtime.worker.rid == row.rid:
+                runtime.worker = row
 
     def _worker_options(self) -> dict[str, Any] | None:
         return self.default_on_error.to_dict() if self.default_on_error else None
@@ -424,6 +428,11 @@ class Queuer:
         if runtime is not None and runtime.worker is not None:
             return runtime.worker
         return self._worker
+
+    @property
+    def database(self) -> Database:
+        """The connections of this queuer (queuerPy's ``queuer.database``); ``close()`` releases the idle ones."""
+        return self.db
 
     @property
     def running(self) -> bool:

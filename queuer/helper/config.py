@@ -67,6 +67,9 @@ class DatabaseConfiguration:
     direct_url: str | None = field(default=None, repr=False)
     #: connections a queuer pools (a worker has one more, its session)
     pool_size: int = 3
+    #: seconds a connection's peer may stay silent (no ACK, no keepalive answer) before the
+    #: connection is dropped, on both ends: a worker host that vanished frees its jobs this fast
+    network_timeout: float = 10.0
     # Extra libpq keywords (from QUEUER_DB_URL or given explicitly).
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -78,13 +81,18 @@ class DatabaseConfiguration:
             raise ConfigurationError(f"QUEUER_DB_POOLER must be 'session' or 'transaction', not {self.pooler!r}")
         if isinstance(self.pool_size, bool) or not isinstance(self.pool_size, int) or self.pool_size < 1:
             raise ConfigurationError(f"the pool size must be a positive integer, not {self.pool_size!r}")
-        for name in ("timeout", "startup_wait"):
+        for name in ("timeout", "startup_wait", "network_timeout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigurationError(f"DatabaseConfiguration.{name} must be a positive number of seconds, not {value!r}")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "DatabaseConfiguration":
+    def from_url(cls, url: str, source: str = "the URL") -> "DatabaseConfiguration":
+        """A configuration from a libpq URL or conninfo string (multi-host included), every parameter kept."""
+        return cls.from_env({ENV_PREFIX + "URL": url}, url_source=source)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, url_source: str = "QUEUER_DB_URL") -> "DatabaseConfiguration":
         """Build a configuration from ``QUEUER_DB_*`` variables (or ``QUEUER_DB_URL``)."""
         env = os.environ if environ is None else environ
         get = lambda key: env.get(ENV_PREFIX + key)  # noqa: E731
@@ -95,12 +103,12 @@ class DatabaseConfiguration:
                 extra = dict(conninfo_to_dict(url))
             except Exception:  # psycopg's message may echo the URL, password included
                 raise ConfigurationError(
-                    "QUEUER_DB_URL is not a valid PostgreSQL URL or conninfo string"
+                    f"{url_source} is not a valid PostgreSQL URL or conninfo string"
                 ) from None
         url_port = extra.pop("port", None)
         port = get("PORT")
         ports = _ports(port, "QUEUER_DB_PORT") if port else (
-            _ports(url_port, "the port of QUEUER_DB_URL") if url_port else None)
+            _ports(url_port, f"the port of {url_source}") if url_port else None)
         return cls(
             host=get("HOST") or extra.pop("host", None),
             port=ports,
@@ -114,6 +122,7 @@ class DatabaseConfiguration:
             direct_url=get("DIRECT_URL") or None,
             pool_size=_count(get("POOL_SIZE"), "QUEUER_DB_POOL_SIZE", 3),
             startup_wait=_seconds(get("STARTUP_WAIT"), "QUEUER_DB_STARTUP_WAIT", 60.0),
+            network_timeout=_seconds(get("NETWORK_TIMEOUT"), "QUEUER_DB_NETWORK_TIMEOUT", 10.0),
             with_table_drop=(get("WITH_TABLE_DROP") or "").strip().lower() == "true",
             with_timescale=(get("WITH_TIMESCALE") or "").strip().lower() == "true",
             extra=extra,
@@ -129,7 +138,7 @@ class DatabaseConfiguration:
         return replace(self, schema=schema)
 
     def connect_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``psycopg.connect``; unset values are left to libpq."""
+        """The libpq parameters this configuration gives (unset ones are left to libpq and to queuer's defaults)."""
         kwargs: dict[str, Any] = dict(self.extra)
         for key, value in (
             ("host", self.host),
@@ -141,7 +150,6 @@ class DatabaseConfiguration:
         ):
             if value is not None:
                 kwargs[key] = value
-        kwargs.setdefault("application_name", "queuer")
         return kwargs
 
     @property

@@ -10,6 +10,8 @@ import logging
 import threading
 from typing import Optional
 
+from queuer.database.backoff import Backoff
+
 log = logging.getLogger("queuer.runtime")
 
 # A failing loop retries at least this often (a failover is over within seconds).
@@ -37,17 +39,16 @@ class BackgroundLoop:
         """Run in the loop's thread after the last tick (final flush, release)."""
 
     def _run(self) -> None:
-        error_delay = 0.05
+        backoff = Backoff(first=0.05, ceiling=MAX_ERROR_DELAY)
         while not self._stopping.is_set():
             try:
                 delay = self.tick()
                 self.errors = 0
-                error_delay = 0.05
+                backoff.reset()
             except Exception:
                 self.errors += 1
-                log.exception("%s failed (attempt %d); retrying in %.2fs", self.name, self.errors, error_delay)
-                delay = error_delay
-                error_delay = min(error_delay * 2, MAX_ERROR_DELAY)
+                delay = backoff.next()
+                log.exception("%s failed (attempt %d); retrying in %.2fs", self.name, self.errors, delay)
             if delay is None:
                 delay = self.interval
             # Clear only a wake that was seen, so one set after a timeout is kept.

@@ -21,8 +21,11 @@ from typing import Callable, Optional
 
 import psycopg
 
+from queuer.database.backoff import Backoff
+from queuer.database.connect import close_quietly
+from queuer.database.forks import start_over_after_fork
 from queuer.database.connection import Database
-from queuer.errors import DatabaseUnreachableError
+from queuer.errors import ConfigurationError, QueuerError
 from queuer.runtime.loop import BackgroundLoop
 
 log = logging.getLogger("queuer.notifier")
@@ -66,7 +69,7 @@ class Notifier(BackgroundLoop):
         self._reconnect_callbacks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self.connected = threading.Event()
-        self._backoff = 0.05
+        self._backoff = Backoff(first=0.05, ceiling=MAX_BACKOFF)
         self._ever_connected = False
         self._disconnect_callbacks: list[Callable[[], None]] = []
         # The liveness lock: the key wanted (set by any thread) and the key held
@@ -76,6 +79,7 @@ class Notifier(BackgroundLoop):
         self.lock_held = threading.Event()
         self._pid = os.getpid()
         self._inherited: list[psycopg.Connection] = []  # a parent's session: kept, never used or closed
+        start_over_after_fork(self)
 
     def subscribe(self, fn: Subscriber, wants_ends: Callable[[bool], bool] = lambda only_ends: True) -> None:
         """Call ``fn(events)`` for each notification; ``wants_ends(True)`` says whether it
@@ -122,9 +126,7 @@ class Notifier(BackgroundLoop):
     def tick(self) -> float | None:
         if self._conn is None or self._conn.closed:
             if not self._connect():
-                delay = self._backoff
-                self._backoff = min(self._backoff * 2, MAX_BACKOFF)
-                return delay
+                return self._backoff.next()
         assert self._conn is not None
         try:
             self._sync_lock(self._conn)
@@ -135,8 +137,12 @@ class Notifier(BackgroundLoop):
         except psycopg.Error as exc:
             log.warning("session connection lost (%s); reconnecting", exc.__class__.__name__)
             self._drop()
-            return self._backoff
+            return self._backoff.next()
         return 0.0
+
+    def after_fork_in_child(self) -> None:
+        """Right after a fork: another thread may have held the lock; the child's copy would stay locked."""
+        self._lock = threading.Lock()
 
     def _check_fork(self) -> None:
         """In a process forked from the one that made this notifier: start over, own session."""
@@ -181,15 +187,21 @@ class Notifier(BackgroundLoop):
         super().stop(timeout)
 
     def _connect(self) -> bool:
+        conn: psycopg.Connection | None = None
         try:
             conn = self.db.connect_session()
             conn.execute(f'LISTEN "{self.db.channel}"')  # type: ignore[arg-type]
-        except (psycopg.Error, DatabaseUnreachableError) as exc:
-            log.warning("cannot LISTEN on %s (%s); retrying", self.db.config.describe(), exc.__class__.__name__)
+        except (psycopg.Error, QueuerError) as exc:
+            if conn is not None:
+                close_quietly(conn)  # opened, but LISTEN failed: not leaked
+            if isinstance(exc, ConfigurationError):  # a rotated password, a dropped role: say what
+                log.error("cannot LISTEN on %s: %s; retrying", self.db.config.describe(), exc)
+            else:
+                log.warning("cannot LISTEN on %s (%s); retrying", self.db.config.describe(), exc.__class__.__name__)
             self.connected.clear()
             return False
         self._conn = conn
-        self._backoff = 0.05
+        self._backoff.reset()
         self.connected.set()
         reconnected, self._ever_connected = self._ever_connected, True
         if reconnected:
@@ -235,11 +247,9 @@ class Notifier(BackgroundLoop):
             for fn in callbacks:
                 self._safely(fn)
         if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:
-                pass
+            close_quietly(self._conn)
         self._conn = None
 
     def on_stop(self) -> None:
         self._drop()
+

@@ -20,9 +20,9 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
-from queuer.errors import ConfigurationError
+from queuer.database.connection import connect as open_database_connection
 from queuer.helper.config import DatabaseConfiguration
 from queuer.helper.postgres_server import TemporaryPostgres
 
@@ -32,21 +32,8 @@ CONNECT_TIMEOUT = 10  # seconds, for the kit's own connections
 
 
 def config_from_dsn(dsn: str) -> DatabaseConfiguration:
-    """Turn a libpq conninfo string or URL into a DatabaseConfiguration."""
-    try:
-        params: dict[str, Any] = dict(conninfo_to_dict(dsn))
-    except Exception:  # psycopg's message may echo the DSN, password included
-        raise ConfigurationError(f"{DSN_VARIABLE} is not a valid libpq conninfo string or URL") from None
-    port = params.pop("port", None)
-    return DatabaseConfiguration(
-        host=params.pop("host", None),
-        port=int(port) if port else None,
-        database=params.pop("dbname", None),
-        username=params.pop("user", None),
-        password=params.pop("password", None),
-        sslmode=params.pop("sslmode", None),
-        extra=params,
-    )
+    """Turn a libpq conninfo string or URL (several hosts included) into a DatabaseConfiguration."""
+    return DatabaseConfiguration.from_url(dsn, DSN_VARIABLE)
 
 
 def _docker_answers() -> bool:
@@ -178,9 +165,7 @@ class SessionDatabase:
 
 
 def connect(config: DatabaseConfiguration) -> psycopg.Connection[Any]:
-    kwargs = config.connect_kwargs()
-    kwargs.setdefault("connect_timeout", CONNECT_TIMEOUT)
-    return psycopg.connect(**kwargs, autocommit=True)
+    return open_database_connection(config, application_name="queuer:testing", timeout=CONNECT_TIMEOUT)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,45 @@
+"""The caller's own connection (a web framework's), for enqueueing inside the caller's transaction."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import psycopg
+
+from queuer.database.connect import first_line
+from queuer.errors import ConnectionLostError, QueuerError
+
+
+def check_callers_connection(conn: Any) -> psycopg.Connection[Any]:
+    """The caller's psycopg connection, or a TypeError/ValueError that says what to pass instead."""
+    if conn is None:
+        raise TypeError(
+            "add_job_tx needs an open psycopg connection, got None; with Django pass "
+            "django.db.connection.connection after connection.ensure_connection(), with SQLAlchemy "
+            "conn.connection.driver_connection"
+        )
+    if not isinstance(conn, psycopg.Connection):
+        raise TypeError(
+            f"add_job_tx needs a psycopg 3 connection, not {type(conn).__module__}.{type(conn).__name__} "
+            "(for a framework's wrapper, pass the psycopg connection inside it)"
+        )
+    if conn.closed or conn.broken:
+        raise ValueError("add_job_tx was given a closed connection: enqueue inside an open transaction")
+    return conn
+
+
+@contextmanager
+def on_callers_connection(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """Statements on the caller's connection raise queuer's errors, never the driver's."""
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        if conn.broken or conn.closed:
+            raise ConnectionLostError(
+                f"the connection broke inside your transaction ({first_line(exc)}): nothing of the "
+                "transaction was committed, this job included"
+            ) from exc
+        raise QueuerError(f"the job could not be added on your connection: {first_line(exc)}") from exc
+    except psycopg.Error as exc:
+        raise QueuerError(f"the job could not be added on your connection: {first_line(exc)}") from exc

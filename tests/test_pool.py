@@ -1,0 +1,275 @@
+"""The connection pool on its own, against a real PostgreSQL of the test's own."""
+
+from __future__ import annotations
+
+import os
+import resource
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+
+from queuer.database.backoff import Backoff
+from queuer.database.connection import Database
+from queuer.errors import ConnectionLostError, DatabaseUnreachableError
+from queuer.helper.config import DatabaseConfiguration
+from tests.servers import own_server
+from tests.support import wait_until
+
+
+@pytest.fixture(scope="module")
+def server():
+    server = own_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def config(server) -> DatabaseConfiguration:
+    if not server.running:
+        server.start()
+    assert server.config is not None
+    return server.config
+
+
+def _pids(db: Database) -> int:
+    with db.connection() as conn:
+        return conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
+
+
+def _ours(config: DatabaseConfiguration, name: str) -> list[tuple]:
+    with psycopg.connect(**config.connect_kwargs(), autocommit=True) as conn:
+        return conn.execute("SELECT pid, state FROM pg_stat_activity WHERE application_name LIKE %s",
+                            (f"queuer:{name}:%",)).fetchall()
+
+
+def test_backoff_grows_to_its_ceiling_with_jitter_and_starts_over():
+    backoff = Backoff(first=0.1, ceiling=0.8, jitter=0.2)
+    delays = [backoff.next() for _ in range(6)]
+    for delay, nominal in zip(delays, [0.1, 0.2, 0.4, 0.8, 0.8, 0.8]):
+        assert nominal * 0.8 <= delay <= nominal
+    backoff.reset()
+    assert backoff.next() <= 0.1
+    with pytest.raises(ValueError):
+        Backoff(first=2, ceiling=1)
+
+
+def test_32_threads_share_three_connections(config):
+    db = Database(config, name="pool32")
+    assert db.pool.size == 3
+    peak = 0
+    errors: list[BaseException] = []
+
+    def work(_: int) -> set[int]:
+        nonlocal peak
+        seen = set()
+        for _ in range(50):
+            try:
+                seen.add(_pids(db))
+            except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+            peak = max(peak, db.pool.open_count)
+        return seen
+
+    with ThreadPoolExecutor(32) as pool:
+        pids = set().union(*pool.map(work, range(32)))
+    assert errors == []
+    assert len(pids) <= 3 and peak <= 3
+    assert len(_ours(config, "pool32")) <= 3
+    db.close()
+
+
+def test_a_connection_given_back_inside_a_transaction_is_not_reused(config):
+    db = Database(config, name="pooltx")
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        with db.connection() as conn:
+            conn.execute("BEGIN")
+            conn.execute("SELECT 1/0")
+    with db.connection() as conn:
+        conn.execute("BEGIN")
+        conn.execute("SELECT pg_advisory_xact_lock(4242)")
+        # given back with the transaction (and its lock) still open
+    with db.connection() as conn:
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        locked = conn.execute("SELECT pg_try_advisory_xact_lock(4242) AS ok").fetchone()["ok"]
+    assert locked, "the abandoned transaction's lock was still held: its connection went back to the pool"
+    assert not [state for _, state in _ours(config, "pooltx") if state.startswith("idle in transaction")]
+    assert db.pool.open_count <= db.pool.size
+    db.close()
+
+
+def test_the_pool_recovers_from_a_server_restart_without_an_error(config, server):
+    db = Database(config, name="poolrestart")
+    before = _pids(db)
+    server.restart()
+    after = _pids(db)  # the old connection's goodbye is seen before anything is sent
+    assert after != before
+    db.close()
+
+
+def test_the_pool_recovers_when_every_connection_is_terminated(config):
+    db = Database(config, name="poolkill")
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(lambda _: _pids(db), range(30)))
+    session = db.connect_session()
+    with psycopg.connect(**config.connect_kwargs(), autocommit=True) as admin:
+        killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                               "WHERE application_name LIKE 'queuer:poolkill:%%'").fetchone()[0]
+    assert killed >= 2
+    for _ in range(10):
+        _pids(db)
+    with pytest.raises(psycopg.OperationalError):
+        session.execute("SELECT 1")  # the session is the notifier's to reconnect, not the pool's
+    session.close()
+    db.close()
+
+
+def test_a_statement_cut_off_mid_way_is_our_error(config):
+    db = Database(config, name="poolcut")
+    victim = _pids(db)
+    killer = threading.Timer(0.3, lambda: psycopg.connect(**config.connect_kwargs(), autocommit=True).execute(
+        "SELECT pg_terminate_backend(%s)", (victim,)))
+    killer.start()
+    with pytest.raises(ConnectionLostError, match="lost the connection"):
+        with db.connection() as conn:
+            conn.execute("SELECT pg_sleep(5)")
+    killer.join()
+    assert _pids(db) != victim
+    db.close()
+
+
+def test_a_fork_while_another_thread_holds_the_pool_lock(config):
+    db = Database(config, name="poolfork")
+    parent_pid = _pids(db)
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold_lock() -> None:
+        with db.pool._cond:  # what a borrow does for a moment, made to last over the fork
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    held.wait(5)
+    child = os.fork()
+    if child == 0:  # the child: must neither hang on the inherited lock nor use the parent's connection
+        code = 1
+        try:
+            signal_alarm(10)
+            code = 0 if _pids(db) != parent_pid else 2
+        finally:
+            os._exit(code)
+    release.set()
+    holder.join()
+    _, status = os.waitpid(child, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"child ended with status {status}"
+    assert _pids(db) == parent_pid  # the parent's connection was left alone
+    db.close()
+
+
+def test_a_fork_with_a_connection_lent_out(config):
+    db = Database(config, name="poolfork2")
+    with db.connection() as conn:
+        parent_pid = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
+        child = os.fork()
+        if child == 0:
+            code = 1
+            try:
+                signal_alarm(10)
+                code = 0 if _pids(db) != parent_pid else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(child, 0)
+        assert conn.execute("SELECT 1 AS one").fetchone()["one"] == 1  # still ours, still open
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    db.close()
+
+
+def signal_alarm(seconds: int) -> None:
+    import signal
+
+    signal.alarm(seconds)  # a hang in the child ends it instead of the test run
+
+
+def test_a_process_with_1100_open_files_borrows_without_a_ping_each_time(config):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard limit on open files is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    files = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        db = Database(config, name="poolfds")
+        with db.connection() as conn:
+            assert conn.pgconn.socket >= 1024
+        for _ in range(200):
+            _pids(db)
+        assert db.pool.pings == 0
+        db.close()
+    finally:
+        for fd in files:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_an_idle_connection_is_pinged_and_a_dead_one_replaced(config):
+    db = Database(config, name="poolidle")
+    first = _pids(db)
+    with psycopg.connect(**config.connect_kwargs(), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+    assert _pids(db) != first
+    db.close()
+
+
+def test_waiting_while_the_server_is_down_says_so(config, server):
+    from dataclasses import replace
+
+    db = Database(replace(config, pool_size=1, timeout=1.5), name="pooldown")
+    _pids(db)
+    db.close()
+    server.kill()
+    try:
+        errors: list[str] = []
+
+        def call() -> None:
+            started = time.monotonic()
+            try:
+                _pids(db)
+            except DatabaseUnreachableError as exc:
+                errors.append(f"{time.monotonic() - started:.1f}s {exc}")
+
+        threads = [threading.Thread(target=call) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(errors) == 3
+        for error in errors:
+            assert "raise the pool size" not in error, error
+            seconds = float(error.split("s ", 1)[0])
+            assert seconds < 1.5 + 2.5, error  # the call's time, plus at most libpq's 2 s attempt
+    finally:
+        server.restart()
+
+
+def test_close_cancels_the_trim_timer_and_the_pool_opens_again_when_used(config):
+    db = Database(config, name="pooltrim")
+    db.pool.keep_idle = 1
+    barrier = threading.Barrier(3)
+
+    def hold(_: int) -> None:
+        with db.connection():
+            barrier.wait(5)
+
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(hold, range(3)))
+    trimmer = db.pool._trimmer
+    assert trimmer is not None
+    db.close()
+    assert db.pool._trimmer is None
+    wait_until(lambda: not trimmer.is_alive(), timeout=5, message="the trim timer ends")
+    assert db.pool.idle_count == 0
+    _pids(db)  # used again: opens a connection
+    db.close()
