@@ -1,8 +1,8 @@
 """A worker process for the multi-process tests.
 
 Usage: worker_process.py [--concurrency N] [--sleep SECONDS] [--drain]
-Registers ``noop`` (returns its argument) and ``sleepy`` (sleeps, then returns
-its argument). With --drain it exits when no job is left; otherwise it runs until
+Registers ``noop`` (returns its argument), ``sleepy`` (sleeps, then returns
+its argument), ``timed`` and ``watched`` (logs its runs, see there). With --drain it exits when no job is left; otherwise it runs until
 SIGTERM/SIGINT. Prints READY <worker rid> once claiming.
 """
 
@@ -38,6 +38,28 @@ def timed(seconds: float = 0.05) -> dict:
     return {"start": start, "end": time.time()}
 
 
+def watched(tag: str = "", first_attempt_seconds: float = 60.0) -> str:
+    """Log each run's start and end to QUEUER_TEST_RUN_LOG; the first attempt runs long (until
+    cancelled), later ones briefly. A line: "<event> <rid> <attempt> <pid> <wall time>"."""
+    import queuer
+
+    job = queuer.current_job()
+    _log_run("start", job)
+    cancelled = job.wait_cancelled(first_attempt_seconds if job.attempt == 1 else 0.2)
+    _log_run("cancelled" if cancelled else "end", job)
+    return tag
+
+
+def _log_run(event: str, job: object) -> None:
+    path = os.environ["QUEUER_TEST_RUN_LOG"]
+    line = f"{event} {job.rid} {job.attempt} {os.getpid()} {time.time():.3f}\n"  # type: ignore[attr-defined]
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())  # one write: lines of two processes do not interleave
+    finally:
+        os.close(fd)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--concurrency", type=int, default=4)
@@ -56,6 +78,7 @@ def main() -> int:
     q.add_task(noop)
     q.add_task(sleepy)
     q.add_task(timed)
+    q.add_task(watched)
     q.add_task_with_name(timed, "limited_to_2", concurrency_limit=2)
     q.add_task_with_name(timed, "serial", serialized=True)
     q.add_task_with_name(timed, "rated_20", requests_per_second=20)

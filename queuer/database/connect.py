@@ -101,6 +101,12 @@ def open_connection(
     ``on_failure`` hears of every failed attempt (the pool reports the last one).
     """
     backoff = Backoff(first=0.05, ceiling=0.5)
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise DatabaseUnreachableError(
+            f"cannot connect to PostgreSQL at {describe}: the call's time ran out before a connection "
+            "could be opened (QUEUER_DB_TIMEOUT sets how long a call waits)"
+        )
     while True:
         remaining = deadline - time.monotonic()
         extra: dict[str, Any] = {"connect_timeout": attempt_timeout(remaining)} if own_connect_timeout else {}

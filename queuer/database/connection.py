@@ -139,6 +139,10 @@ class Database:
 
     # -- connections --------------------------------------------------------
 
+    def deadline(self) -> float:
+        """When a call starting now must be over (QUEUER_DB_TIMEOUT from now, on time.monotonic())."""
+        return time.monotonic() + self.timeout
+
     @contextmanager
     def connection(self, deadline: float | None = None) -> Iterator[psycopg.Connection[dict[str, Any]]]:
         """A pooled autocommit connection with dict rows, for the caller alone inside the block."""

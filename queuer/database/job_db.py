@@ -160,11 +160,12 @@ class JobDB:
     def insert_job(self, job: NewJob, conn: psycopg.Connection[Any] | None = None) -> Job:
         """Insert one job (and NOTIFY) in one statement; on ``conn`` when given (transactional)."""
         if conn is None:
+            deadline = self.db.deadline()
             try:
-                with self.db.connection() as own:
+                with self.db.connection(deadline) as own:
                     return self._insert_job(job, own.cursor(row_factory=dict_row))
             except ConnectionLostError as exc:
-                found = self._find_after_loss(job.rid)
+                found = self._find_after_loss(job.rid, deadline)
                 if found is not None:
                     return found
                 raise JobOutcomeUnknownError(_outcome_unknown(job.rid, 1), job.rid) from exc
@@ -193,12 +194,13 @@ class JobDB:
         """
         if conn is None:
             first: list[UUID] = []
+            deadline = self.db.deadline()
             try:
-                with self.db.connection() as own:
+                with self.db.connection(deadline) as own:
                     return self.insert_jobs(_noting_first(jobs, first), own, unique_keys=unique_keys)
             except ConnectionLostError as exc:
                 # All or nothing: the first job tells which.
-                if first and self._find_after_loss(first[0]) is not None:
+                if first and self._find_after_loss(first[0], deadline) is not None:
                     raise JobOutcomeUnknownError(
                         "the connection broke after the batch was committed, before its rids came back: "
                         "every job of it exists; read them with get_jobs", first[0]) from exc
@@ -428,12 +430,17 @@ class JobDB:
         row = self.db.execute_one(self.q.get_job_status_anywhere, {"rid": rid})
         return JobStatus(row["status"]) if row else None
 
-    def _find_after_loss(self, rid: UUID) -> Job | None:
-        """After a connection broke mid-insert: the job, if it was committed (and the server answers)."""
+    def _find_after_loss(self, rid: UUID, deadline: float) -> Job | None:
+        """After a connection broke mid-insert: the job, if it was committed and the server answers
+        within the call's time (``deadline``); None when that cannot be known."""
         try:
-            return self.get_job(rid) or self.get_job_ended(rid)
+            with self.db.connection(deadline) as conn:
+                cur = conn.cursor(row_factory=dict_row)
+                row = cur.execute(self.q.get_job, {"rid": rid}).fetchone() or \
+                    cur.execute(self.q.get_job_ended, {"rid": rid}).fetchone()  # type: ignore[arg-type]
         except DatabaseUnreachableError:
             return None
+        return self._job(row) if row else None
 
     def get_job(self, rid: UUID) -> Job | None:
         row = self.db.execute_one(self.q.get_job, {"rid": rid})

@@ -241,8 +241,12 @@ def _is_tcp(conn: psycopg.Connection[Any]) -> bool:
 
 
 def _bound_socket(conn: psycopg.Connection[Any], deadline: float) -> None:
-    """Make the kernel drop the connection if what is sent stays unanswered past ``deadline``."""
-    milliseconds = max(1, int((deadline - time.monotonic()) * 1000))
+    """Make the kernel drop the connection if what is sent stays unanswered past ``deadline``.
+
+    Aimed at 90 % of the time left: the kernel looks at the timeout only when a
+    retransmission is due, which can be a few hundred milliseconds late.
+    """
+    milliseconds = max(1, int((deadline - time.monotonic()) * 900))
     try:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, fileno=conn.pgconn.socket)
     except (OSError, psycopg.Error):
