@@ -199,3 +199,25 @@ def test_stop_worker_shows_at_once_and_a_queuer_starts_again(make_queuer):
     q.start()  # as in queuerPy: the same worker runs again
     assert q.worker.rid == rid and q.get_worker(rid).status == WorkerStatus.RUNNING
     assert q.wait_for_job_finished(q.add_job(triple, 2).rid, 10).results == [6]
+
+
+@pytest.mark.parametrize("graceful", [True, False])
+def test_stopping_its_own_worker_shows_in_q_worker_at_once(make_queuer, graceful):
+    """queuerPy code reads ``q.worker.status`` right after ``stop_worker(q.worker.rid)``."""
+    q = make_queuer(name=f"self-stop-{graceful}")
+    q.add_task(triple)
+    q.start()
+    expected = WorkerStatus.STOPPING if graceful else WorkerStatus.STOPPED
+    (q.stop_worker_gracefully if graceful else q.stop_worker)(q.worker.rid)
+    assert q.worker.status in (expected, WorkerStatus.STOPPED)
+    wait_until(lambda: not q.running, message="the worker stops")
+    assert q.worker.status == WorkerStatus.STOPPED
+
+
+def test_queuerpy_cleanup_through_q_database(make_queuer):
+    q = make_queuer(name="cleanup")
+    q.add_task(triple)
+    assert q.database  # queuerPy's "if queuer.database: ..."
+    q.database.close()
+    assert q.database.pool.idle_count == 0
+    assert q.add_job(triple, 1).rid  # the connections open again when used
