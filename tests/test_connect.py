@@ -78,6 +78,26 @@ def test_what_waiting_cannot_fix_fails_at_once_with_one_fatal(monkeypatch, serve
     assert len(log_lines(server, "FATAL")) - fatal_before <= 2
 
 
+@pytest.mark.parametrize("message, final", [
+    ('connection failed: FATAL:  password authentication failed for user "app"', True),
+    ("server does not support SSL, but SSL was required", True),
+    ('FATAL:  permission denied to set parameter "log_statement"', True),
+    ('FATAL:  no pg_hba.conf entry for host "10.0.0.9", user "app", database "app"', True),
+    ("connection failed: connection refused", False),
+    ("connection timeout expired", False),
+    ("FATAL:  the database system is starting up", False),
+    ("FATAL:  sorry, too many clients already", False),
+    ('could not translate host name "db" to address: Name or service not known', False),
+    ("server closed the connection unexpectedly", False),
+    ("SSL error: unexpected eof while reading", False),
+    ('FATAL:  database "certificates" is not currently accepting connections', False),
+])
+def test_which_answers_are_final(message, final):
+    from queuer.database.connect import refusal
+
+    assert (refusal(Exception(message)) is not None) == final
+
+
 def test_an_unreachable_server_is_waited_for_then_reported(monkeypatch, config):
     import socket
 

@@ -7,6 +7,7 @@ import resource
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import psycopg
 import pytest
@@ -118,6 +119,8 @@ def test_the_pool_recovers_when_every_connection_is_terminated(config):
         killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                "WHERE application_name LIKE 'queuer:poolkill:%%'").fetchone()[0]
     assert killed >= 2
+    # Their goodbyes are on the way; a statement sent before one arrives would fail (ConnectionLostError).
+    wait_until(lambda: not _ours(config, "poolkill"), timeout=10, message="the terminated backends are gone")
     for _ in range(10):
         _pids(db)
     with pytest.raises(psycopg.OperationalError):
@@ -154,18 +157,10 @@ def test_a_fork_while_another_thread_holds_the_pool_lock(config):
     holder = threading.Thread(target=hold_lock)
     holder.start()
     held.wait(5)
-    child = os.fork()
-    if child == 0:  # the child: must neither hang on the inherited lock nor use the parent's connection
-        code = 1
-        try:
-            signal_alarm(10)
-            code = 0 if _pids(db) != parent_pid else 2
-        finally:
-            os._exit(code)
+    child = _fork_and_query(db, parent_pid)
     release.set()
     holder.join()
-    _, status = os.waitpid(child, 0)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"child ended with status {status}"
+    _assert_child_succeeded(child)
     assert _pids(db) == parent_pid  # the parent's connection was left alone
     db.close()
 
@@ -174,24 +169,36 @@ def test_a_fork_with_a_connection_lent_out(config):
     db = Database(config, name="poolfork2")
     with db.connection() as conn:
         parent_pid = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
-        child = os.fork()
-        if child == 0:
-            code = 1
-            try:
-                signal_alarm(10)
-                code = 0 if _pids(db) != parent_pid else 2
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(child, 0)
+        child = _fork_and_query(db, parent_pid, lent=conn)
+        _assert_child_succeeded(child)
         assert conn.execute("SELECT 1 AS one").fetchone()["one"] == 1  # still ours, still open
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     db.close()
 
 
-def signal_alarm(seconds: int) -> None:
+def _fork_and_query(db: Database, parent_pid: int, lent=None) -> int:
+    """Fork; the child queries through ``db`` on a connection of its own (never the parent's), then exits.
+
+    ``lent``: a connection the parent has borrowed, which the child gives back first (as a
+    ``with db.connection()`` block that spans the fork does): it must not reuse or close it.
+    """
     import signal
 
-    signal.alarm(seconds)  # a hang in the child ends it instead of the test run
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            signal.alarm(10)  # a hang in the child ends it instead of the test run
+            if lent is not None:
+                db.pool.give_back(lent)
+            code = 0 if _pids(db) != parent_pid and _pids(db) != parent_pid else 2
+        finally:
+            os._exit(code)
+    return child
+
+
+def _assert_child_succeeded(child: int) -> None:
+    _, status = os.waitpid(child, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"child ended with status {status}"
 
 
 def test_a_process_with_1100_open_files_borrows_without_a_ping_each_time(config):
@@ -208,6 +215,20 @@ def test_a_process_with_1100_open_files_borrows_without_a_ping_each_time(config)
             _pids(db)
         assert db.pool.pings == 0
         db.close()
+        # A whole queuer in that process: adds and runs jobs, no ping per borrow either.
+        from queuer import BatchJob, new_queuer_with_db
+
+        q = new_queuer_with_db("fds", 4, None, replace(config, schema="pool_fds"))
+        try:
+            q.add_task_with_name(lambda i: i, "echo")
+            q.start()
+            rids = [q.add_job("echo", i).rid for i in range(100)]
+            rids += q.add_jobs([BatchJob(task="echo", parameters=[i]) for i in range(100)])
+            for rid in rids:
+                q.wait_for_job_finished(rid, timeout_seconds=30)
+            assert q.db.pool.pings <= 5, q.db.pool.pings
+        finally:
+            q.stop()
     finally:
         for fd in files:
             os.close(fd)
@@ -224,8 +245,6 @@ def test_an_idle_connection_is_pinged_and_a_dead_one_replaced(config):
 
 
 def test_waiting_while_the_server_is_down_says_so(config, server):
-    from dataclasses import replace
-
     db = Database(replace(config, pool_size=1, timeout=1.5), name="pooldown")
     _pids(db)
     db.close()
@@ -272,4 +291,30 @@ def test_close_cancels_the_trim_timer_and_the_pool_opens_again_when_used(config)
     wait_until(lambda: not trimmer.is_alive(), timeout=5, message="the trim timer ends")
     assert db.pool.idle_count == 0
     _pids(db)  # used again: opens a connection
+    db.close()
+
+
+def _user_timeout(conn) -> int:
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, fileno=conn.pgconn.socket)
+    try:
+        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+    finally:
+        sock.detach()
+
+
+def test_a_borrow_bounds_the_socket_by_its_deadline_and_gives_it_back_unbounded(config):
+    db = Database(replace(config, timeout=5), name="poolsock")
+    with db.connection() as conn:
+        assert 4000 <= _user_timeout(conn) <= 4500  # 90 % of the 5 s left
+    assert _user_timeout(conn) == 10_000  # idle again: the network timeout
+    db.close()
+
+
+def test_a_users_tcp_user_timeout_is_left_alone(config):
+    db = Database(replace(config, extra={"tcp_user_timeout": 7000}), name="poolsock2")
+    for _ in range(2):
+        with db.connection() as conn:
+            assert _user_timeout(conn) == 7000
     db.close()

@@ -42,14 +42,18 @@ _REFUSALS: tuple[tuple[tuple[tuple[str, ...], ...], str], ...] = (
      "the role may not log in: ALTER ROLE ... LOGIN, or use another QUEUER_DB_USERNAME"),
     ((("permission denied for database",),),
      "the role may not connect to this database: GRANT CONNECT, or use another QUEUER_DB_DATABASE"),
-    ((("ssl was required",), ("does not support ssl",), ("ssl error",), ("certificate",), ("sslmode",),
-      ("ssl negotiation",)),
+    ((("ssl was required",), ("does not support ssl",), ("certificate verify failed",),
+      ("could not read certificate",), ("could not load private key",), ("root certificate file",),
+      ("invalid sslmode",), ("sslmode value",), ("server certificate for",)),
      "TLS could not be set up as asked: check QUEUER_DB_SSLMODE (or sslmode and the ssl* files in "
      "QUEUER_DB_URL) against the server's ssl setting"),
     ((("invalid connection option",), ("invalid integer value",), ("invalid value for parameter",),
       ("invalid port",), ("invalid sslmode",), ("invalid target_session_attrs",), ("invalid uri",),
       ('missing "="',), ("unterminated quoted",), ("unrecognized configuration parameter",)),
      "a connection parameter is invalid: fix it in QUEUER_DB_URL or QUEUER_DB_*"),
+    ((("permission denied to set parameter",),),
+     "a setting in the connection's options needs more privileges than the role has: "
+     "remove it from options (or PGOPTIONS), or grant it"),
 )
 # SQLSTATE classes that waiting does not change: 28 invalid authorization, 3D invalid catalog name.
 _FINAL_SQLSTATE_CLASSES = ("28", "3D")
@@ -78,9 +82,17 @@ def first_line(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def attempt_timeout(remaining: float) -> int:
-    """connect_timeout for one attempt with ``remaining`` seconds left, in libpq's whole seconds."""
-    return max(MIN_ATTEMPT_SECONDS, min(MAX_ATTEMPT_SECONDS, math.ceil(remaining)))
+def attempt_timeout(remaining: float, hosts: int = 1) -> int:
+    """connect_timeout for one attempt with ``remaining`` seconds left, in libpq's whole seconds.
+
+    libpq applies it to each host of a multi-host list in turn, so the time is shared among them.
+    """
+    return max(MIN_ATTEMPT_SECONDS, min(MAX_ATTEMPT_SECONDS, math.ceil(remaining / max(1, hosts))))
+
+
+def host_count(kwargs: dict[str, Any]) -> int:
+    """How many hosts libpq will try in turn ("db1,db2" is two)."""
+    return max(1, str(kwargs.get("host") or kwargs.get("hostaddr") or "").count(",") + 1)
 
 
 def open_connection(
@@ -101,6 +113,7 @@ def open_connection(
     ``on_failure`` hears of every failed attempt (the pool reports the last one).
     """
     backoff = Backoff(first=0.05, ceiling=0.5)
+    hosts = host_count(kwargs)
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise DatabaseUnreachableError(
@@ -109,7 +122,7 @@ def open_connection(
         )
     while True:
         remaining = deadline - time.monotonic()
-        extra: dict[str, Any] = {"connect_timeout": attempt_timeout(remaining)} if own_connect_timeout else {}
+        extra: dict[str, Any] = {"connect_timeout": attempt_timeout(remaining, hosts)} if own_connect_timeout else {}
         if row_factory is not None:
             extra["row_factory"] = row_factory
         conn: psycopg.Connection[Any] | None = None

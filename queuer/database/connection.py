@@ -56,9 +56,13 @@ class _Opener:
         self.params = UserParameters(given)
         self.kwargs = self.params.connect_kwargs(network.client_defaults())
         self.kwargs.update(extra or {})
+        if self.params.uses_service:  # its own server settings are as invisible as the rest
+            settings = tuple(item for item in settings if item not in network.server_settings())
         self.set_statement = self.params.set_statement(settings) if settings else None
-        self.own_connect_timeout = "connect_timeout" not in self.params.keywords
-        self.own_application_name = "application_name" not in self.params.keywords
+        self.own_connect_timeout = not self.params.chooses("connect_timeout")
+        self.own_application_name = not self.params.chooses("application_name")
+        #: the TCP user timeout a socket keeps while idle; None when the user chose one
+        self.socket_timeout_ms = None if self.params.chooses("tcp_user_timeout") else network.user_timeout_ms
 
     def open(self, deadline: float, describe: str, application_name: str) -> psycopg.Connection[Any]:
         kwargs = dict(self.kwargs)
@@ -89,7 +93,7 @@ class Database:
             self._pooled = _Opener(config.connect_kwargs(), network, HOT_PATH_SETTINGS + network.server_settings())
         session = config.session_kwargs()
         self._session = None if session is None else _Opener(session, network, network.server_settings())
-        self.pool = ConnectionPool(name, config.pool_size, self._open_pooled)
+        self.pool = ConnectionPool(name, config.pool_size, self._open_pooled, self._pooled.socket_timeout_ms)
         self.pool.keep_idle = 1
 
     @property

@@ -14,7 +14,9 @@ libpq's own environment variables (``PGCONNECT_TIMEOUT``, ``PGAPPNAME``,
 * planner switches for the hot path (see ``HOT_PATH_SETTINGS``).
 
 A server-side setting the user put in ``options`` (``-c name=value``) or
-``PGOPTIONS`` is never overridden by a ``SET`` of ours.
+``PGOPTIONS`` is never overridden by a ``SET`` of ours. With a service file
+(``service=``, ``PGSERVICE``), whose contents libpq reads and we cannot see,
+no client-side default of ours is added at all.
 """
 
 from __future__ import annotations
@@ -105,17 +107,27 @@ class UserParameters:
         from_env = {keyword for keyword, variable in _libpq_environment_variables().items() if env.get(variable)}
         #: every keyword the user set, directly or through libpq's environment
         self.keywords: frozenset[str] = frozenset(self.given) | from_env
-        options = " ".join(str(part) for part in (env.get("PGOPTIONS"), self.given.get("options")) if part)
+        # libpq reads PGOPTIONS only when no "options" parameter is given.
+        options = self.given.get("options") if "options" in self.given else env.get("PGOPTIONS")
         #: server settings the user put in "options" or PGOPTIONS
-        self.server_settings: frozenset[str] = frozenset(_settings_in_options(options))
+        self.server_settings: frozenset[str] = frozenset(_settings_in_options(str(options or "")))
+        #: a service file (service=, PGSERVICE) may set anything; what it sets cannot be seen from here
+        self.uses_service = "service" in self.keywords
 
     def connect_kwargs(self, defaults: Mapping[str, Any]) -> dict[str, Any]:
-        """The user's parameters, with ``defaults`` for the keywords the user left unset."""
+        """The user's parameters, with ``defaults`` for the keywords the user left unset
+        (none at all with a service file, whose settings must win and cannot be seen)."""
         kwargs = dict(self.given)
+        if self.uses_service:
+            return kwargs
         for key, value in defaults.items():
             if key not in self.keywords:
                 kwargs[key] = value
         return kwargs
+
+    def chooses(self, keyword: str) -> bool:
+        """Whether the user may have set this libpq keyword (always, with a service file)."""
+        return self.uses_service or keyword in self.keywords
 
     def set_statement(self, settings: tuple[tuple[str, str], ...]) -> str | None:
         """One batch of SETs for ``settings`` the user did not choose; None when nothing is left."""

@@ -8,8 +8,10 @@ so a restarted or promoted server is used again as soon as it takes
 connections.
 
 Every borrow is bounded by its deadline down to the socket: the connection's
-TCP user timeout is set to the time left, so a statement sent to a host that
-vanished fails when the caller's time is up instead of when the kernel gives up.
+TCP user timeout is set to the time left (and set back when it is given
+back), so a statement sent to a host that vanished fails when the caller's
+time is up instead of when the kernel gives up. A user who set
+``tcp_user_timeout`` keeps exactly that.
 
 A process forked from the one that opened the pool (gunicorn --preload,
 multiprocessing) never touches the parent's connections: right after the
@@ -46,6 +48,7 @@ IDLE_TRIM_SECONDS = 5.0
 RECENT_FAILURE_SECONDS = 30.0
 
 _TCP_USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", None)
+_MAX_USER_TIMEOUT_MS = 2**31 - 1
 
 Connect = Callable[[float], psycopg.Connection[Any]]
 
@@ -64,15 +67,18 @@ class _Idle:
 class ConnectionPool:
     """At most ``size`` autocommit connections, opened by ``connect(deadline)``."""
 
-    def __init__(self, name: str, size: int, connect: Connect) -> None:
+    def __init__(self, name: str, size: int, connect: Connect, socket_timeout_ms: int | None = None) -> None:
         self.name = name
+        #: the TCP user timeout connections keep while idle; each borrow bounds it by the caller's
+        #: deadline meanwhile. None: leave the sockets alone (the user chose tcp_user_timeout).
+        self.socket_timeout_ms = socket_timeout_ms
         self.size = size
         self.keep_idle = size  # idle connections kept once quiet
         self._connect = connect
         self._cond = threading.Condition()
         self._idle: list[_Idle] = []  # least recently used first
         self._open = 0  # idle + lent out + being opened
-        self._tcp: dict[int, bool] = {}  # id(conn) -> over TCP, for connections lent out
+        self._lent: dict[int, bool] = {}  # id(conn) -> over TCP, for connections lent out now
         self._trimmer: threading.Timer | None = None
         self._closed = False
         self._pid = os.getpid()
@@ -101,31 +107,44 @@ class ConnectionPool:
                     self._open += 1
             if entry is None:
                 return self._open_new(deadline)
-            conn = entry.conn
-            if entry.tcp:
-                _bound_socket(conn, deadline)
-            # Before anything is sent: a connection the server closed meanwhile (restart,
-            # failover, terminate) has its goodbye waiting to be read, which one poll() sees.
-            # One that sat idle long is pinged (a vanished host says nothing).
-            suspicious = _has_unread_data(conn) or time.monotonic() - entry.last_used > IDLE_CHECK_SECONDS
-            if suspicious:
-                self.pings += 1
-            if not suspicious or _ping(conn):
-                self._lend(conn, entry.tcp)
-                return conn
-            self._discard(conn)
+            try:
+                if self._ready(entry, deadline):
+                    return entry.conn
+            except BaseException:  # interrupted while checking it: it is neither lent nor idle
+                self._discard(entry.conn)
+                raise
+            self._discard(entry.conn)
             if time.monotonic() >= deadline:
                 raise DatabaseUnreachableError(
                     f"the connection of pool {self.name} stopped answering and the call's time ran out; "
                     "the server may be unreachable (QUEUER_DB_TIMEOUT sets how long a call waits)"
                 )
 
+    def _ready(self, entry: _Idle, deadline: float) -> bool:
+        """Lend ``entry`` if it is fit for use; False when it must be discarded."""
+        conn = entry.conn
+        if entry.tcp:
+            self._bound_socket(conn, deadline)
+        # Before anything is sent: a connection the server closed meanwhile (restart,
+        # failover, terminate) has its goodbye waiting to be read, which one poll() sees.
+        # One that sat idle long is pinged (a vanished host says nothing).
+        suspicious = _has_unread_data(conn) or time.monotonic() - entry.last_used > IDLE_CHECK_SECONDS
+        if suspicious:
+            with self._cond:
+                self.pings += 1
+            if not _ping(conn):
+                return False
+        self._lend(conn, entry.tcp)
+        return True
+
     def give_back(self, conn: psycopg.Connection[Any]) -> None:
-        if os.getpid() != self._pid:
-            return  # lent out before a fork: the parent's, not ours
         with self._cond:
-            tcp = self._tcp.pop(id(conn), False)
+            if id(conn) not in self._lent:
+                return  # lent out before a fork: the parent's, never ours to use or close
+            tcp = self._lent.pop(id(conn))
         healthy = not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE
+        if healthy and tcp:
+            self._unbound_socket(conn)
         if not healthy:
             self._discard(conn)
             return
@@ -143,18 +162,36 @@ class ConnectionPool:
                 self._last_failure = (time.monotonic(), first_line(exc))
             self._forget()
             raise
-        tcp = _is_tcp(conn)
-        with self._cond:
-            self._last_failure = None
-            self.opened += 1
-        if tcp:
-            _bound_socket(conn, deadline)
-        self._lend(conn, tcp)
+        try:
+            tcp = _is_tcp(conn)
+            with self._cond:
+                self._last_failure = None
+                self.opened += 1
+            if tcp:
+                self._bound_socket(conn, deadline)
+            self._lend(conn, tcp)
+        except BaseException:
+            self._discard(conn)
+            raise
         return conn
 
     def _lend(self, conn: psycopg.Connection[Any], tcp: bool) -> None:
         with self._cond:
-            self._tcp[id(conn)] = tcp
+            self._lent[id(conn)] = tcp
+
+    def _bound_socket(self, conn: psycopg.Connection[Any], deadline: float) -> None:
+        """Make the kernel drop the connection if what is sent stays unanswered past ``deadline``.
+
+        Aimed at 90 % of the time left: the kernel looks at the timeout only when a
+        retransmission is due, which can be a few hundred milliseconds late.
+        """
+        if self.socket_timeout_ms is not None:
+            _set_user_timeout(conn, int((deadline - time.monotonic()) * 900))
+
+    def _unbound_socket(self, conn: psycopg.Connection[Any]) -> None:
+        """Back to the connection's own TCP user timeout while it sits idle."""
+        if self.socket_timeout_ms is not None:
+            _set_user_timeout(conn, self.socket_timeout_ms)
 
     def _busy_error(self) -> DatabaseUnreachableError:
         """Under the lock: why a borrower waited in vain."""
@@ -217,7 +254,7 @@ class ConnectionPool:
         self._trimmer = None  # its thread stayed in the parent
         self._inherited.extend(entry.conn for entry in self._idle)
         self._idle = []
-        self._tcp = {}
+        self._lent = {}
         self._open = 0
         self._last_failure = None
         self._pid = os.getpid()
@@ -240,13 +277,9 @@ def _is_tcp(conn: psycopg.Connection[Any]) -> bool:
     return bool(host) and not host.startswith("/") and _TCP_USER_TIMEOUT is not None
 
 
-def _bound_socket(conn: psycopg.Connection[Any], deadline: float) -> None:
-    """Make the kernel drop the connection if what is sent stays unanswered past ``deadline``.
-
-    Aimed at 90 % of the time left: the kernel looks at the timeout only when a
-    retransmission is due, which can be a few hundred milliseconds late.
-    """
-    milliseconds = max(1, int((deadline - time.monotonic()) * 900))
+def _set_user_timeout(conn: psycopg.Connection[Any], milliseconds: int) -> None:
+    """Set the socket's TCP_USER_TIMEOUT (1 ms to what the kernel takes); the socket stays libpq's."""
+    milliseconds = min(max(1, milliseconds), _MAX_USER_TIMEOUT_MS)
     try:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, fileno=conn.pgconn.socket)
     except (OSError, psycopg.Error):

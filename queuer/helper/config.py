@@ -7,6 +7,7 @@ The password is kept out of every repr and error message.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -83,7 +84,7 @@ class DatabaseConfiguration:
             raise ConfigurationError(f"the pool size must be a positive integer, not {self.pool_size!r}")
         for name in ("timeout", "startup_wait", "network_timeout"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
                 raise ConfigurationError(f"DatabaseConfiguration.{name} must be a positive number of seconds, not {value!r}")
 
     @classmethod
@@ -205,8 +206,8 @@ def _positive(raw: str | None, variable: str, default: Any, kind: type, what: st
         value = kind(raw)
     except ValueError:
         raise ConfigurationError(f"{variable} must be {what}, not {raw!r}") from None
-    if not value > 0:
-        raise ConfigurationError(f"{variable} must be positive, not {raw!r}")
+    if not 0 < value < math.inf:
+        raise ConfigurationError(f"{variable} must be positive and finite, not {raw!r}")
     return value
 
 def _schema_from_env(value: str | None) -> str:
