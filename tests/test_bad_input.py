@@ -7,6 +7,7 @@ import pytest
 from queuer.helper.config import ConfigurationError, DatabaseConfiguration
 from queuer import (
     BatchJob,
+    JobStatus,
     DatabaseUnreachableError,
     OnError,
     Options,
@@ -14,7 +15,7 @@ from queuer import (
     TaskNotRegisteredError,
     new_queuer_with_db,
 )
-from tests.support import count
+from tests.support import count, sql
 
 
 def add(a, b=0):
@@ -222,3 +223,77 @@ def test_a_batch_naming_many_long_tasks_and_a_shutdown_giving_back_many_jobs_not
     assert q.job_db.requeue_abandoned(q.worker.rid, held[:60]) == 60
     assert q.job_db.release(q.worker.rid, held[60:]) == 60
     assert len(q.job_db.get_jobs(status=JobStatus.QUEUED, limit=500)) == 120
+
+
+def _deep(levels: int) -> list:
+    value: list = []
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("levels", [101, 988, 3000])
+def test_arguments_nested_too_deep_are_refused_and_nothing_is_written(make_queuer, db_config, levels):
+    q = make_queuer()
+    q.add_task_with_name(lambda *a, **k: None, "plain")
+    with pytest.raises(ValueError, match="more than 100 levels deep"):
+        q.add_job("plain", _deep(levels))
+    with pytest.raises(ValueError, match="more than 100 levels deep"):
+        q.add_job("plain", nested=_deep(levels))
+    assert q.add_job("plain", _deep(98)).rid  # 100 levels with the argument list: within the limit
+    assert count(db_config, "SELECT count(*) FROM {schema}.job") == 1
+
+
+@pytest.mark.parametrize("stored", [
+    "[" * 2000 + "]" * 2000,                 # deeper than any Python JSON reader recurses
+    "[" + "9" * 5000 + "]",                  # an integer past Python's digit limit
+], ids=["2000-deep", "5000-digit-integer"])
+def test_an_undecodable_row_written_by_sql_fails_alone_and_its_batchmates_run(make_queuer, db_config, stored):
+    q = make_queuer(max_concurrency=4)
+    q.add_task_with_name(lambda i=None: i, "plain")
+    rids = [q.add_job("plain", i).rid for i in range(20)]
+    bad = q.add_job("plain", 0).rid
+    sql(db_config, "UPDATE {schema}.job SET parameters = %s::jsonb WHERE rid = %s", (stored, bad))
+    q.start()
+    done = [q.wait_for_job_finished(rid, timeout_seconds=30) for rid in rids]
+    assert [job.status for job in done] == [JobStatus.SUCCEEDED] * 20
+    failed = q.wait_for_job_finished(bad, timeout_seconds=30)
+    assert failed.status == JobStatus.FAILED
+    assert "InvalidJobError" in failed.error and "cannot be decoded" in failed.error
+    assert failed.attempts == 1  # failed at once, not retried or re-released
+    assert failed.undecodable and failed.parameters == []  # readable, and it says why
+    assert q.wait_for_job_finished(q.add_job("plain", 1).rid, timeout_seconds=30).status == JobStatus.SUCCEEDED
+
+
+def test_an_integer_past_pythons_digit_limit_is_refused(make_queuer, db_config):
+    q = make_queuer()
+    q.add_task_with_name(lambda *a: None, "plain")
+    with pytest.raises(ValueError, match="integer of more than 4,300 digits"):
+        q.add_job("plain", 10 ** 5000)
+    assert count(db_config, "SELECT count(*) FROM {schema}.job") == 0
+
+
+def test_a_huge_error_text_is_stored_cut_with_a_marker(make_queuer):
+    q = make_queuer()
+
+    def shout() -> None:
+        raise RuntimeError("A" * 2_000_000)
+
+    q.add_task(shout)
+    q.start()
+    failed = q.wait_for_job_finished(q.add_job(shout).rid, timeout_seconds=30)
+    assert failed.status == JobStatus.FAILED
+    assert len(failed.error) < 70_000 and "characters cut" in failed.error
+    assert failed.error.startswith("RuntimeError: AAAA") and "Traceback" not in failed.error[:100]
+
+
+@pytest.mark.parametrize("result", ["deep", "huge-int"])
+def test_a_result_past_the_limits_fails_its_job_not_the_worker(make_queuer, result):
+    q = make_queuer()
+    q.add_task_with_name(lambda: _deep(150) if result == "deep" else 10 ** 5000, "answer")
+    q.add_task_with_name(lambda: "fine", "after")
+    q.start()
+    failed = q.wait_for_job_finished(q.add_job("answer").rid, timeout_seconds=30)
+    assert failed.status == JobStatus.FAILED and failed.attempts == 1
+    assert ("levels deep" if result == "deep" else "4,300 digits") in failed.error
+    assert q.wait_for_job_finished(q.add_job("after").rid, timeout_seconds=30).result == "fine"

@@ -34,6 +34,7 @@ from queuer.database.connect import first_line, open_connection
 from queuer.database.params import HOT_PATH_SETTINGS, NetworkTimeouts, UserParameters
 from queuer.database.pool import ConnectionPool
 from queuer.database.queries import Queries
+from queuer.database.tolerant_json import TolerantJsonbLoader, TolerantJsonLoader
 from queuer.errors import ConfigurationError, ConnectionLostError, DatabaseUnreachableError
 from queuer.helper.config import DatabaseConfiguration
 
@@ -68,8 +69,12 @@ class _Opener:
         kwargs = dict(self.kwargs)
         if self.own_application_name:
             kwargs["application_name"] = application_name[:63]
-        return open_connection(kwargs, deadline, describe=describe, set_statement=self.set_statement,
+        conn = open_connection(kwargs, deadline, describe=describe, set_statement=self.set_statement,
                                own_connect_timeout=self.own_connect_timeout, row_factory=dict_row)
+        # A stored value Python cannot decode (written by SQL) must not fail a whole read.
+        conn.adapters.register_loader("json", TolerantJsonLoader)
+        conn.adapters.register_loader("jsonb", TolerantJsonbLoader)
+        return conn
 
 
 class Database:

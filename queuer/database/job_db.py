@@ -16,7 +16,9 @@ from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row, tuple_row
-from psycopg.types.json import JsonbLoader, JsonLoader
+
+from queuer.helper.serialization import MAX_ERROR_CHARS, cap_error
+from queuer.database.tolerant_json import TolerantJsonbLoader, TolerantJsonLoader, decode_arguments
 
 from queuer.database import admin
 from queuer.database.connection import Database
@@ -96,6 +98,11 @@ class Outcome:
     retry_delay: float = 0.0
     next_at: datetime | None = None  # a recurring job's next run, from its next-interval function
     results_enc: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.error is not None and len(self.error) > MAX_ERROR_CHARS:
+            # a 2 MB exception message must not become a 2 MB row
+            object.__setattr__(self, "error", cap_error(self.error))
 
 
 # A rate-limited task may start this many seconds' worth of jobs at once.
@@ -295,8 +302,8 @@ class JobDB:
              max_attempts, timeout, schedule_count, created_at, origin_rid, arguments_enc, failures, rescues) in rows:
             claimed.append(
                 ClaimedJob(id_, rid, task_name,
-                           [] if params == "[]" else json.loads(params),
-                           {} if params_keyed == "{}" else json.loads(params_keyed),
+                           [] if params == "[]" else decode_arguments(params),
+                           {} if params_keyed == "{}" else decode_arguments(params_keyed),
                            options, priority, scheduled_at,
                            attempt, max_attempts, timeout, schedule_count, created_at, origin_rid, arguments_enc,
                            failures, rescues)
@@ -520,8 +527,8 @@ def _our_cursor(conn: psycopg.Connection[Any]) -> psycopg.Cursor[dict[str, Any]]
     give back the same complete Job as ours.
     """
     cur = conn.cursor(row_factory=dict_row)
-    cur.adapters.register_loader("json", JsonLoader)
-    cur.adapters.register_loader("jsonb", JsonbLoader)
+    cur.adapters.register_loader("json", TolerantJsonLoader)
+    cur.adapters.register_loader("jsonb", TolerantJsonbLoader)
     return cur
 
 

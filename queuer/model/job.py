@@ -8,6 +8,7 @@ from enum import Enum
 from typing import Any
 from uuid import UUID
 
+from queuer.helper.serialization import Undecodable
 from queuer.model.options import Options
 
 
@@ -69,6 +70,9 @@ class Job:
     origin_rid: UUID | None = None  # the archived job this one was re-added from
     #: True when the payload is encrypted and no configured key could open it
     encrypted: bool = False
+    #: why stored arguments or a result could not be decoded (written by SQL or another producer);
+    #: they read as empty then, and such a job fails with InvalidJobError when it is run
+    undecodable: str | None = None
     id: int | None = None
 
     @property
@@ -78,13 +82,15 @@ class Job:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Job":
+        parameters, parameters_keyed, result = row.get("parameters"), row.get("parameters_keyed"), row.get("results")
+        undecodable = [v.reason for v in (parameters, parameters_keyed, result) if isinstance(v, Undecodable)]
         return cls(
             id=row.get("id"),
             rid=row["rid"],
             task_name=row["task_name"],
             status=JobStatus(row["status"]),
-            parameters=list(row.get("parameters") or []),
-            parameters_keyed=dict(row.get("parameters_keyed") or {}),
+            parameters=list(parameters) if isinstance(parameters, list) else [],
+            parameters_keyed=dict(parameters_keyed) if isinstance(parameters_keyed, dict) else {},
             options=_options_of(row),
             priority=row.get("priority", 0),
             attempts=row.get("attempts", 0),
@@ -97,11 +103,12 @@ class Job:
             ended_at=row.get("ended_at"),
             worker_rid=row.get("worker_rid"),
             schedule_count=row.get("schedule_count", 0),
-            result=row.get("results"),
+            result=None if isinstance(result, Undecodable) else result,
             error=row.get("error"),
             created_at=row.get("created_at"),
             updated_at=row.get("updated_at"),
             origin_rid=row.get("origin_rid"),
+            undecodable="; ".join(undecodable) or None,
         )
 
 

@@ -28,7 +28,7 @@ from uuid import UUID
 
 from queuer.database.job_db import ClaimedJob, Outcome
 from queuer.helper.encryption import EncryptionError, Keyring
-from queuer.helper.serialization import storable_size, to_json
+from queuer.helper.serialization import MAX_NESTING, Undecodable, storable_size, to_json
 from queuer.model.options import OnError
 from queuer.model.task import Task
 from queuer import tracing
@@ -318,6 +318,11 @@ class Dispatcher:
                 self._open_arguments(job)
             except EncryptionError as exc:
                 return self._failure(attempt, f"EncryptionError: {exc}", retry=False)
+        for arguments in (job.parameters, job.parameters_keyed):
+            if isinstance(arguments, Undecodable):
+                error = (f"InvalidJobError: the job's stored arguments cannot be decoded ({arguments.reason}); "
+                         f"arguments may nest at most {MAX_NESTING} levels")
+                return self._failure(attempt, error, retry=False)
         if not isinstance(job.parameters, list) or not isinstance(job.parameters_keyed, dict):
             error = ("InvalidJobError: parameters must be a JSON array and parameters_keyed a JSON object; "
                      f"got {type(job.parameters).__name__} and {type(job.parameters_keyed).__name__}")

@@ -1,0 +1,39 @@
+"""Reading JSON that someone else stored: a value this process cannot decode fails its job alone.
+
+PostgreSQL's json and jsonb accept what Python's reader refuses: nesting deeper
+than its recursion allows, integers past its digit limit. Such a value, written
+by SQL or another producer, becomes an ``Undecodable`` marker instead
+of an exception that would fail a whole batch of claimed jobs or a page.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from psycopg.types.json import JsonbLoader, JsonLoader
+
+from queuer.helper.serialization import Undecodable
+
+
+def decode_arguments(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        return Undecodable.because(exc)
+
+
+class TolerantJsonLoader(JsonLoader):
+    def load(self, data: Any) -> Any:
+        try:
+            return super().load(data)
+        except (ValueError, RecursionError) as exc:
+            return Undecodable.because(exc)
+
+
+class TolerantJsonbLoader(JsonbLoader):
+    def load(self, data: Any) -> Any:
+        try:
+            return super().load(data)
+        except (ValueError, RecursionError) as exc:
+            return Undecodable.because(exc)
