@@ -8,7 +8,9 @@ traceback.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import sys
 import time
 from contextlib import contextmanager
@@ -22,8 +24,10 @@ import click
 import psycopg
 from psycopg.rows import dict_row
 
-from queuer.helper.config import ConfigurationError, DatabaseConfiguration
+from queuer.database.connect import first_line
 from queuer.errors import QueuerError
+from queuer.helper.config import ConfigurationError, DatabaseConfiguration
+from queuer.helper.serialization import MAX_NESTING
 
 DURABILITY = click.Choice(["volatile", "balanced", "durable"])
 
@@ -72,7 +76,42 @@ class CliState:
 pass_state = click.make_pass_decorator(CliState)
 
 
-@click.group()
+# Characters that act on the operator's terminal: C0 and C1 controls, DEL, bidi marks, overrides, isolates.
+_UNSAFE_FOR_TERMINAL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def shown(value: object) -> str:
+    """``value`` as text that cannot retitle, recolour or reorder the operator's terminal."""
+    return _UNSAFE_FOR_TERMINAL.sub(
+        lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", str(value))
+
+
+class _Commands(click.Group):
+    """Every failure is one line and a non-zero exit; QUEUER_DEBUG=1 shows the traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            if os.environ.get("QUEUER_DEBUG"):
+                raise
+            raise click.ClickException(_one_line(exc)) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, psycopg.Error):
+        return f"PostgreSQL refused: {shown(first_line(exc))}"
+    if isinstance(exc, RecursionError):
+        return "a value nests too deeply to handle"
+    if isinstance(exc, QueuerError) or isinstance(exc, (ValueError, TypeError, LookupError, OverflowError)):
+        text = exc.args[0] if len(exc.args) == 1 and isinstance(exc.args[0], str) else str(exc)
+        return shown(text)
+    return f"{type(exc).__name__}: {shown(exc)} (QUEUER_DEBUG=1 shows where)"
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="queuer")
 @click.option("--schema", default=None, help="Schema to use instead of QUEUER_DB_SCHEMA.")
 @click.pass_context
@@ -232,13 +271,28 @@ def reencrypt(state: CliState, batch_size: int) -> None:
 # -- jobs -------------------------------------------------------------------------
 
 
+def _strict_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range for a JSON number")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (JSON has no NaN or Infinity)")
+
+
 def _json_arg(text: str | None, what: str, kind: type) -> Any:
     if text is None:
         return kind()
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_float=_strict_float, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not valid JSON ({exc.msg} at position {exc.pos})", param_hint=what) from None
+    except RecursionError:
+        raise click.BadParameter(f"nests more than {MAX_NESTING} levels deep", param_hint=what) from None
+    except ValueError as exc:  # NaN, Infinity, 1e999, an integer of thousands of digits
+        raise click.BadParameter(shown(exc), param_hint=what) from None
     if not isinstance(value, kind):
         raise click.BadParameter(f"must be a JSON {'array' if kind is list else 'object'}", param_hint=what)
     return value
@@ -248,8 +302,9 @@ def _json_arg(text: str | None, what: str, kind: type) -> Any:
 @click.argument("task")
 @click.argument("args", required=False)
 @click.option("--kwargs", default=None, help="Keyword arguments as a JSON object.")
-@click.option("--priority", default=0, show_default=True, type=int)
-@click.option("--after", default=None, type=float, help="Seconds to wait before the job may start.")
+@click.option("--priority", default=0, show_default=True, type=click.IntRange(-(2**31), 2**31 - 1))
+@click.option("--after", default=None, type=float, callback=lambda ctx, param, value: _delay(value),
+              help="Seconds to wait before the job may start (at most 10 years).")
 @click.option("--force", is_flag=True, help="Queue even if no worker has ever registered TASK.")
 @pass_state
 def queue(state: CliState, task: str, args: str | None, kwargs: str | None, priority: int, after: float | None,
@@ -257,7 +312,12 @@ def queue(state: CliState, task: str, args: str | None, kwargs: str | None, prio
     """Add a job of TASK. ARGS is a JSON array of positional arguments or a JSON object of
     keyword arguments: queuer queue resize '["/a.png"]', queuer queue resize '{"path": "/a.png"}'."""
     from queuer.model.options import Options
+    from queuer.registry import validate_task_name
 
+    try:
+        validate_task_name(task, "TASK")
+    except ValueError as exc:
+        raise click.BadParameter(shown(exc), param_hint="TASK") from None
     parameters_keyed = _json_arg(kwargs, "--kwargs", dict)
     if args is not None and args.lstrip().startswith("{"):
         if kwargs is not None:
@@ -272,7 +332,17 @@ def queue(state: CliState, task: str, args: str | None, kwargs: str | None, prio
             raise click.ClickException(
                 f"unknown task {task!r}: no worker has registered it (check the name, or pass --force)")
         job = q.add_job_with_options(options, task, *parameters, **parameters_keyed)
-    click.echo(f"{job.rid} {job.status.value} {job.task_name}")
+    click.echo(f"{job.rid} {job.status.value} {shown(job.task_name)}")
+
+
+MAX_DELAY_SECONDS = 10 * 365 * 86400.0
+
+
+def _delay(value: float | None) -> float | None:
+    if value is not None and not 0 <= value <= MAX_DELAY_SECONDS:
+        raise click.BadParameter(f"must be a number of seconds from 0 to {MAX_DELAY_SECONDS:.0f} (10 years), "
+                                 f"not {value}", param_hint="--after")
+    return value
 
 
 def _plain(value: Any) -> Any:
@@ -290,6 +360,7 @@ def _plain(value: Any) -> Any:
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> None:
+    rows = [[shown(cell) for cell in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
     for row in rows:
@@ -300,7 +371,7 @@ def _table(rows: list[list[str]], headers: list[str]) -> None:
 @click.option("--status", default=None, help="QUEUED, SCHEDULED, RUNNING, SUCCEEDED, FAILED or CANCELLED.")
 @click.option("--task", "task_name", default=None)
 @click.option("--worker", "worker_rid", default=None, help="Only jobs held by this worker rid.")
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
 @pass_state
 def jobs(state: CliState, status: str | None, task_name: str | None, worker_rid: str | None, limit: int,
@@ -347,10 +418,10 @@ def _each_rid(state: CliState, rids: tuple[str, ...], action: Callable[[Any, str
     with state.queuer() as q:
         for rid in rids:
             try:
-                click.echo(action(q, rid))
+                click.echo(shown(action(q, rid)))
             except (QueuerError, EncryptionError, ValueError) as exc:
                 failed += 1
-                click.echo(f"{rid}: {exc}", err=True)
+                click.echo(f"{shown(rid)}: {_one_line(exc)}", err=True)
     if failed:
         raise SystemExit(1)
 
@@ -423,7 +494,7 @@ def health(state: CliState, name: str | None, host: str | None, max_silence: flo
     for row in rows:
         alive = row["locked"] or row["silent_seconds"] <= max_silence
         if row["status"] in ("RUNNING", "STOPPING") and alive:
-            click.echo(f"ok: worker {row['name']} ({row['rid']}, pid {row['pid']}) is {row['status']}, "
+            click.echo(f"ok: worker {shown(row['name'])} ({row['rid']}, pid {row['pid']}) is {row['status']}, "
                        f"{'session held' if row['locked'] else 'heartbeating'}")
             return
     if not rows:
@@ -433,7 +504,7 @@ def health(state: CliState, name: str | None, host: str | None, max_silence: flo
         reason = f"its session is gone and it has not heartbeated for {newest['silent_seconds']:.0f} s"
     else:
         reason = f"it is {newest['status']}"
-    raise click.ClickException(f"unhealthy: worker {newest['name']} ({newest['rid']}) of {who}: {reason}")
+    raise click.ClickException(f"unhealthy: worker {shown(newest['name'])} ({newest['rid']}) of {shown(who)}: {reason}")
 
 
 @main.command()
@@ -454,33 +525,72 @@ def schedules(state: CliState, action: str, name: str | None) -> None:
         try:
             {"pause": q.pause_schedule, "resume": q.resume_schedule, "remove": q.remove_schedule}[action](name)
         except LookupError as exc:
-            raise click.ClickException(str(exc).strip("'\"")) from None
-    click.echo(f"schedule {name}: {action}d")
+            raise click.ClickException(_one_line(exc)) from None
+    click.echo(f"schedule {shown(name)}: {action}d")
+
+
+#: pruning more archived jobs than this (or all of them) asks for --yes
+PRUNE_CONFIRM_ABOVE = 10_000
+MAX_AGE_SECONDS = 100 * 365 * 86400.0
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @main.command()
-@click.option("--older-than", required=True, help="Age like 30d, 12h, 45m or 90s.")
-@click.option("--batch-size", default=5000, show_default=True)
+@click.option("--older-than", required=True, help="Age with a unit: 30d, 12h, 45m or 90s (at least 1s).")
+@click.option("--batch-size", default=5000, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@click.option("--yes", is_flag=True,
+              help=f"Delete without asking when that is more than {PRUNE_CONFIRM_ABOVE:,} jobs or the whole archive.")
 @pass_state
-def prune(state: CliState, older_than: str, batch_size: int) -> None:
+def prune(state: CliState, older_than: str, batch_size: int, dry_run: bool, yes: bool) -> None:
     """Delete archived jobs that ended longer ago than --older-than, in small batches."""
     from queuer.database import admin
 
     seconds = parse_age(older_than)
+    schema = state.config().schema
     with state.connection() as conn:
-        total = admin.prune_archive(conn, state.config().schema, seconds, batch_size,
-                                    progress=lambda n: click.echo(f"\rdeleted {n}", nl=False, err=True))
-    click.echo(f"\npruned {total} archived job(s) older than {older_than}")
+        doomed, total = _archive_counts(conn, schema, seconds)
+        what = f"{doomed:,} of {total:,} archived job(s) (those that ended more than {older_than.strip()} ago)"
+        if dry_run:
+            click.echo(f"would prune {what}")
+            return
+        if doomed and not yes and (doomed > PRUNE_CONFIRM_ABOVE or doomed == total):
+            why = "the whole archive" if doomed == total else f"more than {PRUNE_CONFIRM_ABOVE:,} jobs"
+            if not sys.stdin.isatty():
+                raise click.ClickException(
+                    f"this would delete {what}: {why}. Check with --dry-run, then run again with --yes")
+            click.confirm(f"delete {what} ({why})?", abort=True)
+        pruned = admin.prune_archive(conn, schema, seconds, batch_size,
+                                     progress=lambda n: click.echo(f"\rdeleted {n:,}", nl=False, err=True))
+    click.echo(f"\npruned {pruned:,} archived job(s) older than {older_than.strip()}")
+
+
+def _archive_counts(conn: psycopg.Connection[Any], schema: str, older_than_seconds: float) -> tuple[int, int]:
+    """(jobs that ended longer ago than this, all archived jobs); a clear line when there is no archive."""
+    from queuer.database.admin import count_archive
+
+    try:
+        return count_archive(conn, schema, older_than_seconds)
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+        raise click.ClickException(
+            f"queuer is not installed in schema {schema}: check --schema (or QUEUER_DB_SCHEMA), "
+            "or run `queuer install`") from None
 
 
 def parse_age(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    try:
-        if text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except (ValueError, IndexError):
-        raise click.BadParameter(f"{text!r} is not an age like 30d, 12h, 45m or 90s", param_hint="--older-than") from None
+    """Seconds in an age like 30d, 12h, 45m or 90s; BadParameter for a slip (no unit, 0, negative, huge)."""
+    match = _AGE.match(text)
+    if not match:
+        raise click.BadParameter(
+            f"{shown(repr(text))} is not an age with a unit like 30d, 12h, 45m or 90s", param_hint="--older-than")
+    seconds = float(match.group(1)) * _AGE_UNITS[match.group(2)]
+    if seconds < 1:
+        raise click.BadParameter("an age under one second would prune every archived job: give a real age "
+                                 "like 30d", param_hint="--older-than")
+    if seconds > MAX_AGE_SECONDS:
+        raise click.BadParameter("give an age of at most 100 years", param_hint="--older-than")
+    return seconds
 
 
 @main.command()

@@ -87,10 +87,20 @@ class JobQueries:
         return self.job_db.cancel(wanted, "cancelled by request") if wanted else []
 
     def readd(self, rid: UUID | str) -> Job:
-        old = self.get_ended(rid)
+        try:
+            old = self.get_ended(rid)
+        except JobNotFoundError:
+            active = self.job_db.get_job(as_uuid(rid))
+            if active is None:
+                raise
+            raise JobNotFoundError(active.rid, f"job {active.rid} has not ended yet (it is {active.status.value}): "
+                                               "only ended jobs can be added again") from None
         stored = old.options
         if old.encrypted:
             raise EncryptionError(f"job {old.rid} is encrypted with a key this queuer does not have")
+        if old.undecodable:
+            raise ValueError(f"job {old.rid} cannot be added again: its stored arguments cannot be decoded "
+                             f"({old.undecodable})")
         new = self.builder.build(old.task_name, old.parameters, old.parameters_keyed, stored and Options(
             on_error=stored.on_error, priority=old.priority, extra=stored.extra,
         ), origin_rid=old.rid)

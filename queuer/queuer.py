@@ -75,6 +75,7 @@ class Queuer:
         and add jobs (``start()`` then raises)."""
         if not isinstance(name, str) or not name.strip():
             raise ValueError("a queuer needs a non-empty name, e.g. new_queuer('image-service', 4)")
+        registry.validate_task_name(name, "a queuer's name")
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be a positive integer, not {max_concurrency!r}")
         if len(on_error) > 1:
@@ -239,7 +240,7 @@ class Queuer:
         timezone: str = "UTC", **parameters_keyed: Any,
     ) -> CronSchedule:
         """Add (or update) a cron schedule that adds a job of ``task`` with these arguments at each tick."""
-        registry.validate_task_name(name)
+        registry.validate_task_name(name, "a schedule name")
         validate_cron(cron)
         validate_timezone(timezone)
         task_name = self._tasks.name_of(task)

@@ -18,12 +18,23 @@ _lock = threading.Lock()
 _tasks: dict[str, Task] = {}
 
 
-def validate_task_name(name: str) -> str:
-    if not isinstance(name, str) or not name or len(name) > 200:
-        raise ValueError("a task name must be a non-empty string of at most 200 characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        raise ValueError(f"task name {name!r} contains control characters")
+def validate_task_name(name: str, what: str = "a task name") -> str:
+    """A task or schedule name: 1 to 200 printable characters, no space at either end.
+
+    Names are shown to operators (terminal, web UI) and typed back by them: a
+    control or bidi character could rewrite a terminal, and a leading space
+    would make a name nobody can find again.
+    """
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"{what} must be a non-empty string of at most {MAX_NAME_LENGTH} characters")
+    if not name.isprintable():
+        raise ValueError(f"{what} {name!r} contains control or formatting characters: use printable ones only")
+    if name != name.strip():
+        raise ValueError(f"{what} {name!r} starts or ends with a space: remove it")
     return name
+
+
+MAX_NAME_LENGTH = 200
 
 
 def make_task(

@@ -134,7 +134,8 @@ def test_workers_schedules_prune(cli, make_queuer, db_config):
     q.wait_for_job_finished(q.add_job(len, "ab").rid, 10)
     sql(db_config, "UPDATE {schema}.job_archive SET ended_at = now() - interval '40 days'")
     assert cli("prune", "--older-than", "soon").exit_code == 2
-    pruned = cli("prune", "--older-than", "30d")
+    assert cli("prune", "--older-than", "30d").exit_code == 1  # the whole archive: it asks for --yes
+    pruned = cli("prune", "--older-than", "30d", "--yes")
     assert pruned.exit_code == 0 and "pruned 1 archived job(s)" in pruned.output
     assert count(db_config, "SELECT count(*) FROM {schema}.job_archive") == 0
 

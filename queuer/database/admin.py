@@ -118,6 +118,17 @@ def apply(conn: psycopg.Connection, statements: list[str]) -> None:
             conn.execute(statement)  # type: ignore[arg-type]
 
 
+def count_archive(conn: psycopg.Connection, schema: str, older_than_seconds: float) -> tuple[int, int]:
+    """(archived jobs that ended longer ago than this, all archived jobs)."""
+    row = conn.cursor(row_factory=tuple_row).execute(
+        f"SELECT count(*) FILTER (WHERE ended_at < now() - make_interval(secs => %s)), count(*) "  # type: ignore[arg-type]
+        f"FROM {quote_identifier(schema)}.job_archive",
+        (older_than_seconds,),
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
 def prune_archive(
     conn: psycopg.Connection,
     schema: str,
