@@ -36,7 +36,9 @@ from queuer.queuer import Queuer
 DURABLE_SETTINGS = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
-MEASUREMENTS = ("ceiling", "drain", "work", "latency", "processes", "enqueue", "scale", "web")
+MEASUREMENTS = ("ceiling", "drain", "work", "latency", "processes", "enqueue", "scale", "web", "aging")
+# Measurements that take long or need much disk: run only when asked for with --only.
+ON_REQUEST = ("aging",)
 WEB_BAR_MS = 300.0  # a page of `queuer web` over a large archive renders within this
 
 
@@ -56,6 +58,7 @@ class BenchSettings:
     latency_samples: int = 300
     single_inserts: int = 2_000
     scale_rows: int = 1_000_000
+    aging_jobs: int = 400_000
     fast: bool = False
     schema: str = "queuer_bench"
 
@@ -126,6 +129,21 @@ class Bench:
                 raise RuntimeError(f"only {self.archived_since(q, since)} of {target} jobs archived after {timeout:.0f}s")
             time.sleep(0.02)
 
+    def wait_ended(self, q: Queuer, target: int, timeout: float = 3600.0) -> None:
+        """Wait until this process's worker has written ``target`` outcomes.
+
+        Read from the worker's own count, not the archive: a count over the
+        archive costs the server more as it grows, and much more while a
+        snapshot held open keeps vacuum from marking its pages all-visible.
+        """
+        runtime = q._runtime
+        assert runtime is not None, "start the queuer first"
+        deadline = time.monotonic() + timeout
+        while runtime.completer.applied_total < target:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {runtime.completer.applied_total} of {target} jobs ended after {timeout:.0f}s")
+            time.sleep(0.01)
+
     def fill(self, q: Queuer, n: int, task: str = "noop", **kwargs: Any) -> None:
         for start in range(0, n, 20_000):
             q.add_jobs([BatchJob(task=task, parameters_keyed=kwargs) for _ in range(min(20_000, n - start))])
@@ -192,11 +210,10 @@ class Bench:
         config = self.fresh_config()
         with self.queuer(config) as q:
             self.fill(q, s.jobs)
-            since = self.db_now(q)
             cpu0 = resource.getrusage(resource.RUSAGE_SELF)
             started = time.perf_counter()
             q.start()
-            self.wait_archived(q, since, s.jobs)
+            self.wait_ended(q, s.jobs)
             elapsed = time.perf_counter() - started
             cpu1 = resource.getrusage(resource.RUSAGE_SELF)
         rate = s.jobs / elapsed
@@ -340,13 +357,36 @@ class Bench:
         config = self.fresh_config()
         with self.queuer(config) as q:
             fill(q)
-            since = self.db_now(q)
             started = time.perf_counter()
             q.start()
-            self.wait_archived(q, since, s.jobs)
+            self.wait_ended(q, s.jobs)
             rate = s.jobs / (time.perf_counter() - started)
         report.add(f"drain with {s.scale_rows:,} queued + {s.scale_rows:,} archived", rate, "jobs/s",
                    f"first {s.jobs:,} of the queue; {rate / empty_rate:.2f}x the empty-table rate", out=self.out)
+
+    def aging(self, report: Report) -> None:
+        """What a month in production does to the drain: a snapshot held open elsewhere the whole time."""
+        n = self.settings.aging_jobs
+        quiet = self._drain_of(n)
+        report.add(f"aging: quiet drain of {n:,}", quiet, "jobs/s", out=self.out)
+        held = self._drain_of(n, hold_snapshot=True)
+        report.add(f"aging: drain of {n:,}, a snapshot held open", held, "jobs/s",
+                   f"{held / quiet:.2f}x the quiet drain (REPEATABLE READ in another session)", out=self.out)
+
+    def _drain_of(self, n: int, hold_snapshot: bool = False) -> float:
+        """Fill ``n`` noop jobs, start a default worker, time until all are archived."""
+        config = self.fresh_config()
+        with ExitStack() as stack:
+            q = stack.enter_context(self.queuer(config))
+            self.fill(q, n)
+            if hold_snapshot:
+                holder = stack.enter_context(psycopg.connect(**config.connect_kwargs()))
+                holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                holder.execute("SELECT count(*) FROM pg_class")  # the snapshot is taken: vacuum's horizon stops here
+            started = time.perf_counter()
+            q.start()
+            self.wait_ended(q, n)
+            return n / (time.perf_counter() - started)
 
     def web(self, report: Report) -> None:
         """`queuer web` over real HTTP with --scale-rows archived jobs (ended over the last day) and a live queue."""
@@ -448,6 +488,8 @@ class Bench:
             self.scale(report, drain_rate)
         if "web" in which:
             self.web(report)
+        if "aging" in which:
+            self.aging(report)
         return report
 
 

@@ -734,17 +734,22 @@ def demo(jobs: int, concurrency: int) -> None:
 @click.option("--concurrency", default=10, show_default=True, help="max_concurrency of the drain's queuer.")
 @click.option("--fast", is_flag=True, help="A throwaway PostgreSQL with fsync off (default: durable).")
 @click.option("--scale-rows", default=1_000_000, show_default=True, help="Queued and archived rows for the scale test.")
+@click.option("--aging-jobs", default=400_000, show_default=True,
+              help="Jobs per drain of the aging measurements (--only aging).")
 @click.option("--only", multiple=True, type=click.Choice(["ceiling", "drain", "work", "latency", "processes",
-                                                          "enqueue", "scale", "web"]),
+                                                          "enqueue", "scale", "web", "aging"]),
               help="Run only these measurements (repeatable); --only ceiling measures the SQL-only ceiling; "
-                   "--only web times the web UI's pages over --scale-rows archived jobs.")
+                   "--only web times the web UI's pages over --scale-rows archived jobs; --only aging (not run "
+                   "by default) drains with a snapshot held open, beside a large archive, and times a prune.")
 @click.option("--json", "json_path", default="bench-results.json", show_default=True, help="Where to write the figures.")
-def bench(jobs: int, concurrency: int, fast: bool, scale_rows: int, only: tuple[str, ...], json_path: str) -> None:
+def bench(jobs: int, concurrency: int, fast: bool, scale_rows: int, aging_jobs: int, only: tuple[str, ...],
+          json_path: str) -> None:
     """What a user gets with no tuning: drain vs the SQL ceiling, real work, CPU, latency, processes, scale."""
-    from queuer.bench import MEASUREMENTS, BenchSettings, run_bench
+    from queuer.bench import MEASUREMENTS, ON_REQUEST, BenchSettings, run_bench
 
-    which = set(only) or set(MEASUREMENTS)
-    settings = BenchSettings(jobs=jobs, concurrency=concurrency, fast=fast, scale_rows=scale_rows)
+    which = set(only) or set(MEASUREMENTS) - set(ON_REQUEST)
+    settings = BenchSettings(jobs=jobs, concurrency=concurrency, fast=fast, scale_rows=scale_rows,
+                             aging_jobs=aging_jobs)
     raise SystemExit(run_bench(settings, which, json_path))
 
 

@@ -58,6 +58,15 @@ class DuplicateKeyError(Exception):
         self.unique_key = unique_key
 
 
+@dataclass(frozen=True)
+class ClaimKey:
+    """Where a job stands in claim order: highest priority first, then earliest due, then oldest."""
+
+    priority: int
+    scheduled_at: datetime
+    id: int
+
+
 @dataclass
 class ClaimedJob:
     """One attempt this worker holds: (id, attempt) is its fencing identity."""
@@ -79,6 +88,10 @@ class ClaimedJob:
     arguments_enc: bytes | None = None
     failures: int = 0  # earlier attempts that raised or timed out
     rescues: int = 0  # times put back after a crash: then its start is recorded before it runs
+
+    @property
+    def claim_key(self) -> ClaimKey:
+        return ClaimKey(self.priority, self.scheduled_at, self.id)
 
     @property
     def binding(self) -> UUID:
@@ -277,15 +290,17 @@ class JobDB:
         default_crash_budget: int,
         conn: psycopg.Connection[Any] | None = None,
         suspects: bool = False,
+        after: ClaimKey | None = None,
     ) -> list[ClaimedJob]:
         """Claim up to ``limit`` jobs of these tasks for a new attempt each, in claim order.
 
         ``suspects=True`` claims only suspects (jobs to run alone), else only the others.
+        ``after``: start after this job in claim order (see claim_jobs_after) instead of at the start.
         """
         if conn is None:
             with self.db.connection() as hot:
                 return self.claim(worker_rid, task_names, limit, default_max_attempts, default_timeout,
-                                  default_crash_budget, hot, suspects)
+                                  default_crash_budget, hot, suspects, after)
         params = {
             "worker_rid": worker_rid,
             "task_names": text_array(tuple(task_names)),
@@ -295,8 +310,12 @@ class JobDB:
             "default_crash_budget": default_crash_budget,
             "suspects": suspects,
         }
+        statement = self.q.claim_jobs
+        if after is not None:
+            params.update(after_priority=after.priority, after_at=after.scheduled_at, after_id=after.id)
+            statement = self.q.claim_jobs_after
         cur = conn.cursor(row_factory=tuple_row)
-        rows = cur.execute(self.q.claim_jobs, params, prepare=self.db.prepare).fetchall()  # type: ignore[arg-type]
+        rows = cur.execute(statement, params, prepare=self.db.prepare).fetchall()  # type: ignore[arg-type]
         claimed = []
         for (id_, rid, task_name, params, params_keyed, options, priority, scheduled_at, attempt,
              max_attempts, timeout, schedule_count, created_at, origin_rid, arguments_enc, failures, rescues) in rows:

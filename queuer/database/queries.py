@@ -1,6 +1,7 @@
 """Named SQL statements, kept as SQL in ``database/sql/*.sql``.
 
-A file holds blocks that start with ``-- name: <name>``. ``{schema}`` in the text
+A file holds blocks that start with ``-- name: <name>``; a block whose name
+starts with "_" is a fragment that others take in as ``{_name}``. ``{schema}`` in the text
 is replaced by the quoted schema name (``{archived_columns}`` by ARCHIVED_COLUMNS
 and ``{notify_items}`` by NOTIFY_ITEMS) once, when the statements are loaded, so
 each statement is a constant string that psycopg can prepare.
@@ -38,6 +39,9 @@ NOTIFY_ITEMS = (
 )
 
 _NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+# {_fragment}: the text of the block named _fragment (a piece several statements share).
+_FRAGMENT = re.compile(r"\{(_\w+)\}")
+_COMMENT_LINE = re.compile(r"^\s*--.*\n", re.MULTILINE)
 
 
 def _parse(text: str) -> dict[str, str]:
@@ -61,7 +65,9 @@ def _templates() -> dict[str, str]:
                 if name in statements:
                     raise ValueError(f"SQL statement {name!r} is defined in two files")
                 statements[name] = body
-    return statements
+    fragments = {name: _COMMENT_LINE.sub("", body) for name, body in statements.items() if name.startswith("_")}
+    return {name: _FRAGMENT.sub(lambda m: fragments[m.group(1)], body)
+            for name, body in statements.items() if not name.startswith("_")}
 
 
 class Queries:

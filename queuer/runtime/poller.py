@@ -9,7 +9,7 @@ from uuid import UUID
 
 from psycopg.errors import UniqueViolation
 
-from queuer.database.job_db import ClaimedJob, JobDB
+from queuer.database.job_db import ClaimedJob, ClaimKey, JobDB
 from queuer.model.task import Task
 from queuer.runtime.dispatcher import Dispatcher
 from queuer.runtime.loop import BackgroundLoop
@@ -19,6 +19,9 @@ log = logging.getLogger("queuer.poller")
 # A limited task with no room is checked again this often even without an event.
 LIMIT_RECHECK_SECONDS = 0.5
 SERIAL_KEY_RETRY_SECONDS = 0.005
+# Claims go on from where the last one ended (see claim_jobs_after), and start from
+# the start of the queue at least this often, to find jobs put back behind the cursor.
+FULL_CLAIM_EVERY_SECONDS = 1.0
 
 
 class Poller(BackgroundLoop):
@@ -47,6 +50,10 @@ class Poller(BackgroundLoop):
         self.waiting_for_limits = False
         # A rescue may have left suspects (jobs that must run alone): look when idle.
         self.suspects_may_wait = True
+        # Where the last full batch ended in claim order; None: the next claim starts at the start.
+        self._cursor: ClaimKey | None = None
+        self._rewinds = 0  # bumped by rewind(), from any thread
+        self._full_claim_due = 0.0
 
     def tick(self) -> float | None:
         if not self.dispatcher.accepting:
@@ -76,9 +83,16 @@ class Poller(BackgroundLoop):
         waits: list[float] = []
         if free:
             asked = time.monotonic()
+            rewinds = self._rewinds
+            after = self._cursor if asked < self._full_claim_due else None
+            if after is None:
+                self._full_claim_due = asked + FULL_CLAIM_EVERY_SECONDS
             jobs = self.job_db.claim(self.worker_rid(), free, room, self.default_max_attempts,
-                                     self.default_timeout, self.default_crash_budget)
+                                     self.default_timeout, self.default_crash_budget, after=after)
             self.dispatcher.sizer.claimed(time.monotonic() - asked)
+            # A full batch: more may follow it. A short one: the next claim looks from the start.
+            full = len(jobs) == room and rewinds == self._rewinds
+            self._cursor = jobs[-1].claim_key if full else None
             claimed = self._take(jobs)
             if claimed is None:
                 return None
@@ -108,6 +122,11 @@ class Poller(BackgroundLoop):
                 self.waiting_for_limits = True
                 waits.append(LIMIT_RECHECK_SECONDS)
         return min([self.interval, *waits])
+
+    def rewind(self) -> None:
+        """Jobs went back into the queue (a rescue, a retry, a freed serial key): look from the start next."""
+        self._rewinds += 1
+        self._cursor = None
 
     def _take(self, jobs: list[ClaimedJob], alone: bool = False) -> int | None:
         """Hand claimed jobs to the dispatcher; None when stopping (they were given back)."""

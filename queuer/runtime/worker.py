@@ -206,10 +206,12 @@ class WorkerRuntime:
                 wake = wake or event.detail is None or event.detail in self.tasks
                 if event.kind == "retry":
                     self.poller.suspects_may_wait = True  # a rescue may have made suspects
+                    self.poller.rewind()  # and put jobs back behind where claims go on from
             elif event.kind == "end":
                 wake = wake or self.poller.waiting_for_limits
             elif event.kind == "free":
                 wake = True  # a serial key's next job may be claimed now
+                self.poller.rewind()  # it may stand behind where claims go on from
             elif event.kind == "cancel" and event.detail == str(self._worker_rid) and event.rid is not None:
                 attempt = self.dispatcher.attempt_for_rid(UUID(event.rid))
                 if attempt is not None:

@@ -39,29 +39,24 @@ WITH items AS (
 )
 {notify_items};
 
--- name: claim_jobs
--- One statement: pick the next claimable rows in claim order, skipping rows
--- another worker holds, and take them for this attempt. A job with a
--- serial_key is skipped while another job with its key runs, and only one per
--- key is taken at a time (job_running_serial_key_idx settles a race between
--- two workers: the later claim fails and is retried).
-WITH candidates AS (
-    SELECT id, serial_key, priority, scheduled_at
-    FROM {schema}.job AS c
-    WHERE status IN ('QUEUED', 'SCHEDULED')
-      AND scheduled_at <= now()
-      AND task_name = ANY(%(task_names)s::text[])
+-- name: _claimable
+-- What makes a row of job (as c) claimable by this worker: shared by the claims below.
+c.status IN ('QUEUED', 'SCHEDULED')
+      AND c.scheduled_at <= now()
+      AND c.task_name = ANY(%(task_names)s::text[])
       -- Suspects (see the rescue below) are claimed apart, one at a time, to run alone.
-      AND suspect = %(suspects)s
+      AND c.suspect = %(suspects)s
       -- A worker that was declared dead, or asked to stop, takes nothing.
       AND EXISTS (SELECT 1 FROM {schema}.worker WHERE rid = %(worker_rid)s AND status = 'RUNNING')
-      AND (serial_key IS NULL OR NOT EXISTS (
+      AND (c.serial_key IS NULL OR NOT EXISTS (
                SELECT 1 FROM {schema}.job AS r
                WHERE r.serial_key = c.serial_key AND r.status = 'RUNNING'))
-    ORDER BY priority DESC, scheduled_at, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-), picked AS (
+
+-- name: _take_candidates
+-- Take the candidates for a new attempt each. Only one job per serial key is
+-- taken at a time (job_running_serial_key_idx settles a race between two
+-- workers: the later claim fails and is retried).
+picked AS (
     SELECT id FROM candidates WHERE serial_key IS NULL
     UNION ALL
     SELECT id FROM (
@@ -90,7 +85,58 @@ WHERE j.id = picked.id
 -- Arguments come back as text: most jobs have none, and "[]" needs no JSON parser.
 RETURNING j.id, j.rid, j.task_name, j.parameters::text, j.parameters_keyed::text, j.options, j.priority,
           j.scheduled_at, j.attempts, j.max_attempts, j.timeout_seconds, j.schedule_count,
-          j.created_at, j.origin_rid, j.arguments_enc, j.failures, j.rescues;
+          j.created_at, j.origin_rid, j.arguments_enc, j.failures, j.rescues
+
+-- name: claim_jobs
+-- One statement: pick the next claimable rows in claim order, skipping rows
+-- another worker holds, and take them for this attempt.
+WITH candidates AS (
+    SELECT id, serial_key, priority, scheduled_at
+    FROM {schema}.job AS c
+    WHERE {_claimable}
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), {_take_candidates};
+
+-- name: claim_jobs_after
+-- The same claim, starting in claim order after the last job this worker took
+-- (after_priority, after_at, after_id). The claim index keeps an entry for every
+-- job claimed since vacuum last ran; while a snapshot is held open elsewhere
+-- (an analytics query, a forgotten BEGIN, a replica's feedback) vacuum cannot
+-- remove them, and a claim from the start would walk all of them every time.
+-- Three ranges of the index, in claim order: higher priorities, the rest of
+-- this priority, lower priorities. A WITH query is run only as far as it is
+-- read, so once the first ones fill the LIMIT the later ones are not read at
+-- all, and no row is locked that is not taken. Jobs that went back into the
+-- queue behind the cursor are found by the full claim (claim_jobs), which the
+-- poller runs every second, after a rescue, and whenever this one comes up short.
+WITH higher AS (
+    SELECT id, serial_key, priority, scheduled_at
+    FROM {schema}.job AS c
+    WHERE {_claimable} AND c.priority > %(after_priority)s::integer
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), here AS (
+    SELECT id, serial_key, priority, scheduled_at
+    FROM {schema}.job AS c
+    WHERE {_claimable} AND c.priority = %(after_priority)s::integer
+      AND (c.scheduled_at, c.id) > (%(after_at)s::timestamptz, %(after_id)s::bigint)
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), lower AS (
+    SELECT id, serial_key, priority, scheduled_at
+    FROM {schema}.job AS c
+    WHERE {_claimable} AND c.priority < %(after_priority)s::integer
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), candidates AS (
+    SELECT * FROM (SELECT * FROM higher UNION ALL SELECT * FROM here UNION ALL SELECT * FROM lower) AS in_claim_order
+    LIMIT %(limit)s
+), {_take_candidates};
 
 -- name: confirm_start
 -- A job that has been through a crash records that it starts (and whether it
