@@ -28,7 +28,7 @@ def validate_task_name(name: str, what: str = "a task name") -> str:
     if not isinstance(name, str) or not name or len(name) > MAX_NAME_LENGTH:
         raise ValueError(f"{what} must be a non-empty string of at most {MAX_NAME_LENGTH} characters")
     if not name.isprintable():
-        raise ValueError(f"{what} {name!r} contains control or formatting characters: use printable ones only")
+        raise ValueError(f"{what} {name!r} contains control characters (or other unprintable ones): use printable ones only")
     if name != name.strip():
         raise ValueError(f"{what} {name!r} starts or ends with a space: remove it")
     return name

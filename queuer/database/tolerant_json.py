@@ -23,17 +23,19 @@ def decode_arguments(text: str) -> Any:
         return Undecodable.because(exc)
 
 
-class TolerantJsonLoader(JsonLoader):
+class _Tolerant:
+    """A loader that turns what Python cannot decode into an Undecodable marker."""
+
     def load(self, data: Any) -> Any:
         try:
-            return super().load(data)
+            return super().load(data)  # type: ignore[misc]
         except (ValueError, RecursionError) as exc:
             return Undecodable.because(exc)
 
 
-class TolerantJsonbLoader(JsonbLoader):
-    def load(self, data: Any) -> Any:
-        try:
-            return super().load(data)
-        except (ValueError, RecursionError) as exc:
-            return Undecodable.because(exc)
+class TolerantJsonLoader(_Tolerant, JsonLoader):
+    pass
+
+
+class TolerantJsonbLoader(_Tolerant, JsonbLoader):
+    pass

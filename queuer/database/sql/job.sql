@@ -52,6 +52,13 @@ c.status IN ('QUEUED', 'SCHEDULED')
                SELECT 1 FROM {schema}.job AS r
                WHERE r.serial_key = c.serial_key AND r.status = 'RUNNING'))
 
+-- name: _first_in_claim_order
+-- The first claimable rows in claim order (highest priority, earliest due, oldest), skipping rows
+-- another worker holds.
+ORDER BY priority DESC, scheduled_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+
 -- name: _take_candidates
 -- Take the candidates for a new attempt each. Only one job per serial key is
 -- taken at a time (job_running_serial_key_idx settles a race between two
@@ -94,9 +101,7 @@ WITH candidates AS (
     SELECT id, serial_key, priority, scheduled_at
     FROM {schema}.job AS c
     WHERE {_claimable}
-    ORDER BY priority DESC, scheduled_at, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
+    {_first_in_claim_order}
 ), {_take_candidates};
 
 -- name: claim_jobs_after
@@ -115,24 +120,18 @@ WITH higher AS (
     SELECT id, serial_key, priority, scheduled_at
     FROM {schema}.job AS c
     WHERE {_claimable} AND c.priority > %(after_priority)s::integer
-    ORDER BY priority DESC, scheduled_at, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
+    {_first_in_claim_order}
 ), here AS (
     SELECT id, serial_key, priority, scheduled_at
     FROM {schema}.job AS c
     WHERE {_claimable} AND c.priority = %(after_priority)s::integer
       AND (c.scheduled_at, c.id) > (%(after_at)s::timestamptz, %(after_id)s::bigint)
-    ORDER BY priority DESC, scheduled_at, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
+    {_first_in_claim_order}
 ), lower AS (
     SELECT id, serial_key, priority, scheduled_at
     FROM {schema}.job AS c
     WHERE {_claimable} AND c.priority < %(after_priority)s::integer
-    ORDER BY priority DESC, scheduled_at, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
+    {_first_in_claim_order}
 ), candidates AS (
     SELECT * FROM (SELECT * FROM higher UNION ALL SELECT * FROM here UNION ALL SELECT * FROM lower) AS in_claim_order
     LIMIT %(limit)s
