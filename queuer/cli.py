@@ -633,8 +633,17 @@ def dashboard(state: CliState, interval: float, once: bool) -> None:
 @click.option("--read-only", is_flag=True, help="Pages only: no cancel, re-queue, stop or schedule buttons.")
 @click.option("--show-encrypted", is_flag=True,
               help="Show encrypted arguments and results decrypted (needs QUEUER_ENCRYPTION_KEY).")
+@click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="ADDRESS",
+              help="A reverse proxy (address or network) whose X-Forwarded-For/-Proto/-Host are believed; "
+                   "repeatable (default: QUEUER_WEB_TRUSTED_PROXIES, comma-separated).")
+@click.option("--public-origin", default=None, metavar="URL",
+              help="The origin browsers use behind a proxy, e.g. https://queue.example.com "
+                   "(default: QUEUER_WEB_PUBLIC_ORIGIN).")
+@click.option("--revoke-sessions", is_flag=True,
+              help="End every web session of this schema on every server (bump the sessions epoch), then exit.")
 @pass_state
-def web(state: CliState, host: str, port: int, read_only: bool, show_encrypted: bool) -> None:
+def web(state: CliState, host: str, port: int, read_only: bool, show_encrypted: bool,
+        trusted_proxies: tuple[str, ...], public_origin: str | None, revoke_sessions: bool) -> None:
     """Serve the web UI (pip install 'queuer[web]'); QUEUER_WEB_TOKEN guards it."""
     from queuer.web import MISSING_EXTRA, extra_installed
 
@@ -643,9 +652,18 @@ def web(state: CliState, host: str, port: int, read_only: bool, show_encrypted: 
     from queuer.web.security import TokenError
     from queuer.web.server import WebServerError, check_bind, serve, settings_from_env, web_queuer
 
+    if revoke_sessions:
+        import socket
+
+        from queuer.web.server import revoke_sessions as revoke
+
+        with state.queuer() as q:
+            epoch = revoke(q, f"queuer web --revoke-sessions on {socket.gethostname()}")
+        click.echo(f"ended every web session of schema {state.config().schema} (sessions epoch {epoch})")
+        return
     try:
-        settings = settings_from_env(read_only, show_encrypted)
-        check_bind(host, settings.token)
+        settings = settings_from_env(read_only, show_encrypted, trusted_proxies, public_origin)
+        check_bind(host, settings.token or settings.read_token)
     except (TokenError, WebServerError) as exc:
         raise click.ClickException(str(exc)) from None
     if show_encrypted and not os.environ.get("QUEUER_ENCRYPTION_KEY"):
@@ -659,7 +677,8 @@ def web(state: CliState, host: str, port: int, read_only: bool, show_encrypted: 
         raise click.ClickException(str(exc)) from None
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"queuer web on http://{shown}:{port} (schema {config.schema}"
-               f"{', read-only' if read_only else ''}{', token required' if settings.token else ''}); "
+               f"{', read-only' if read_only else ''}{', token required' if settings.token or settings.read_token else ''}"
+               f"{', behind ' + ', '.join(settings.trusted_proxies) if settings.trusted_proxies else ''}); "
                "Ctrl-C stops it", err=True)
     with q:
         serve(q, settings, host, port)

@@ -12,7 +12,8 @@ from queuer.helper.config import quote_identifier
 if TYPE_CHECKING:
     from queuer.helper.encryption import Keyring
 
-TABLES = ("job", "job_archive", "worker", "master", "task_rate", "schedule", "schema_version")
+TABLES = ("job", "job_archive", "worker", "master", "task_rate", "schedule", "web_state", "web_session_revoked",
+          "web_audit", "schema_version")
 INDEXES = (
     "job_claim_idx",
     "job_scheduled_idx",

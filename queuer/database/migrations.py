@@ -16,6 +16,7 @@ from importlib import resources
 import psycopg
 from psycopg.rows import tuple_row
 
+from queuer.database.admin import TABLES
 from queuer.helper.config import quote_identifier
 
 log = logging.getLogger("queuer.migrations")
@@ -94,5 +95,5 @@ def uninstall(conn: psycopg.Connection, schema: str) -> None:
     quoted = quote_identifier(schema)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('queuer.migrate'), hashtext(%s))", (schema,))
-        for table in ("job", "job_archive", "worker", "master", "task_rate", "schedule", "schema_version"):
+        for table in TABLES:
             conn.execute(f"DROP TABLE IF EXISTS {quoted}.{table} CASCADE")  # type: ignore[arg-type]

@@ -7,9 +7,12 @@ on the server. Modules:
 - ``params``: every query parameter and form field, validated (a 400 otherwise);
 - ``queries``: the SQL reads of the pages (keyset pagination, no count over the archive);
 - ``actions``: cancel, re-queue, stop, schedules, bulk, through the Queuer's own API;
-- ``security``: the token, the session cookie, CSRF, loopback-only without a token;
+- ``security``: the tokens, the session cookie, CSRF, loopback-only without a token;
+- ``throttle``: failed tokens answered late, per client and server-wide;
+- ``proxy``: X-Forwarded-* from trusted proxies only, the public origin;
+- ``store``: the web UI's tables (sessions epoch, signed-out sessions, the audit log);
 - ``charts``: the overview's two charts as SVG shapes;
-- ``app``: the routes; ``server``: Uvicorn in the foreground or in a thread.
+- ``app``: the routes and the guard middleware; ``server``: Uvicorn in the foreground or in a thread.
 """
 
 from __future__ import annotations

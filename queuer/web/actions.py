@@ -54,6 +54,8 @@ def requeue(q: Queuer, rid: UUID) -> Job:
                                "(set QUEUER_ENCRYPTION_KEY): it cannot be queued again from here") from None
     except DuplicateJobError as exc:
         raise ActionError(409, f"a job with the same unique key is already queued or running ({exc})") from None
+    except ValueError as exc:  # e.g. stored arguments that cannot be decoded: re-adding would lose them
+        raise ActionError(409, str(exc)) from None
 
 
 def stop_worker(q: Queuer, rid: UUID) -> Worker:

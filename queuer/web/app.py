@@ -2,6 +2,10 @@
 
 Handlers are async; every database call runs in Starlette's thread pool
 through the Queuer (whose pool bounds the connections this server holds).
+The guard is a plain ASGI middleware around everything: it reads forwarding
+headers from trusted proxies, decides who is asking, slows token guessing,
+puts the security headers on every response, and turns an unexpected
+exception into an ordinary 500 page (the connection stays open).
 """
 
 from __future__ import annotations
@@ -9,32 +13,38 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable, Sequence, TypeVar
 from urllib.parse import urlencode
+from uuid import UUID
 
 import jinja2
 import psycopg
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from queuer.errors import DatabaseUnreachableError, JobNotFoundError
+from queuer.helper.serialization import Undecodable
 from queuer.queuer import Queuer
 from queuer.web import actions, charts
 from queuer.web.params import (
+    AUDIT_PARAMS,
     JOB_LIST_PARAMS,
     MAX_FORM_BYTES,
     BadRequest,
     JobFilter,
     check_names,
+    parse_audit,
     parse_cursor,
     parse_filter,
     parse_form,
@@ -42,15 +52,37 @@ from queuer.web.params import (
     parse_notice,
     parse_uuid,
 )
+from queuer.web.proxy import ProxyError, TrustedProxies, carries_proxy_headers, parse_public_origin, rewritten_scope
 from queuer.web.queries import STATUS_ORDER, Overview, WebQueries
-from queuer.web.security import CSRF_COOKIE, SESSION_COOKIE, SESSION_SECONDS, Guard, host_name, is_loopback_address
+from queuer.web.security import (
+    CSRF_COOKIE,
+    OPERATOR,
+    READER,
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    Guard,
+    host_name,
+    is_loopback_address,
+)
+from queuer.web.store import AUDIT_ACTIONS, WebStore
+from queuer.web.throttle import Throttle
 
 log = logging.getLogger("queuer.web")
+T = TypeVar("T")
 
 NOTICE = frozenset({"notice"})
 FILTER_FIELDS = frozenset({"status", "task", "since", "until", "rid"})
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+SECURITY_HEADERS = (
+    ("content-security-policy", CSP),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "same-origin"),  # no-referrer would make the Origin of our own forms "null"
+)
+#: the most characters of a stored error, or of printed arguments or a result, that a page shows
+MAX_SHOWN = 64_000
+UNTRUSTED_LOG_EVERY = 60.0  # seconds between two log lines about the same untrusted proxy
 
 
 @dataclass(frozen=True)
@@ -58,7 +90,14 @@ class WebSettings:
     read_only: bool = False
     #: show decrypted arguments and results (needs the key in QUEUER_ENCRYPTION_KEY too)
     show_encrypted: bool = False
+    #: the operator's token (QUEUER_WEB_TOKEN): every page and every action
     token: str | None = None
+    #: a reader's token (QUEUER_WEB_READ_TOKEN): every page, no action
+    read_token: str | None = None
+    #: peers whose X-Forwarded-For/-Proto/-Host are believed (addresses or networks)
+    trusted_proxies: tuple[str, ...] = ()
+    #: the origin browsers see behind a proxy (https://queue.example.com): forms may come from it
+    public_origin: str | None = None
     refresh_seconds: float = 3.0
     page_size: int = 50
     #: the most jobs one confirmed bulk action touches
@@ -91,8 +130,26 @@ def _ago(value: datetime | None, now: datetime) -> str:
     return f"in {text}" if future else f"{text} ago"
 
 
+def _capped(text: str | None, limit: int = MAX_SHOWN) -> str:
+    """At most ``limit`` characters, and a marker that says how many more there were."""
+    text = text or ""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n… [truncated: {len(text) - limit:,} more characters not shown]"
+
+
 def _pretty(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+    """Arguments or a result as indented JSON, capped; a value that cannot be read says why."""
+    if isinstance(value, Undecodable):
+        return f"not decodable: {value.reason}"
+    try:
+        text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+    except RecursionError:
+        try:  # the C encoder goes deeper than the indenting one
+            text = json.dumps(value, ensure_ascii=False, default=str)
+        except RecursionError:
+            return "not shown: nested too deeply to print"
+    return _capped(text)
 
 
 def _first_line(text: str | None) -> str:
@@ -108,7 +165,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(when=_when, pretty=_pretty, first_line=_first_line, short=lambda rid: str(rid)[:8],
-                       number=lambda n: f"{n:,}")
+                       number=lambda n: f"{n:,}", capped=_capped)
     env.globals.update(ago=_ago, urlencode=urlencode)
     return env
 
@@ -137,91 +194,171 @@ def _worker_liveness(w: dict[str, Any]) -> tuple[str, str]:
     return "warn", f"silent for {silent:.0f} s"
 
 
+def _cookie_header(name: str, value: str, secure: bool) -> bytes:
+    response = Response()
+    response.set_cookie(name, value, httponly=True, samesite="strict", secure=secure, path="/")
+    return response.raw_headers[-1][1]
+
+
 class WebApp:
     def __init__(self, q: Queuer, settings: WebSettings) -> None:
         self.q = q
         self.settings = settings
         self.queries = WebQueries(q.db)
-        self.guard = Guard(settings.token)
+        self.store = WebStore(q.db)
+        self.guard = Guard(settings.token, settings.read_token, settings.read_only)
+        self.proxies = TrustedProxies(settings.trusted_proxies)
+        self.public_origin = parse_public_origin(settings.public_origin)
+        self.throttle = Throttle()
         self.env = _environment()
+        self._untrusted_logged: dict[str, float] = {}
+        self._refusals_logged = 0.0
 
     # -- rendering -----------------------------------------------------------------------
 
     def render(self, request: Request, template: str, status: int = 200, headers: dict[str, str] | None = None,
                **context: Any) -> HTMLResponse:
-        nonce = getattr(request.state, "csrf_nonce", "") or ""
+        state = request.state
+        nonce = getattr(state, "csrf_nonce", "") or ""
         base = request.scope.get("root_path", "")
+        role = getattr(state, "role", None)
         page = self.env.get_template(template).render(
             base=base,
             csrf=self.guard.csrf_token(nonce) if nonce else "",
-            read_only=self.settings.read_only,
-            signed_in=getattr(request.state, "auth", None) == "session",
-            schema=self.q.db.schema,
+            read_only=self.settings.read_only or role == READER,
+            reader=role == READER,
+            signed_in=getattr(state, "auth", None) == "session",
+            # the schema's name is for those who may see the queue
+            schema=self.q.db.schema if getattr(state, "auth", None) else None,
             path=request.url.path,
             notice=context.pop("notice", None),
             **context,
         )
         return HTMLResponse(page, status_code=status, headers=headers)
 
-    def error(self, request: Request, status: int, message: str) -> HTMLResponse:
+    def error(self, request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> HTMLResponse:
         titles = {400: "Bad request", 401: "Sign in", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
-                  409: "Conflict", 413: "Too large", 415: "Unsupported form", 503: "Database unavailable"}
+                  409: "Conflict", 413: "Too large", 415: "Unsupported form", 429: "Too many attempts",
+                  500: "Unexpected error", 503: "Database unavailable"}
         return self.render(request, "error.html", status=status, title=titles.get(status, "Error"),
-                           message=message, code=status)
+                           message=message, code=status, headers=headers)
 
-    # -- the guard (every request) ------------------------------------------------------------
+    # -- who is asking -------------------------------------------------------------------
 
-    async def guard_request(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        nonce = request.cookies.get(CSRF_COOKIE)
-        fresh = None
-        if not nonce or len(nonce) > 100:
-            fresh = nonce = self.guard.new_csrf_nonce()
-        request.state.csrf_nonce = nonce
-        request.state.auth = None
-        denied = self._deny(request)
-        response = denied if denied is not None else await call_next(request)
-        secure = request.url.scheme == "https"
-        if fresh is not None:
-            response.set_cookie(CSRF_COOKIE, fresh, httponly=True, samesite="strict", secure=secure, path="/")
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")  # no-referrer would make the Origin of our own forms "null"
-        if not request.url.path.startswith("/static/"):
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    def secure(self, request: Request) -> bool:
+        """Whether the browser talks https to us (directly, through a trusted proxy, or per the public origin)."""
+        return request.url.scheme == "https" or (self.public_origin or "").startswith("https:")
 
-    def _deny(self, request: Request) -> Response | None:
-        """A response that refuses the request, or None to let it through."""
+    def allowed_origins(self, request: Request) -> set[str]:
+        own = f"{request.url.scheme}://{request.url.netloc}"
+        return {own, self.public_origin} if self.public_origin else {own}
+
+    @staticmethod
+    def credential(request: Request) -> str:
+        """How the request proved who it is, for the audit log (never the token itself)."""
+        auth, role = getattr(request.state, "auth", None), getattr(request.state, "role", None)
+        if auth == "loopback":
+            return "loopback (no token)"
+        if auth == "bearer":
+            return f"{role} token (Bearer)"
+        if auth == "session":
+            return f"{role} session"
+        return "none"
+
+    async def deny(self, request: Request) -> Response | None:
+        """A response that refuses the request, or None to let it through (``request.state`` says as whom)."""
+        state = request.state
         if not self.guard.token_required:
-            client = request.client.host if request.client else None
-            if not is_loopback_address(client):
-                return self.error(request, 403, "Without QUEUER_WEB_TOKEN this server answers only this machine "
-                                                "(loopback). Set a token to open it to the network.")
-            if not is_loopback_address(host_name(request.headers.get("host", ""))):
-                return self.error(request, 403, "Without QUEUER_WEB_TOKEN this page is served only under a "
-                                                "loopback name (localhost, 127.0.0.1, [::1]).")
-            request.state.auth = "loopback"
+            return self._deny_without_token(request)
+        if request.url.path.startswith("/static/"):
             return None
-        if self.guard.bearer_ok(request.headers.get("authorization")):
-            request.state.auth = "bearer"
+        token = Guard.bearer(request.headers.get("authorization"))
+        if token is not None:
+            refused = self.too_many(request)
+            if refused is not None:
+                return refused
+            kind = self.guard.token_kind(token)
+            if kind is None:
+                await self.failed(request, "Bearer token")
+                return PlainTextResponse("401: that Bearer token is not this server's\n", status_code=401,
+                                         headers={"WWW-Authenticate": 'Bearer realm="queuer", error="invalid_token"'})
+            self.throttle.success(state.client)
+            state.auth, state.role = "bearer", kind
             return None
-        if self.guard.session_ok(request.cookies.get(SESSION_COOKIE)):
-            request.state.auth = "session"
+        session = self.guard.session(request.cookies.get(SESSION_COOKIE))
+        if session is not None and await run_in_threadpool(self.store.session_valid, session.id, session.epoch):
+            state.auth, state.role, state.session = "session", session.kind, session
             return None
-        if request.url.path in ("/login",) or request.url.path.startswith("/static/"):
+        if request.url.path == "/login":
             return None
         if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return self.render(request, "login.html", status=401, next=_safe_next(target), failed=False,
-                               headers={"WWW-Authenticate": 'Bearer realm="queuer"'})
+                               message=None, headers={"WWW-Authenticate": 'Bearer realm="queuer"'})
         return PlainTextResponse("401: send Authorization: Bearer <QUEUER_WEB_TOKEN>, or sign in at /login\n",
                                  status_code=401, headers={"WWW-Authenticate": 'Bearer realm="queuer"'})
+
+    def _deny_without_token(self, request: Request) -> Response | None:
+        state = request.state
+        if state.untrusted_proxy_header is not None:
+            # A proxy on this machine would otherwise show a token-less page to everyone who reaches the proxy.
+            peer = state.peer or "?"
+            now = time.monotonic()
+            if now - self._untrusted_logged.get(peer, -UNTRUSTED_LOG_EVERY) >= UNTRUSTED_LOG_EVERY:
+                self._untrusted_logged[peer] = now
+                if len(self._untrusted_logged) > 1000:
+                    self._untrusted_logged.clear()
+                log.warning("refused a request from %s through a proxy (it carries %s) that is not trusted: "
+                            "without QUEUER_WEB_TOKEN this server answers no proxied request (set a token, and "
+                            "--trusted-proxy for the proxy's address)", peer, state.untrusted_proxy_header)
+            return self.error(request, 403, "This server has no token (QUEUER_WEB_TOKEN) and this request came "
+                                            f"through a proxy (it carries {state.untrusted_proxy_header}) that the "
+                                            "server does not trust: it would open the page to everyone who "
+                                            "reaches the proxy. Set a token to serve the UI through a proxy.")
+        if state.forwarded_by is not None and state.forwarded_client is None:
+            return self.error(request, 403, "This request came from a trusted proxy without X-Forwarded-For: "
+                                            "without a token the server must know the client's address.")
+        if not is_loopback_address(state.client):
+            return self.error(request, 403, "Without QUEUER_WEB_TOKEN this server answers only this machine "
+                                            "(loopback). Set a token to open it to the network.")
+        if not is_loopback_address(host_name(request.headers.get("host", ""))):
+            return self.error(request, 403, "Without QUEUER_WEB_TOKEN this page is served only under a "
+                                            "loopback name (localhost, 127.0.0.1, [::1]).")
+        state.auth, state.role = "loopback", OPERATOR
+        return None
+
+    def too_many(self, request: Request) -> Response | None:
+        """A 429 while failed attempts queue up too long to examine another one, else None."""
+        retry = self.throttle.retry_after()
+        if retry is None:
+            return None
+        now = time.monotonic()
+        if now - self._refusals_logged >= 10:
+            self._refusals_logged = now
+            log.warning("refusing token attempts unexamined (from %s, among others): failed attempts are queued "
+                        "for more than %.0f s; %d refused since start", request.state.client,
+                        self.throttle.max_backlog, self.throttle.refused)
+        message = f"Too many failed sign-ins on this server: try again in {retry} s."
+        headers = {"Retry-After": str(retry)}
+        if "text/html" in request.headers.get("accept", ""):
+            return self.error(request, 429, message, headers=headers)
+        return PlainTextResponse(f"429: {message}\n", status_code=429, headers=headers)
+
+    async def failed(self, request: Request, what: str) -> None:
+        """A wrong token: logged (with the client's address, never the token), then answered late."""
+        client = request.state.client
+        count, wait = self.throttle.failure(client)
+        log.warning("failed %s from %s (%d from this address recently); answering in %.2f s",
+                    what, client, count, wait)
+        await asyncio.sleep(wait)
 
     async def form(self, request: Request, allowed: frozenset[str], action: bool = True) -> dict[str, str]:
         """The POSTed form, after the read-only and CSRF checks; without the csrf field."""
         if action and self.settings.read_only:
             raise actions.ActionError(403, "This server was started with --read-only: it changes nothing.")
+        if action and request.state.role == READER:
+            raise actions.ActionError(403, "Signed in with the read-only token (QUEUER_WEB_READ_TOKEN): it shows "
+                                           "everything and changes nothing.")
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         length = request.headers.get("content-length")
         if length is not None and not (length.isascii() and length.isdigit()):  # "²".isdigit() is True
@@ -235,8 +372,9 @@ class WebApp:
         submitted = values.pop("csrf", None)
         if request.state.auth != "bearer":
             origin = request.headers.get("origin")
-            if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
-                raise actions.ActionError(403, "This form was sent from another site (its Origin does not match).")
+            if origin is not None and origin not in self.allowed_origins(request):
+                raise actions.ActionError(403, "This form was sent from another site (its Origin does not match"
+                                               f"{'' if self.public_origin else '; behind a proxy, set --public-origin'}).")
             if not self.guard.csrf_ok(request.cookies.get(CSRF_COOKIE), submitted):
                 raise actions.ActionError(403, "The form's CSRF token is missing or stale: reload the page and "
                                                "try again.")
@@ -245,6 +383,28 @@ class WebApp:
     def redirect(self, request: Request, path: str, **params: str) -> RedirectResponse:
         query = f"?{urlencode(params)}" if params else ""
         return RedirectResponse(request.scope.get("root_path", "") + path + query, status_code=303)
+
+    # -- the audit log ----------------------------------------------------------------------
+
+    async def audit(self, request: Request, action: str, target: str | None = None, rids: Sequence[UUID] = (),
+                    outcome: str = "done") -> None:
+        """Record an action done through the UI; a failure to record is logged, and the action stands."""
+        client, credential = request.state.client or "?", self.credential(request)
+        log.info("audit: %s by %s (%s)%s: %s", action, client, credential, f" on {target!r}" if target else "",
+                 outcome)
+        try:
+            await run_in_threadpool(self.store.record, client, credential, action, target, rids, outcome)
+        except Exception:
+            log.exception("could not write the audit log entry for %s by %s", action, client)
+
+    async def act(self, request: Request, action: str, call: Callable[[], T], target: str | None = None,
+                  rids: Sequence[UUID] = ()) -> T:
+        """Run an action in the thread pool; an action refused (404, 409...) is recorded too."""
+        try:
+            return await run_in_threadpool(call)
+        except actions.ActionError as exc:
+            await self.audit(request, action, target, rids, f"refused ({exc.status}): {exc.message}")
+            raise
 
     # -- pages -----------------------------------------------------------------------------
 
@@ -306,7 +466,7 @@ class WebApp:
                     payload = {"state": "decrypted", "parameters": opened.parameters,
                                "parameters_keyed": opened.parameters_keyed, "result": opened.result}
         return self.render(request, "job.html", notice=notice, d=detail, job=row, payload=payload,
-                           origin=_origin(row.get("options")),
+                           origin=_origin(row.get("options")), undecodable=detail.undecodable,
                            ended=row["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"))
 
     async def schedules(self, request: Request) -> Response:
@@ -315,6 +475,16 @@ class WebApp:
         now = await run_in_threadpool(self.queries.db_now)
         return self.render(request, "schedules.html", notice=notice, schedules=found, now=now)
 
+    async def audit_page(self, request: Request) -> Response:
+        values = check_names(request.query_params.multi_items(), AUDIT_PARAMS)
+        f, cursor = parse_audit(values, AUDIT_ACTIONS)
+        page = await run_in_threadpool(self.store.page, f.action, f.rid, cursor, self.settings.page_size)
+        next_url = None
+        if page.next_cursor is not None:
+            next_url = "/audit?" + urlencode({**f.params(), "cursor": str(page.next_cursor)})
+        return self.render(request, "audit.html", f=f, page=page, next_url=next_url, paged=cursor is not None,
+                           first_url="/audit?" + urlencode(f.params()), audit_actions=AUDIT_ACTIONS)
+
     # -- sign in and out -------------------------------------------------------------------
 
     async def login_page(self, request: Request) -> Response:
@@ -322,25 +492,41 @@ class WebApp:
             return self.redirect(request, "/")
         values = check_names(request.query_params.multi_items(), frozenset({"next", "notice"}))
         return self.render(request, "login.html", next=_safe_next(values.get("next", "/")), failed=False,
-                           notice=parse_notice(values))
+                           message=None, notice=parse_notice(values))
 
     async def login(self, request: Request) -> Response:
         if not self.guard.token_required:
             return self.redirect(request, "/")
         values = await self.form(request, frozenset({"token", "next"}), action=False)
         target = _safe_next(values.get("next", "/"))
-        if not self.guard.token_matches(values.get("token")):
-            await asyncio.sleep(0.3)  # guessing is slow, and a strong token makes it hopeless anyway
-            return self.render(request, "login.html", status=401, next=target, failed=True)
+        refused = self.too_many(request)
+        if refused is not None:
+            return refused
+        kind = self.guard.token_kind(values.get("token"))
+        if kind is None:
+            await self.failed(request, "sign-in")
+            return self.render(request, "login.html", status=401, next=target, failed=True, message=None)
+        self.throttle.success(request.state.client)
+        epoch = await run_in_threadpool(self.store.epoch)
+        cookie, session = self.guard.new_session(kind, epoch)
+        request.state.auth, request.state.role, request.state.session = "session", kind, session
+        await self.audit(request, "sign-in")
         response = RedirectResponse(request.scope.get("root_path", "") + target, status_code=303)
-        response.set_cookie(SESSION_COOKIE, self.guard.new_session(), max_age=SESSION_SECONDS, httponly=True,
-                            samesite="strict", secure=request.url.scheme == "https", path="/")
+        response.set_cookie(SESSION_COOKIE, cookie, max_age=SESSION_SECONDS, httponly=True,
+                            samesite="strict", secure=self.secure(request), path="/")
         return response
 
     async def logout(self, request: Request) -> Response:
         await self.form(request, frozenset(), action=False)
+        session = getattr(request.state, "session", None)
+        if session is not None:
+            # The cookie is refused from now on, wherever it is replayed from.
+            expires = datetime.fromtimestamp(session.expires, tz=timezone.utc)
+            await run_in_threadpool(self.store.revoke, session.id, expires)
+            await self.audit(request, "sign-out")
         response = self.redirect(request, "/login", notice="signed-out")
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        response.delete_cookie(SESSION_COOKIE, path="/", secure=self.secure(request), httponly=True,
+                               samesite="strict")
         return response
 
     # -- actions -----------------------------------------------------------------------------
@@ -348,19 +534,23 @@ class WebApp:
     async def cancel(self, request: Request) -> Response:
         await self.form(request, frozenset())
         rid = parse_uuid(request.path_params["rid"], "the job rid")
-        await run_in_threadpool(actions.cancel, self.q, rid)
+        await self.act(request, "cancel", lambda: actions.cancel(self.q, rid), rids=[rid])
+        await self.audit(request, "cancel", rids=[rid])
         return self.redirect(request, f"/jobs/{rid}", notice="cancelled")
 
     async def requeue(self, request: Request) -> Response:
         await self.form(request, frozenset())
         rid = parse_uuid(request.path_params["rid"], "the job rid")
-        new = await run_in_threadpool(actions.requeue, self.q, rid)
+        new = await self.act(request, "requeue", lambda: actions.requeue(self.q, rid), rids=[rid])
+        await self.audit(request, "requeue", rids=[rid, new.rid], outcome=f"done: added again as {new.rid}")
         return self.redirect(request, f"/jobs/{new.rid}", notice="requeued")
 
     async def stop_worker(self, request: Request) -> Response:
         await self.form(request, frozenset())
         rid = parse_uuid(request.path_params["rid"], "the worker rid")
-        await run_in_threadpool(actions.stop_worker, self.q, rid)
+        worker = await self.act(request, "stop-worker", lambda: actions.stop_worker(self.q, rid),
+                                target=f"worker {rid}")
+        await self.audit(request, "stop-worker", target=f"worker {rid} ({worker.name})")
         return self.redirect(request, "/", notice="stopping")
 
     async def schedule_action(self, request: Request) -> Response:
@@ -369,9 +559,12 @@ class WebApp:
         action = values.get("action", "")
         if action not in actions.SCHEDULE_ACTIONS:
             raise BadRequest(f"action must be one of {', '.join(actions.SCHEDULE_ACTIONS)}")
-        job = await run_in_threadpool(actions.schedule, self.q, name, action)
+        what = f"schedule-{action}"
+        job = await self.act(request, what, lambda: actions.schedule(self.q, name, action), target=name)
         if job is not None:
+            await self.audit(request, what, target=name, rids=[job.rid], outcome=f"done: added job {job.rid}")
             return self.redirect(request, f"/jobs/{job.rid}", notice="triggered")
+        await self.audit(request, what, target=name)
         return self.redirect(request, "/schedules", notice={"pause": "paused", "resume": "resumed"}[action])
 
     async def bulk(self, request: Request) -> Response:
@@ -396,38 +589,106 @@ class WebApp:
                                more=len(selected) > limit, limit=limit)
         rids = await run_in_threadpool(self.queries.selection, f, limit)
         result = await run_in_threadpool(actions.bulk, self.q, action, rids)
+        await self.audit(request, f"bulk-{action}", target=f.describe(), rids=result.done,
+                         outcome=f"{len(result.done)} done, {len(result.skipped)} skipped")
         return self.render(request, "bulk_done.html", f=f, action=action, result=result,
                            back="/jobs?" + urlencode(f.params()))
 
     # -- errors --------------------------------------------------------------------------------
 
-    async def on_bad_request(self, request: Request, exc: Exception) -> Response:
-        return self.error(request, 400, str(exc))
+    async def on_error(self, request: Request, exc: Exception) -> Response:
+        """The page for an exception: what the operator can act on, or a 500 (logged with its traceback)."""
+        if isinstance(exc, (BadRequest, ProxyError)):
+            return self.error(request, 400, str(exc))
+        if isinstance(exc, actions.ActionError):
+            if exc.status == 403:
+                log.warning("refused %s %s from %s (%s): %s", request.method, request.url.path,
+                            request.state.client, self.credential(request), exc.message)
+            return self.error(request, exc.status, exc.message)
+        if isinstance(exc, HTTPException):
+            messages = {404: "There is no such page.", 405: "This address does not take that method."}
+            return self.error(request, exc.status_code, messages.get(exc.status_code, str(exc.detail)))
+        if isinstance(exc, DatabaseUnreachableError):
+            return self.error(request, 503, f"PostgreSQL does not answer: {exc}")
+        if isinstance(exc, psycopg.Error):
+            # e.g. a read that ran into the statement timeout; the server's message names no secret
+            log.warning("database error on %s %s: %s", request.method, request.url.path, exc)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return self.error(request, 503, f"PostgreSQL could not answer this page: {first}")
+        if isinstance(exc, JobNotFoundError):
+            return self.error(request, 404, f"{exc}: it may have been pruned from the archive.")
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return self.error(request, 500, "Unexpected error: the server's log has the details.")
 
-    async def on_action_error(self, request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, actions.ActionError)
-        return self.error(request, exc.status, exc.message)
 
-    async def on_http_error(self, request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        messages = {404: "There is no such page.", 405: "This address does not take that method."}
-        return self.error(request, exc.status_code, messages.get(exc.status_code, str(exc.detail)))
+class GuardMiddleware:
+    """Around the whole app: forwarding headers, the guard, security headers, and no escaping exception."""
 
-    async def on_database_down(self, request: Request, exc: Exception) -> Response:
-        return self.error(request, 503, f"PostgreSQL does not answer: {exc}")
+    def __init__(self, app: ASGIApp, web: WebApp) -> None:
+        self.app = app
+        self.web = web
 
-    async def on_database_error(self, request: Request, exc: Exception) -> Response:
-        # e.g. a read that ran into the statement timeout; the server's message names no secret
-        log.warning("database error on %s %s: %s", request.method, request.url.path, exc)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return self.error(request, 503, f"PostgreSQL could not answer this page: {first}")
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        web = self.web
+        peer = scope["client"][0] if scope.get("client") else None
+        proxy_header = carries_proxy_headers(scope["headers"])
+        forwarding_error: ProxyError | None = None
+        forwarded_by = forwarded_client = None
+        if proxy_header is not None and web.proxies.trusts(peer):
+            try:
+                forwarding = web.proxies.forwarding(scope["headers"])
+                scope = rewritten_scope(scope, forwarding)
+                forwarded_by, forwarded_client = peer, forwarding.client
+            except ProxyError as exc:
+                forwarding_error = exc
+        request = Request(scope, receive)
+        state = request.state
+        state.peer, state.forwarded_by, state.forwarded_client = peer, forwarded_by, forwarded_client
+        state.untrusted_proxy_header = proxy_header if forwarded_by is None and forwarding_error is None else None
+        state.client = scope["client"][0] if scope.get("client") else None
+        state.auth = state.role = state.session = None
+        nonce = request.cookies.get(CSRF_COOKIE)
+        fresh = None
+        if not nonce or len(nonce) > 100:
+            fresh = nonce = web.guard.new_csrf_nonce()
+        state.csrf_nonce = nonce
+        static = request.url.path.startswith("/static/")
+        started = False
 
-    async def on_job_gone(self, request: Request, exc: Exception) -> Response:
-        return self.error(request, 404, f"{exc}: it may have been pruned from the archive.")
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS:
+                    headers.setdefault(name, value)
+                if not static:
+                    headers.setdefault("cache-control", "no-store")
+                if fresh is not None:
+                    headers.append("set-cookie", _cookie_header(CSRF_COOKIE, fresh, web.secure(request)).decode("latin-1"))
+            await send(message)
 
-    async def on_unexpected(self, request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return PlainTextResponse("500: unexpected error (see the server's log)\n", status_code=500)
+        try:
+            if forwarding_error is not None:
+                raise forwarding_error
+            denied = await web.deny(request)
+            if denied is not None:
+                await denied(scope, receive, send_with_headers)
+                return
+            await self.app(scope, receive, send_with_headers)
+        except Exception as exc:
+            if started:  # too late for a page of our own: the client sees a cut response
+                log.error("error after the response began on %s %s", request.method, request.url.path, exc_info=exc)
+                raise
+            try:
+                response = await web.on_error(request, exc)
+            except Exception:
+                log.exception("could not render the error page for %s %s", request.method, request.url.path)
+                response = PlainTextResponse("500: unexpected error (see the server's log)\n", status_code=500)
+            await response(scope, receive, send_with_headers)
 
 
 _TABS = (("active", "Active"), ("queued", "Queued"), ("scheduled", "Scheduled"), ("running", "Running"),
@@ -468,23 +729,20 @@ def create_app(q: Queuer, settings: WebSettings | None = None) -> Starlette:
         Route("/workers/{rid}/stop", web.stop_worker, methods=["POST"]),
         Route("/schedules", web.schedules, methods=["GET"]),
         Route("/schedules/action", web.schedule_action, methods=["POST"]),
+        Route("/audit", web.audit_page, methods=["GET"]),
         Route("/login", web.login_page, methods=["GET"]),
         Route("/login", web.login, methods=["POST"]),
         Route("/logout", web.logout, methods=["POST"]),
         Mount("/static", app=StaticFiles(packages=[("queuer.web", "static")]), name="static"),
     ]
+    # Exceptions the pages expect become their pages here; any other reaches GuardMiddleware, which
+    # answers a 500 page itself (Starlette's own handler would re-raise it and the server drop the connection).
+    handled = (BadRequest, actions.ActionError, HTTPException, DatabaseUnreachableError, psycopg.Error,
+               JobNotFoundError)
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(BaseHTTPMiddleware, dispatch=web.guard_request)],
-        exception_handlers={
-            BadRequest: web.on_bad_request,
-            actions.ActionError: web.on_action_error,
-            HTTPException: web.on_http_error,
-            DatabaseUnreachableError: web.on_database_down,
-            psycopg.Error: web.on_database_error,
-            JobNotFoundError: web.on_job_gone,
-            Exception: web.on_unexpected,
-        },
+        middleware=[Middleware(GuardMiddleware, web=web)],
+        exception_handlers={kind: web.on_error for kind in handled},
     )
     app.state.web = web
     return app

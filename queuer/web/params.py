@@ -88,8 +88,9 @@ def parse_uuid(value: str, what: str) -> UUID:
 
 
 def parse_name(value: str, what: str) -> str:
-    """A task or schedule name: 1 to 200 characters, no control characters."""
-    value = value.strip()
+    """A task or schedule name exactly as given: 1 to 200 characters (control characters are refused
+    earlier). Never stripped: a name that another producer stored with a space at an end is still
+    that name, and must be found and acted on as it is."""
     if not value or len(value) > MAX_TEXT:
         raise BadRequest(f"{what} must be 1 to {MAX_TEXT} characters")
     return value
@@ -186,7 +187,8 @@ class JobFilter:
     def describe(self) -> str:
         parts = [f"status {self.status}"]
         if self.task:
-            parts.append(f"task {self.task}")
+            # quoted when it has spaces at an end, which a page would not show
+            parts.append(f"task {self.task!r}" if self.task != self.task.strip() else f"task {self.task}")
         if self.since:
             parts.append(f"since {self.since.isoformat()}")
         if self.until:
@@ -200,13 +202,45 @@ def parse_filter(values: Mapping[str, str]) -> JobFilter:
     status = values.get("status", "").strip().lower() or "active"
     if status not in STATUS_FILTERS:
         raise BadRequest(f"status must be one of {', '.join(STATUS_FILTERS)}")
-    task = parse_name(values["task"], "task") if values.get("task", "").strip() else None
+    task = parse_name(values["task"], "task") if values.get("task", "") else None
     since = parse_time(values["since"], "since") if values.get("since", "").strip() else None
     until = parse_time(values["until"], "until") if values.get("until", "").strip() else None
     if since and until and since >= until:
         raise BadRequest("since must be before until")
     rid = values.get("rid", "").strip() or None
     return JobFilter(status, task, since, until, rid, parse_rid_search(rid) if rid else None)
+
+
+AUDIT_PARAMS = frozenset({"action", "rid", "cursor"})
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    action: str | None = None
+    rid: UUID | None = None
+
+    def params(self) -> dict[str, str]:
+        out = {}
+        if self.action:
+            out["action"] = self.action
+        if self.rid:
+            out["rid"] = str(self.rid)
+        return out
+
+
+def parse_audit(values: Mapping[str, str], actions: tuple[str, ...]) -> tuple[AuditFilter, int | None]:
+    """The audit page's filter (an action of ``actions``, a job's rid) and its cursor."""
+    action = values.get("action", "") or None
+    if action is not None and action not in actions:
+        raise BadRequest(f"action must be one of {', '.join(actions)}")
+    rid = parse_uuid(values["rid"], "rid") if values.get("rid", "").strip() else None
+    cursor = None
+    text = values.get("cursor", "").strip()
+    if text:
+        if not _CURSOR_ACTIVE.fullmatch(text) or int(text) > BIGINT_MAX:
+            raise BadRequest("cursor is not a page position of this list; start again from the first page")
+        cursor = int(text)
+    return AuditFilter(action, rid), cursor
 
 
 def parse_notice(values: Mapping[str, str]) -> str | None:

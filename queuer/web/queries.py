@@ -13,6 +13,8 @@ never counts the archive (its size is the planner's estimate).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -22,7 +24,9 @@ from uuid import UUID
 import psycopg
 
 from queuer.database.connection import Database
+from queuer.database.tolerant_json import TolerantJsonbLoader, TolerantJsonLoader
 from queuer.database.worker_db import liveness_lock_space
+from queuer.helper.serialization import Undecodable
 from queuer.web.params import Cursor, JobFilter
 
 # The pool's claim-tuned settings off again, for this transaction only.
@@ -128,8 +132,23 @@ DB_NOW = "SELECT now() AS now"
 
 LIST_COLUMNS = (
     "rid, task_name, status, priority, attempts, max_attempts, created_at, scheduled_at, started_at,"
-    " worker_rid, left(error, 300) AS error, id"
+    " worker_rid, left(error, 300) AS error, id,"
+    # Sizes read from the values' headers, not the values: see SUSPECT_SIZE. (json's text length is
+    # in its header even when compressed; a compressed jsonb has a stored size that may be small.)
+    " octet_length(parameters::text) + octet_length(parameters_keyed::text) AS arguments_size,"
+    " CASE WHEN pg_column_compression(results) IS NOT NULL THEN 2147483647"
+    " ELSE pg_column_size(results) END AS result_size"
 )
+
+# Python's JSON reader refuses only values nested some 1,000 levels deep or holding an integer of
+# more than 4,300 digits: no value shorter than this can be one, so a list decodes (once per job,
+# remembered) only the arguments and results of jobs whose stored size reaches it.
+SUSPECT_SIZE = 1000
+PAYLOADS = """
+SELECT rid, parameters, parameters_keyed, results FROM {schema}.job WHERE rid = ANY(%(rids)s)
+UNION ALL
+SELECT rid, parameters, parameters_keyed, results FROM {schema}.job_archive WHERE rid = ANY(%(rids)s)
+"""
 
 JOB_ACTIVE = "SELECT *, NULL::timestamptz AS ended_at FROM {schema}.job WHERE rid = %(rid)s"
 JOB_ENDED = "SELECT * FROM {schema}.job_archive WHERE rid = %(rid)s"
@@ -189,6 +208,13 @@ class JobDetail:
     def encrypted(self) -> bool:
         return self.row.get("arguments_enc") is not None or self.row.get("results_enc") is not None
 
+    @property
+    def undecodable(self) -> str | None:
+        """Why stored arguments or the result cannot be read, or None."""
+        reasons = [v.reason for v in (self.row.get("parameters"), self.row.get("parameters_keyed"),
+                                      self.row.get("results")) if isinstance(v, Undecodable)]
+        return "; ".join(reasons) or None
+
 
 def minute_series(start: datetime, groups: list[dict[str, Any]]) -> list[Minute]:
     """Sixty minutes from ``start``: jobs ended in each by outcome, and the queue depth at each one's end."""
@@ -211,10 +237,15 @@ def minute_series(start: datetime, groups: list[dict[str, Any]]) -> list[Minute]
 
 
 class WebQueries:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, remembered: int = 10_000) -> None:
         self.db = db
         self.schema = db.queries.schema_quoted
         self.lock_space = liveness_lock_space(db.schema)
+        # (rid, ended) -> why the job's payload cannot be decoded, or None: a job's arguments never
+        # change, nor does an ended job's result.
+        self._undecodable: OrderedDict[tuple[UUID, bool], str | None] = OrderedDict()
+        self._remembered = remembered
+        self._lock = threading.Lock()
 
     def _sql(self, text: str) -> str:
         return text.replace("{schema}", self.schema)
@@ -224,7 +255,11 @@ class WebQueries:
         with self.db.connection() as conn:
             with conn.transaction():
                 conn.execute(READ_SETTINGS)  # type: ignore[arg-type]
-                yield conn.cursor()
+                cur = conn.cursor()
+                # A value written by SQL that Python cannot decode reads as Undecodable, not as an error.
+                cur.adapters.register_loader("json", TolerantJsonLoader)
+                cur.adapters.register_loader("jsonb", TolerantJsonbLoader)
+                yield cur
 
     # -- overview ------------------------------------------------------------------
 
@@ -299,11 +334,13 @@ class WebQueries:
             if f.rid_range is not None and f.status in ("active", "ended"):
                 # A rid search looks everywhere: it matches a handful of rows at most.
                 rows = self._search_both(cur, f, limit)
+                self._mark_undecodable(cur, rows)
                 return JobPage(rows, None, now)
             query = self._page_sql(f, cursor, limit + 1, params, LIST_COLUMNS)
             rows = cur.execute(query, params).fetchall()  # type: ignore[arg-type]
-        more = len(rows) > limit
-        rows = rows[:limit]
+            more = len(rows) > limit
+            rows = rows[:limit]
+            self._mark_undecodable(cur, rows)
         next_cursor = None
         if more and rows:
             last = rows[-1]
@@ -317,6 +354,34 @@ class WebQueries:
             sub = JobFilter(status, f.task, f.since, f.until, f.rid, f.rid_range)
             found += cur.execute(self._page_sql(sub, None, limit, params, LIST_COLUMNS), params).fetchall()  # type: ignore[arg-type]
         return found[:limit]
+
+    def _mark_undecodable(self, cur: psycopg.Cursor[dict[str, Any]], rows: list[dict[str, Any]]) -> None:
+        """Set each row's "undecodable": why its arguments or result cannot be read, or None."""
+        unknown = []
+        with self._lock:
+            for row in rows:
+                key = (row["rid"], row["ended_at"] is not None)
+                suspect = (row["arguments_size"] or 0) >= SUSPECT_SIZE or (row["result_size"] or 0) >= SUSPECT_SIZE
+                if not suspect:
+                    row["undecodable"] = None
+                elif key in self._undecodable:
+                    self._undecodable.move_to_end(key)
+                    row["undecodable"] = self._undecodable[key]
+                else:
+                    unknown.append(row)
+        if not unknown:
+            return
+        found: dict[UUID, str | None] = {}
+        for payload in cur.execute(self._sql(PAYLOADS), {"rids": [r["rid"] for r in unknown]}):  # type: ignore[arg-type]
+            reasons = [v.reason for v in (payload["parameters"], payload["parameters_keyed"], payload["results"])
+                       if isinstance(v, Undecodable)]
+            found[payload["rid"]] = "; ".join(reasons) or None
+        with self._lock:
+            for row in unknown:
+                row["undecodable"] = found.get(row["rid"])
+                self._undecodable[(row["rid"], row["ended_at"] is not None)] = row["undecodable"]
+            while len(self._undecodable) > self._remembered:
+                self._undecodable.popitem(last=False)
 
     def selection(self, f: JobFilter, limit: int) -> list[UUID]:
         """The rids a bulk action on this filter covers, newest first, at most ``limit``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -14,7 +15,9 @@ from queuer.helper.config import DatabaseConfiguration
 from queuer.queuer import Queuer
 from queuer.settings import WorkerSettings
 from queuer.web.app import WebSettings, create_app
-from queuer.web.security import check_token, is_loopback_address
+from queuer.web.proxy import parse_networks, parse_public_origin
+from queuer.web.security import check_tokens, is_loopback_address
+from queuer.web.store import WebStore
 
 
 class WebServerError(Exception):
@@ -38,14 +41,22 @@ def web_queuer(config: DatabaseConfiguration, encryption_key: str | None) -> Que
 
 
 def _uvicorn_config(app: Any, host: str, port: int, log_level: str) -> uvicorn.Config:
-    # Behind a reverse proxy, uvicorn trusts X-Forwarded-* only from FORWARDED_ALLOW_IPS (loopback by default).
+    # Forwarding headers are the app's to read (queuer.web.proxy: only from --trusted-proxy); Uvicorn's own
+    # reading would believe any loopback peer, and so any proxy on this machine.
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug",
-                          server_header=False, proxy_headers=True, timeout_graceful_shutdown=5)
+                          server_header=False, proxy_headers=False, timeout_graceful_shutdown=5)
 
 
 def serve(q: Queuer, settings: WebSettings, host: str, port: int, log_level: str = "info") -> None:
     """Run until SIGINT/SIGTERM (Uvicorn's own signal handling)."""
-    check_bind(host, settings.token)
+    check_bind(host, settings.token or settings.read_token)
+    app_log = logging.getLogger("queuer.web")
+    if not app_log.handlers and not logging.getLogger().handlers:
+        # Failed sign-ins, refusals and the audit trail, beside Uvicorn's own lines.
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        app_log.addHandler(handler)
+        app_log.setLevel(logging.INFO)
     uvicorn.Server(_uvicorn_config(create_app(q, settings), host, port, log_level)).run()
 
 
@@ -62,7 +73,7 @@ class WebServer:
     def __init__(self, q: Queuer, settings: WebSettings | None = None, host: str = "127.0.0.1",
                  port: int | None = None) -> None:
         self.settings = settings or WebSettings()
-        check_bind(host, self.settings.token)
+        check_bind(host, self.settings.token or self.settings.read_token)
         self.host = host
         self.port = port or free_port(host)
         self._server = uvicorn.Server(_uvicorn_config(create_app(q, self.settings), host, self.port, "warning"))
@@ -98,10 +109,34 @@ class WebServer:
         self.stop()
 
 
-def settings_from_env(read_only: bool, show_encrypted: bool) -> WebSettings:
-    """Flags plus QUEUER_WEB_TOKEN (checked: at least 16 characters)."""
-    return WebSettings(read_only=read_only, show_encrypted=show_encrypted,
-                       token=check_token(os.environ.get("QUEUER_WEB_TOKEN")))
+def settings_from_env(read_only: bool, show_encrypted: bool, trusted_proxies: tuple[str, ...] = (),
+                      public_origin: str | None = None) -> WebSettings:
+    """Flags plus the environment: QUEUER_WEB_TOKEN and QUEUER_WEB_READ_TOKEN (checked: at least 16
+    characters, not the same), QUEUER_WEB_TRUSTED_PROXIES (comma-separated) and QUEUER_WEB_PUBLIC_ORIGIN
+    where no flag gives them."""
+    token, read_token = check_tokens(os.environ.get("QUEUER_WEB_TOKEN"), os.environ.get("QUEUER_WEB_READ_TOKEN"))
+    if not trusted_proxies:
+        trusted_proxies = tuple(os.environ.get("QUEUER_WEB_TRUSTED_PROXIES", "").split(","))
+    public_origin = public_origin or os.environ.get("QUEUER_WEB_PUBLIC_ORIGIN") or None
+    try:
+        networks = tuple(str(n) for n in parse_networks(trusted_proxies))
+        origin = parse_public_origin(public_origin)
+    except ValueError as exc:
+        raise WebServerError(str(exc)) from None
+    return WebSettings(read_only=read_only, show_encrypted=show_encrypted, token=token, read_token=read_token,
+                       trusted_proxies=networks, public_origin=origin)
 
 
-__all__ = ["WebServer", "WebServerError", "check_bind", "free_port", "serve", "settings_from_env", "web_queuer"]
+def revoke_sessions(q: Queuer, who: str) -> int:
+    """End every web session of this schema (on every server, at once); return the new sessions epoch."""
+    store = WebStore(q.db)
+    epoch = store.bump_epoch()
+    row = q.db.execute_one("SELECT current_user AS role")
+    role = row["role"] if row else "?"
+    store.record(who, f"command line, database role {role}", "revoke-sessions",
+                 outcome=f"done: sessions epoch is now {epoch}")
+    return epoch
+
+
+__all__ = ["WebServer", "WebServerError", "check_bind", "free_port", "revoke_sessions", "serve", "settings_from_env",
+           "web_queuer"]
