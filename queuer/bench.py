@@ -59,6 +59,7 @@ class BenchSettings:
     single_inserts: int = 2_000
     scale_rows: int = 1_000_000
     aging_jobs: int = 400_000
+    archive_rows: int = 10_000_000
     fast: bool = False
     schema: str = "queuer_bench"
 
@@ -365,17 +366,70 @@ class Bench:
                    f"first {s.jobs:,} of the queue; {rate / empty_rate:.2f}x the empty-table rate", out=self.out)
 
     def aging(self, report: Report) -> None:
-        """What a month in production does to the drain: a snapshot held open elsewhere the whole time."""
-        n = self.settings.aging_jobs
+        """What a month in production does: a snapshot held open elsewhere the whole time, an archive
+        of --archive-rows beside the queue, and retention dropping a day of it while the queue drains."""
+        n, rows = self.settings.aging_jobs, self.settings.archive_rows
         quiet = self._drain_of(n)
-        report.add(f"aging: quiet drain of {n:,}", quiet, "jobs/s", out=self.out)
+        report.add(f"aging: quiet drain of {n:,}", quiet, "jobs/s", "empty archive", out=self.out)
         held = self._drain_of(n, hold_snapshot=True)
         report.add(f"aging: drain of {n:,}, a snapshot held open", held, "jobs/s",
                    f"{held / quiet:.2f}x the quiet drain (REPEATABLE READ in another session)", out=self.out)
-
-    def _drain_of(self, n: int, hold_snapshot: bool = False) -> float:
-        """Fill ``n`` noop jobs, start a default worker, time until all are archived."""
         config = self.fresh_config()
+        with self.queuer(config) as q:
+            began = time.perf_counter()
+            days = self._fill_archive(q, rows)
+            print(f"  (filled {rows:,} archived jobs over {days} days in {time.perf_counter() - began:.0f} s)",
+                  file=self.out, flush=True)
+        beside = self._drain_of(n, config=config)
+        report.add(f"aging: drain of {n:,} beside {rows:,} archived", beside, "jobs/s",
+                   f"{beside / quiet:.2f}x the drain beside an empty archive", out=self.out)
+        dropped: dict[str, float] = {}
+        during = self._drain_of(n, config=config, midway=lambda q: dropped.update(self._drop_oldest_day(q)))
+        report.add("aging: prune the oldest day (drop its partition)", dropped["ms"], "ms",
+                   f"{dropped['rows']:,.0f} archived jobs in {dropped['partitions']:.0f} partition(s), "
+                   "while the queue drained", out=self.out)
+        report.add(f"aging: drain of {n:,} during that prune", during, "jobs/s",
+                   f"{during / beside:.2f}x the drain beside the same archive without it", out=self.out)
+
+    def _fill_archive(self, q: Queuer, rows: int) -> int:
+        """``rows`` archived jobs, a million a day back from now, in their daily partitions; returns the days."""
+        schema = q.db.queries.schema_quoted
+        days = max(1, -(-rows // 1_000_000))
+        with q.db.connection() as conn:
+            conn.execute(f"SELECT * FROM {schema}.archive_maintain(86400, 2, NULL, now() - make_interval(days => %s))",  # type: ignore[call-overload]
+                         (days,))
+            for day in range(days):
+                count = min(1_000_000, rows - day * 1_000_000)
+                conn.execute(  # type: ignore[call-overload]
+                    f"INSERT INTO {schema}.job_archive (id, rid, task_name, status, scheduled_at, created_at, ended_at) "
+                    "SELECT -g, gen_random_uuid(), 'noop', 'SUCCEEDED', e.at, e.at, e.at "
+                    "FROM generate_series(%s, %s) AS g "
+                    "CROSS JOIN LATERAL (SELECT date_trunc('day', now()) - make_interval(days => %s) "
+                    "+ make_interval(secs => 86399.0 * (g - %s) / %s) AS at) AS e",
+                    (day * 1_000_000 + 1, day * 1_000_000 + count, day + 1, day * 1_000_000 + 1, count))
+            conn.execute(f"VACUUM ANALYZE {schema}.job_archive")  # type: ignore[arg-type]
+        return days
+
+    def _drop_oldest_day(self, q: Queuer) -> dict[str, float]:
+        """Retention as the master runs it: drop every partition older than the newest full days."""
+        schema = q.db.queries.schema_quoted
+        with q.db.connection() as conn:
+            oldest = conn.execute(f"SELECT name, upper_bound FROM {schema}.archive_partition "  # type: ignore[call-overload]
+                                  "WHERE lower_bound > '-infinity' ORDER BY lower_bound LIMIT 1").fetchone()
+            rows = conn.execute(f"SELECT count(*) AS n FROM {schema}.{oldest['name']}").fetchone()["n"]  # type: ignore[call-overload]
+            keep = conn.execute("SELECT extract(epoch FROM now() - %s::timestamptz) AS s",  # type: ignore[call-overload]
+                                (oldest["upper_bound"],)).fetchone()["s"]
+            started = time.perf_counter()
+            result = conn.execute(f"SELECT dropped FROM {schema}.archive_maintain(86400, 2, %s)",  # type: ignore[call-overload]
+                                  (keep,)).fetchone()
+            elapsed = time.perf_counter() - started
+        return {"ms": elapsed * 1000, "rows": float(rows), "partitions": float(result["dropped"])}
+
+    def _drain_of(self, n: int, hold_snapshot: bool = False, config: DatabaseConfiguration | None = None,
+                  midway: Any = None) -> float:
+        """Fill ``n`` noop jobs, start a default worker, time until all are archived. ``config``: a schema
+        to reuse (its archive kept); ``midway(q)`` runs once half of them ended."""
+        config = config or self.fresh_config()
         with ExitStack() as stack:
             q = stack.enter_context(self.queuer(config))
             self.fill(q, n)
@@ -385,6 +439,9 @@ class Bench:
                 holder.execute("SELECT count(*) FROM pg_class")  # the snapshot is taken: vacuum's horizon stops here
             started = time.perf_counter()
             q.start()
+            if midway is not None:
+                self.wait_ended(q, n // 2)
+                midway(q)
             self.wait_ended(q, n)
             return n / (time.perf_counter() - started)
 

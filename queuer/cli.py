@@ -208,7 +208,9 @@ def autovac(state: CliState, dry_run: bool, rollback: bool) -> None:
     """Apply autovacuum settings suited to queue tables (or reset them)."""
     from queuer.database import admin
 
-    _echo_and_apply(state, admin.autovacuum_statements(state.config().schema, rollback), dry_run)
+    with state.connection() as conn:
+        statements = admin.autovacuum_statements(state.config().schema, rollback, conn)
+    _echo_and_apply(state, statements, dry_run)
 
 
 def _echo_and_apply(state: CliState, statements: list[str], dry_run: bool) -> None:
@@ -529,6 +531,8 @@ def schedules(state: CliState, action: str, name: str | None) -> None:
     click.echo(f"schedule {shown(name)}: {action}d")
 
 
+#: the partitions made ahead, if any are missing, are a day each (WorkerSettings.archive_partition)
+PRUNE_PARTITION_SECONDS = 86400.0
 #: pruning more archived jobs than this (or all of them) asks for --yes
 PRUNE_CONFIRM_ABOVE = 10_000
 MAX_AGE_SECONDS = 100 * 365 * 86400.0
@@ -561,9 +565,11 @@ def prune(state: CliState, older_than: str, batch_size: int, dry_run: bool, yes:
                 raise click.ClickException(
                     f"this would delete {what}: {why}. Check with --dry-run, then run again with --yes")
             click.confirm(f"delete {what} ({why})?", abort=True)
-        pruned = admin.prune_archive(conn, schema, seconds, batch_size,
-                                     progress=lambda n: click.echo(f"\rdeleted {n:,}", nl=False, err=True))
-    click.echo(f"\npruned {pruned:,} archived job(s) older than {older_than.strip()}")
+        _, dropped = admin.maintain_archive(conn, schema, PRUNE_PARTITION_SECONDS, keep_seconds=seconds)
+        admin.prune_archive(conn, schema, seconds, batch_size,
+                            progress=lambda n: click.echo(f"\rdeleted {n:,} row by row", nl=False, err=True))
+    whole = f" ({dropped} whole partition(s) dropped)" if dropped else ""
+    click.echo(f"\npruned {doomed:,} archived job(s) older than {older_than.strip()}{whole}")
 
 
 def _archive_counts(conn: psycopg.Connection[Any], schema: str, older_than_seconds: float) -> tuple[int, int]:
@@ -755,20 +761,22 @@ def demo(jobs: int, concurrency: int) -> None:
 @click.option("--scale-rows", default=1_000_000, show_default=True, help="Queued and archived rows for the scale test.")
 @click.option("--aging-jobs", default=400_000, show_default=True,
               help="Jobs per drain of the aging measurements (--only aging).")
+@click.option("--archive-rows", default=10_000_000, show_default=True,
+              help="Archived jobs beside the queue in the aging measurements, a million a day.")
 @click.option("--only", multiple=True, type=click.Choice(["ceiling", "drain", "work", "latency", "processes",
                                                           "enqueue", "scale", "web", "aging"]),
               help="Run only these measurements (repeatable); --only ceiling measures the SQL-only ceiling; "
                    "--only web times the web UI's pages over --scale-rows archived jobs; --only aging (not run "
                    "by default) drains with a snapshot held open, beside a large archive, and times a prune.")
 @click.option("--json", "json_path", default="bench-results.json", show_default=True, help="Where to write the figures.")
-def bench(jobs: int, concurrency: int, fast: bool, scale_rows: int, aging_jobs: int, only: tuple[str, ...],
-          json_path: str) -> None:
+def bench(jobs: int, concurrency: int, fast: bool, scale_rows: int, aging_jobs: int, archive_rows: int,
+          only: tuple[str, ...], json_path: str) -> None:
     """What a user gets with no tuning: drain vs the SQL ceiling, real work, CPU, latency, processes, scale."""
     from queuer.bench import MEASUREMENTS, ON_REQUEST, BenchSettings, run_bench
 
     which = set(only) or set(MEASUREMENTS) - set(ON_REQUEST)
     settings = BenchSettings(jobs=jobs, concurrency=concurrency, fast=fast, scale_rows=scale_rows,
-                             aging_jobs=aging_jobs)
+                             aging_jobs=aging_jobs, archive_rows=archive_rows)
     raise SystemExit(run_bench(settings, which, json_path))
 
 

@@ -35,8 +35,11 @@ class WorkerSettings:
     #: add_job refuses arguments larger than this (JSON bytes, positional and keyword together),
     #: and a task's result larger than this fails its job
     max_payload_bytes: int = 1024 * 1024
-    #: the master deletes archived jobs older than this many seconds (None: keep them)
+    #: the master deletes archived jobs older than this many seconds (None: keep them): whole
+    #: archive partitions at once, row by row only for the partition that straddles the cutoff
     archive_retention: float | None = None
+    #: the span of one archive partition (by the time jobs ended), aligned to the epoch: a day
+    archive_partition: float = 86400.0
     completer_batch_size: int = 200
     #: wait this long for more outcomes before writing a batch (0: write as soon as the last write is
     #: done; batches then grow with the load, one commit each)
@@ -51,6 +54,8 @@ class WorkerSettings:
             raise ValueError("dead_after and hung_after must be longer than heartbeat_interval")
         if self.crash_budget < 1:
             raise ValueError("WorkerSettings.crash_budget must be at least 1")
+        if self.archive_partition < 60:
+            raise ValueError("WorkerSettings.archive_partition must be at least 60 seconds")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "WorkerSettings":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import psycopg
 from psycopg.rows import tuple_row
@@ -12,7 +12,7 @@ from queuer.helper.config import quote_identifier
 if TYPE_CHECKING:
     from queuer.helper.encryption import Keyring
 
-TABLES = ("job", "job_archive", "worker", "master", "task_rate", "schedule", "web_state", "web_session_revoked",
+TABLES = ("job", "job_archive", "archive_partition", "worker", "master", "task_rate", "schedule", "web_state", "web_session_revoked",
           "web_audit", "schema_version")
 INDEXES = (
     "job_claim_idx",
@@ -73,27 +73,39 @@ def durability_statements(conn: psycopg.Connection, schema: str, level: str) -> 
     cur = conn.cursor(row_factory=tuple_row)
     statements = []
     for table in TABLES:
-        row = cur.execute(
-            "SELECT relpersistence FROM pg_class WHERE oid = to_regclass(%s)", (f"{quoted}.{table}",)
-        ).fetchone()
-        if row is None:
-            continue
-        logged_now = row[0] == "p"
         want_logged = table in DURABILITY_LOGGED[level]
-        if logged_now != want_logged:
-            statements.append(f"ALTER TABLE {quoted}.{table} SET {'LOGGED' if want_logged else 'UNLOGGED'}")
+        for physical in _with_storage(conn, schema, table):
+            row = cur.execute(
+                "SELECT relpersistence FROM pg_class WHERE oid = to_regclass(%s)", (f"{quoted}.{physical}",)
+            ).fetchone()
+            if row is None:
+                continue
+            if (row[0] == "p") != want_logged:
+                statements.append(f"ALTER TABLE {quoted}.{physical} SET {'LOGGED' if want_logged else 'UNLOGGED'}")
     return statements
 
 
-def autovacuum_statements(schema: str, rollback: bool) -> list[str]:
+def _with_storage(conn: psycopg.Connection | None, schema: str, table: str) -> list[str]:
+    """The tables that hold ``table``'s rows: its partitions for the partitioned archive (new
+    partitions copy the newest one's persistence and storage settings), else itself."""
+    if table != "job_archive" or conn is None:
+        return [table]
+    row = conn.cursor(row_factory=tuple_row).execute(
+        "SELECT to_regclass(%s) IS NOT NULL", (f"{quote_identifier(schema)}.archive_partition",)).fetchone()
+    return archive_partitions(conn, schema) if row and row[0] else [table]
+
+
+def autovacuum_statements(schema: str, rollback: bool, conn: psycopg.Connection | None = None) -> list[str]:
+    """The statements; with ``conn``, the archive's settings go to each of its partitions."""
     quoted = quote_identifier(schema)
     statements = []
     for table, settings in AUTOVACUUM_SETTINGS.items():
-        if rollback:
-            statements.append(f"ALTER TABLE {quoted}.{table} RESET ({', '.join(settings)})")
-        else:
-            pairs = ", ".join(f"{k} = {v}" for k, v in settings.items())
-            statements.append(f"ALTER TABLE {quoted}.{table} SET ({pairs})")
+        for physical in _with_storage(conn, schema, table):
+            if rollback:
+                statements.append(f"ALTER TABLE {quoted}.{physical} RESET ({', '.join(settings)})")
+            else:
+                pairs = ", ".join(f"{k} = {v}" for k, v in settings.items())
+                statements.append(f"ALTER TABLE {quoted}.{physical} SET ({pairs})")
     return statements
 
 
@@ -110,6 +122,9 @@ def grant_statements(schema: str, role: str) -> list[str]:
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {who}",
         f"GRANT SELECT ON {quoted}.schema_version TO {who}",
         f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA {quoted} TO {who}",
+        # Partitions are made and dropped by their owner's function, run by the master.
+        f"GRANT EXECUTE ON FUNCTION {quoted}.archive_maintain(double precision, integer, double precision, "
+        f"timestamptz) TO {who}",
     ]
 
 
@@ -117,6 +132,30 @@ def apply(conn: psycopg.Connection, statements: list[str]) -> None:
     with conn.transaction():
         for statement in statements:
             conn.execute(statement)  # type: ignore[arg-type]
+
+
+#: archive partitions kept ready beyond the current one
+ARCHIVE_PARTITIONS_AHEAD = 2
+
+
+def maintain_archive(conn: psycopg.Connection, schema: str, partition_seconds: float,
+                     keep_seconds: float | None = None, since: Any = None) -> tuple[int, int]:
+    """Create archive partitions ahead (from ``since``, default now), drop those older than
+    ``keep_seconds``; return (created, dropped). One DDL statement per partition, no row deleted."""
+    row = conn.cursor(row_factory=tuple_row).execute(
+        f"SELECT created, dropped FROM {quote_identifier(schema)}.archive_maintain(%s, %s, %s, %s)",  # type: ignore[arg-type]
+        (partition_seconds, ARCHIVE_PARTITIONS_AHEAD, keep_seconds, since),
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def archive_partitions(conn: psycopg.Connection, schema: str) -> list[str]:
+    """The archive's partitions (the DEFAULT one included), oldest first."""
+    rows = conn.cursor(row_factory=tuple_row).execute(
+        f"SELECT name FROM {quote_identifier(schema)}.archive_partition ORDER BY lower_bound"  # type: ignore[arg-type]
+    ).fetchall()
+    return [r[0] for r in rows] + ["job_archive_default"]
 
 
 def count_archive(conn: psycopg.Connection, schema: str, older_than_seconds: float) -> tuple[int, int]:
@@ -138,18 +177,22 @@ def prune_archive(
     progress: Callable[[int], None] | None = None,
     once: bool = False,
 ) -> int:
-    """Delete archived jobs that ended longer ago than this, in small batches (short locks).
+    """Delete archived jobs that ended longer ago than this, row by row in small batches (short locks).
 
-    ``once``: a single batch (the master's retention does one per tick).
+    What whole partitions hold is dropped first (``maintain_archive``); this
+    deletes the rest: the part of a partition that straddles the cutoff, and
+    rows that went to the DEFAULT partition. ``once``: a single batch (the
+    master's retention does one per tick).
     """
     quoted = quote_identifier(schema)
     total = 0
     cur = conn.cursor(row_factory=tuple_row)
     while True:
+        # A row is (tableoid, ctid): ctids repeat from one partition to the next.
         row = cur.execute(
-            f"WITH doomed AS (SELECT ctid FROM {quoted}.job_archive "  # type: ignore[arg-type]
+            f"WITH doomed AS (SELECT tableoid, ctid FROM {quoted}.job_archive "  # type: ignore[arg-type]
             "WHERE ended_at < now() - make_interval(secs => %s) LIMIT %s) "
-            f"DELETE FROM {quoted}.job_archive a USING doomed d WHERE a.ctid = d.ctid",
+            f"DELETE FROM {quoted}.job_archive a USING doomed d WHERE a.tableoid = d.tableoid AND a.ctid = d.ctid",
             (older_than_seconds, batch_size),
         )
         deleted = row.rowcount

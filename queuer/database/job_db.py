@@ -436,6 +436,11 @@ class JobDB:
             rows = conn.execute(self.q.running_jobs_of_worker, {"worker_rid": worker_rid}).fetchall()  # type: ignore[arg-type]
         return [(r["id"], r["attempts"]) for r in rows]
 
+    def maintain_archive(self, partition_seconds: float, keep_seconds: float | None) -> tuple[int, int]:
+        """Archive partitions ahead made, those older than ``keep_seconds`` dropped: (created, dropped)."""
+        with self.db.connection() as conn:
+            return admin.maintain_archive(conn, self.db.schema, partition_seconds, keep_seconds)
+
     def prune_archive(self, older_than_seconds: float, batch_size: int) -> int:
         """Delete one batch of archived jobs that ended longer ago than this; return how many."""
         with self.db.connection() as conn:

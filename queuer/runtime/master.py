@@ -89,6 +89,11 @@ class MasterLoop(BackgroundLoop):
         if now >= self._housekeeping_at:
             self._housekeeping_at = now + HOUSEKEEPING_SECONDS
             self.worker_db.prune(self.settings.prune_workers_after)
+            # Partitions ahead of time, and whole partitions past the retention dropped (one DDL each).
+            created, dropped = self.job_db.maintain_archive(self.settings.archive_partition,
+                                                            self.settings.archive_retention)
+            if dropped:
+                log.info("dropped %d archive partition(s) older than the retention", dropped)
             if self.settings.archive_retention is not None:
                 # One small batch at a time: the archive shrinks steadily without long locks.
                 pruned = self.job_db.prune_archive(self.settings.archive_retention, ARCHIVE_PRUNE_BATCH)
