@@ -36,9 +36,11 @@ from queuer.queuer import Queuer
 DURABLE_SETTINGS = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
-MEASUREMENTS = ("ceiling", "drain", "work", "latency", "processes", "enqueue", "scale", "web", "aging")
+MEASUREMENTS = ("ceiling", "drain", "work", "latency", "processes", "enqueue", "scale", "web", "aging", "soak")
 # Measurements that take long or need much disk: run only when asked for with --only.
-ON_REQUEST = ("aging",)
+ON_REQUEST = ("aging", "soak")
+SOAK_SAMPLE_SECONDS = 10.0
+SOAK_BACKLOG = 100_000
 WEB_BAR_MS = 300.0  # a page of `queuer web` over a large archive renders within this
 
 
@@ -60,6 +62,7 @@ class BenchSettings:
     scale_rows: int = 1_000_000
     aging_jobs: int = 400_000
     archive_rows: int = 10_000_000
+    soak_jobs: int = 10_000_000
     fast: bool = False
     schema: str = "queuer_bench"
 
@@ -144,6 +147,12 @@ class Bench:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {runtime.completer.applied_total} of {target} jobs ended after {timeout:.0f}s")
             time.sleep(0.01)
+
+    @staticmethod
+    def partitions_since(conn: Any, schema: str, days: int) -> None:
+        """Archive partitions back to ``days`` ago, for archived jobs made up with past end times."""
+        conn.execute(f"SELECT * FROM {schema}.archive_maintain(86400, 2, NULL, now() - make_interval(days => %s))",
+                     (days,))
 
     def fill(self, q: Queuer, n: int, task: str = "noop", **kwargs: Any) -> None:
         for start in range(0, n, 20_000):
@@ -345,6 +354,7 @@ class Bench:
         def fill(q: Queuer) -> None:
             schema = q.db.queries.schema_quoted
             with q.db.connection() as conn:
+                self.partitions_since(conn, schema, days=2)
                 conn.execute(  # type: ignore[call-overload]
                     f"INSERT INTO {schema}.job_archive (id, rid, task_name, status, scheduled_at, created_at, ended_at) "
                     "SELECT -g, gen_random_uuid(), 'noop', 'SUCCEEDED', now(), now(), now() - interval '1 day' "
@@ -396,8 +406,7 @@ class Bench:
         schema = q.db.queries.schema_quoted
         days = max(1, -(-rows // 1_000_000))
         with q.db.connection() as conn:
-            conn.execute(f"SELECT * FROM {schema}.archive_maintain(86400, 2, NULL, now() - make_interval(days => %s))",  # type: ignore[call-overload]
-                         (days,))
+            self.partitions_since(conn, schema, days)
             for day in range(days):
                 count = min(1_000_000, rows - day * 1_000_000)
                 conn.execute(  # type: ignore[call-overload]
@@ -445,6 +454,60 @@ class Bench:
             self.wait_ended(q, n)
             return n / (time.perf_counter() - started)
 
+    def soak(self, report: Report) -> None:
+        """--soak-jobs through one worker, a producer keeping a backlog of SOAK_BACKLOG: does anything
+        grow or slow down? Throughput, the process's memory and the job table's size, sampled."""
+        total = self.settings.soak_jobs
+        config = self.fresh_config()
+        with self.queuer(config) as q:
+            schema = q.db.queries.schema_quoted
+            stop = threading.Event()
+            added = [0]
+
+            def ended() -> int:
+                runtime = q._runtime
+                return runtime.completer.applied_total if runtime is not None else 0
+
+            def produce() -> None:
+                batch = [BatchJob(task=noop) for _ in range(10_000)]
+                while added[0] < total and not stop.is_set():
+                    if added[0] - ended() >= SOAK_BACKLOG:
+                        time.sleep(0.02)
+                        continue
+                    q.add_jobs(batch[: total - added[0]])
+                    added[0] += min(len(batch), total - added[0])
+
+            q.start()
+            producer = threading.Thread(target=produce, name="soak-producer", daemon=True)
+            started = time.perf_counter()
+            producer.start()
+            samples: list[tuple[float, int, int, int]] = []  # (seconds, ended, rss bytes, job table bytes)
+            try:
+                while not samples or samples[-1][1] < total:
+                    time.sleep(SOAK_SAMPLE_SECONDS)
+                    row = q.db.execute_one(f"SELECT pg_total_relation_size('{schema}.job') AS size")
+                    samples.append((time.perf_counter() - started, ended(), _rss_bytes(), int(row["size"]) if row else 0))
+                    print(f"  ... {samples[-1][1]:>11,} ended after {samples[-1][0]:5.0f} s, RSS "
+                          f"{samples[-1][2] / 2**20:.0f} MiB, job table {samples[-1][3] / 2**20:.0f} MiB",
+                          file=self.out, flush=True)
+            finally:
+                stop.set()
+                producer.join(60)
+        per_minute = max(1, int(60 / SOAK_SAMPLE_SECONDS))
+        first = samples[min(per_minute, len(samples)) - 1]
+        first_rate = first[1] / first[0]
+        last_end = samples[-1]
+        last_start = samples[max(0, len(samples) - 1 - per_minute)]
+        last_rate = (last_end[1] - last_start[1]) / max(1e-9, last_end[0] - last_start[0])
+        report.add(f"soak: {total:,} jobs, rate in the first minute", first_rate, "jobs/s", out=self.out)
+        report.add("soak: rate in the last minute", last_rate, "jobs/s",
+                   f"{last_rate / first_rate:.2f}x the first minute", out=self.out)
+        report.add("soak: process memory (RSS), first sample -> last", last_end[2] / 2**20, "MiB",
+                   f"from {samples[0][2] / 2**20:.0f} MiB, peak {max(s[2] for s in samples) / 2**20:.0f} MiB",
+                   out=self.out)
+        report.add("soak: job table with its indexes, largest sample", max(s[3] for s in samples) / 2**20, "MiB",
+                   f"last {last_end[3] / 2**20:.0f} MiB, backlog kept at {SOAK_BACKLOG:,}", out=self.out)
+
     def web(self, report: Report) -> None:
         """`queuer web` over real HTTP with --scale-rows archived jobs (ended over the last day) and a live queue."""
         from queuer.web import MISSING_EXTRA, extra_installed
@@ -465,6 +528,7 @@ class Bench:
         with self.queuer(config) as q:
             schema = q.db.queries.schema_quoted
             with q.db.connection() as conn:
+                self.partitions_since(conn, schema, days=2)
                 # One statement: 94 % succeeded, 5 % failed, 1 % cancelled, spread evenly over 24 hours.
                 conn.execute(  # type: ignore[call-overload]
                     f"INSERT INTO {schema}.job_archive (id, rid, task_name, status, scheduled_at, started_at, "
@@ -547,7 +611,18 @@ class Bench:
             self.web(report)
         if "aging" in which:
             self.aging(report)
+        if "soak" in which:
+            self.soak(report)
         return report
+
+
+def _rss_bytes() -> int:
+    """This process's resident memory now (Linux), 0 where it cannot be read."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _env_for(config: DatabaseConfiguration) -> dict[str, str]:

@@ -763,20 +763,24 @@ def demo(jobs: int, concurrency: int) -> None:
               help="Jobs per drain of the aging measurements (--only aging).")
 @click.option("--archive-rows", default=10_000_000, show_default=True,
               help="Archived jobs beside the queue in the aging measurements, a million a day.")
+@click.option("--soak-jobs", default=10_000_000, show_default=True,
+              help="Jobs through one worker in the soak measurement (--only soak).")
 @click.option("--only", multiple=True, type=click.Choice(["ceiling", "drain", "work", "latency", "processes",
-                                                          "enqueue", "scale", "web", "aging"]),
+                                                          "enqueue", "scale", "web", "aging", "soak"]),
               help="Run only these measurements (repeatable); --only ceiling measures the SQL-only ceiling; "
                    "--only web times the web UI's pages over --scale-rows archived jobs; --only aging (not run "
-                   "by default) drains with a snapshot held open, beside a large archive, and times a prune.")
+                   "by default) drains with a snapshot held open, beside a large archive, and times a prune; "
+                   "--only soak (not run by default) runs --soak-jobs through one worker and samples rate, "
+                   "memory and the job table's size.")
 @click.option("--json", "json_path", default="bench-results.json", show_default=True, help="Where to write the figures.")
 def bench(jobs: int, concurrency: int, fast: bool, scale_rows: int, aging_jobs: int, archive_rows: int,
-          only: tuple[str, ...], json_path: str) -> None:
+          soak_jobs: int, only: tuple[str, ...], json_path: str) -> None:
     """What a user gets with no tuning: drain vs the SQL ceiling, real work, CPU, latency, processes, scale."""
     from queuer.bench import MEASUREMENTS, ON_REQUEST, BenchSettings, run_bench
 
     which = set(only) or set(MEASUREMENTS) - set(ON_REQUEST)
     settings = BenchSettings(jobs=jobs, concurrency=concurrency, fast=fast, scale_rows=scale_rows,
-                             aging_jobs=aging_jobs, archive_rows=archive_rows)
+                             aging_jobs=aging_jobs, archive_rows=archive_rows, soak_jobs=soak_jobs)
     raise SystemExit(run_bench(settings, which, json_path))
 
 

@@ -347,3 +347,18 @@ def test_behind_nginx_a_server_without_a_token_refuses(worker, web_q, db_config,
             assert worker.get_job(job.rid).status.value == "QUEUED"
     logged = [r.getMessage() for r in caplog.records if "through a proxy" in r.getMessage()]
     assert len(logged) == 1 and "127.0.0.2" in logged[0] and "x-forwarded-for" in logged[0]
+
+
+def test_a_rebound_page_cannot_pose_as_the_trusted_proxy_on_this_machine(worker, web):
+    """A page whose name was rebound to 127.0.0.1 reaches the server from loopback, the trusted proxy's
+    address, and could send X-Forwarded-Host: localhost itself: without a token it is still refused."""
+    w = web(trusted_proxies=("127.0.0.1",), _client={"client_host": "127.0.0.1", "host": "attacker.example"})
+    posing = w.get("/jobs", headers={"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Host": "localhost"})
+    assert posing.status_code == 403 and "loopback name" in posing.text
+
+
+def test_a_host_header_cannot_shape_the_path_the_guard_sees(worker, web):
+    w = web(token=TOKEN, _client={"client_host": "203.0.113.7", "host": "queue.example"})
+    for host in ("queue.example/static/x?", "q/login?"):
+        answer = w.get("/jobs", headers={"Host": host})
+        assert answer.status_code in (400, 401), (host, answer.status_code)

@@ -238,7 +238,8 @@ def test_the_web_tables_come_with_an_upgrade_and_go_with_an_uninstall(db_config)
     with connect(db_config) as conn:
         assert migrate(conn, db_config.schema, target=6) == list(range(1, 7))
         assert sql(db_config, present, {"t": list(tables), "s": db_config.schema}) == [(0,)]
-        assert migrate(conn, db_config.schema) == [7] == [latest_version()]  # an upgrade adds them
+        assert migrate(conn, db_config.schema, target=7) == [7]  # an upgrade adds them
+        assert migrate(conn, db_config.schema)[-1] == latest_version()
         assert sql(db_config, present, {"t": list(tables), "s": db_config.schema}) == [(3,)]
         assert sql(db_config, "SELECT session_epoch FROM {schema}.web_state") == [(1,)]
         assert verify(conn, db_config.schema, True) == []

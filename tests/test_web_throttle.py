@@ -147,6 +147,17 @@ def test_a_long_queue_of_failures_refuses_attempts_unexamined(worker, web):
     assert w.get("/", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
 
 
+def test_one_address_cannot_queue_enough_to_lock_everyone_out():
+    from queuer.web.throttle import Throttle
+
+    now = [1000.0]
+    throttle = Throttle(spacing=0.05, max_backlog=30.0, client_backlog=10.0, clock=lambda: now[0])
+    for _ in range(2000):  # a flood from one address, all at once
+        throttle.failure("198.51.100.66")
+    assert throttle.retry_after() is None  # the server-wide queue stays under the refusal mark
+    assert throttle.failure("203.0.113.5")[1] <= 10.0 + 0.05 * 2  # another client waits seconds, not minutes
+
+
 def test_the_throttle_grows_per_client_forgets_and_keys_ipv6_by_64():
     from queuer.web.throttle import Throttle, client_key
 
@@ -161,8 +172,6 @@ def test_the_throttle_grows_per_client_forgets_and_keys_ipv6_by_64():
     assert throttle.failure("198.51.100.2") == (1, 0.25)  # another address: its own count
     now[0] += 901
     assert throttle.failures("198.51.100.1") == 0 and throttle.failure("198.51.100.1")[0] == 1  # forgotten
-    throttle.success("198.51.100.1")
-    assert throttle.failures("198.51.100.1") == 0
     # At the same instant, failures leave one spacing apart, whoever sent them.
     now[0] += 100
     same = [throttle.failure(f"203.0.113.{n}")[1] for n in range(5)]

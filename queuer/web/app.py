@@ -270,7 +270,7 @@ class WebApp:
         state = request.state
         if not self.guard.token_required:
             return self._deny_without_token(request)
-        if request.url.path.startswith("/static/"):
+        if _path(request).startswith("/static/"):
             return None
         token = Guard.bearer(request.headers.get("authorization"))
         if token is not None:
@@ -282,17 +282,16 @@ class WebApp:
                 await self.failed(request, "Bearer token")
                 return PlainTextResponse("401: that Bearer token is not this server's\n", status_code=401,
                                          headers={"WWW-Authenticate": 'Bearer realm="queuer", error="invalid_token"'})
-            self.throttle.success(state.client)
             state.auth, state.role = "bearer", kind
             return None
         session = self.guard.session(request.cookies.get(SESSION_COOKIE))
         if session is not None and await run_in_threadpool(self.store.session_valid, session.id, session.epoch):
             state.auth, state.role, state.session = "session", session.kind, session
             return None
-        if request.url.path == "/login":
+        if _path(request) == "/login":
             return None
         if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            target = _path(request) + (f"?{request.url.query}" if request.url.query else "")
             return self.render(request, "login.html", status=401, next=_safe_next(target), failed=False,
                                message=None, headers={"WWW-Authenticate": 'Bearer realm="queuer"'})
         return PlainTextResponse("401: send Authorization: Bearer <QUEUER_WEB_TOKEN>, or sign in at /login\n",
@@ -321,7 +320,10 @@ class WebApp:
         if not is_loopback_address(state.client):
             return self.error(request, 403, "Without QUEUER_WEB_TOKEN this server answers only this machine "
                                             "(loopback). Set a token to open it to the network.")
-        if not is_loopback_address(host_name(request.headers.get("host", ""))):
+        # Both the Host as forwarded and as received: a page whose name was rebound to 127.0.0.1
+        # could otherwise pose as the trusted proxy on this machine and name itself "localhost".
+        hosts = (request.headers.get("host", ""), state.received_host)
+        if not all(is_loopback_address(host_name(host)) for host in hosts):
             return self.error(request, 403, "Without QUEUER_WEB_TOKEN this page is served only under a "
                                             "loopback name (localhost, 127.0.0.1, [::1]).")
         state.auth, state.role = "loopback", OPERATOR
@@ -506,7 +508,8 @@ class WebApp:
         if kind is None:
             await self.failed(request, "sign-in")
             return self.render(request, "login.html", status=401, next=target, failed=True, message=None)
-        self.throttle.success(request.state.client)
+        # Its past failures are kept (and forgotten only after a quiet spell): a right reader token
+        # must not reset the count of guesses at the operator's.
         epoch = await run_in_threadpool(self.store.epoch)
         cookie, session = self.guard.new_session(kind, epoch)
         request.state.auth, request.state.role, request.state.session = "session", kind, session
@@ -634,6 +637,8 @@ class GuardMiddleware:
             return
         web = self.web
         peer = scope["client"][0] if scope.get("client") else None
+        # The Host the connection itself carried, before a trusted proxy's X-Forwarded-Host replaces it.
+        received_host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
         proxy_header = carries_proxy_headers(scope["headers"])
         forwarding_error: ProxyError | None = None
         forwarded_by = forwarded_client = None
@@ -647,6 +652,7 @@ class GuardMiddleware:
         request = Request(scope, receive)
         state = request.state
         state.peer, state.forwarded_by, state.forwarded_client = peer, forwarded_by, forwarded_client
+        state.received_host = received_host
         state.untrusted_proxy_header = proxy_header if forwarded_by is None and forwarding_error is None else None
         state.client = scope["client"][0] if scope.get("client") else None
         state.auth = state.role = state.session = None
@@ -655,7 +661,7 @@ class GuardMiddleware:
         if not nonce or len(nonce) > 100:
             fresh = nonce = web.guard.new_csrf_nonce()
         state.csrf_nonce = nonce
-        static = request.url.path.startswith("/static/")
+        static = _path(request).startswith("/static/")
         started = False
 
         async def send_with_headers(message: Message) -> None:
@@ -746,3 +752,8 @@ def create_app(q: Queuer, settings: WebSettings | None = None) -> Starlette:
     )
     app.state.web = web
     return app
+
+
+def _path(request: Request) -> str:
+    """The request's path as the ASGI server parsed it from the request line, never rebuilt from Host."""
+    return str(request.scope.get("path", ""))

@@ -28,7 +28,7 @@ SELECT (SELECT session_epoch FROM {schema}.web_state) AS epoch,
 """
 EPOCH = "SELECT session_epoch FROM {schema}.web_state"
 REVOKE = """
-WITH gone AS (DELETE FROM {schema}.web_session_revoked WHERE expires_at < now())
+WITH gone AS (DELETE FROM {schema}.web_session_revoked WHERE expires_at < now() - interval '1 hour')
 INSERT INTO {schema}.web_session_revoked (session_id, expires_at)
 VALUES (%(id)s, %(expires)s)
 ON CONFLICT (session_id) DO NOTHING

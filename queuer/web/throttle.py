@@ -31,6 +31,7 @@ from typing import Callable
 class _Record:
     failures: int
     last: float
+    reserved_until: float = 0.0  # the latest server-wide slot this client holds
 
 
 def client_key(address: str | None) -> str:
@@ -49,13 +50,16 @@ def client_key(address: str | None) -> str:
 class Throttle:
     def __init__(self, spacing: float = 0.05, base_delay: float = 0.25, max_delay: float = 5.0,
                  forget_after: float = 900.0, max_backlog: float = 30.0, max_clients: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 client_backlog: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.spacing = spacing
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.forget_after = forget_after
         self.max_backlog = max_backlog
         self.max_clients = max_clients
+        #: one client's failures hold server-wide slots for at most this far ahead, so that a
+        #: single address cannot queue enough to have every other client's attempts refused
+        self.client_backlog = client_backlog
         self.clock = clock
         # A plain lock, never held across an await: the test client may run requests on several event loops.
         self._lock = threading.Lock()
@@ -86,14 +90,13 @@ class Throttle:
             while len(self._clients) > self.max_clients:
                 self._clients.popitem(last=False)  # the longest quiet
             own = min(self.base_delay * 2 ** min(record.failures - 1, 30), self.max_delay)
+            if record.reserved_until - now > self.client_backlog:
+                # Enough of its own queued: it waits behind them, and takes no new server-wide slot.
+                return record.failures, max(now + own, record.reserved_until) - now
             slot = max(now + own, self._next_slot)
             self._next_slot = slot + self.spacing
+            record.reserved_until = slot
             return record.failures, slot - now
-
-    def success(self, address: str | None) -> None:
-        """A right token from this client: its past failures no longer slow it."""
-        with self._lock:
-            self._clients.pop(client_key(address), None)
 
     def failures(self, address: str | None) -> int:
         with self._lock:
