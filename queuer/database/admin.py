@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 TABLES = ("job", "job_archive", "archive_partition", "worker", "master", "task_rate", "schedule", "web_state", "web_session_revoked",
           "web_audit", "schema_version")
+# With their argument types, as DROP FUNCTION and GRANT EXECUTE name them.
+FUNCTIONS = ("archive_maintain(double precision, integer, double precision, timestamptz)",)
 INDEXES = (
     "job_claim_idx",
     "job_scheduled_idx",
@@ -123,8 +125,7 @@ def grant_statements(schema: str, role: str) -> list[str]:
         f"GRANT SELECT ON {quoted}.schema_version TO {who}",
         f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA {quoted} TO {who}",
         # Partitions are made and dropped by their owner's function, run by the master.
-        f"GRANT EXECUTE ON FUNCTION {quoted}.archive_maintain(double precision, integer, double precision, "
-        f"timestamptz) TO {who}",
+        *(f"GRANT EXECUTE ON FUNCTION {quoted}.{function} TO {who}" for function in FUNCTIONS),
     ]
 
 

@@ -16,7 +16,7 @@ from importlib import resources
 import psycopg
 from psycopg.rows import tuple_row
 
-from queuer.database.admin import TABLES
+from queuer.database.admin import FUNCTIONS, TABLES
 from queuer.helper.config import quote_identifier
 
 log = logging.getLogger("queuer.migrations")
@@ -97,3 +97,5 @@ def uninstall(conn: psycopg.Connection, schema: str) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('queuer.migrate'), hashtext(%s))", (schema,))
         for table in TABLES:
             conn.execute(f"DROP TABLE IF EXISTS {quoted}.{table} CASCADE")  # type: ignore[arg-type]
+        for function in FUNCTIONS:
+            conn.execute(f"DROP FUNCTION IF EXISTS {quoted}.{function}")  # type: ignore[arg-type]

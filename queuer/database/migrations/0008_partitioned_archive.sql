@@ -58,7 +58,7 @@ CREATE TABLE {schema}.job_archive_default PARTITION OF {schema}.job_archive DEFA
 -- the newest one's persistence and storage settings (queuer durability, autovac).
 -- SECURITY DEFINER: roles without DDL rights (queuer grant) run it as its owner.
 -- A partition busy elsewhere (a long read holds its lock) is left for next time.
-CREATE FUNCTION {schema}.archive_maintain(partition_seconds double precision, ahead integer,
+CREATE OR REPLACE FUNCTION {schema}.archive_maintain(partition_seconds double precision, ahead integer,
                                           keep_seconds double precision DEFAULT NULL,
                                           since timestamptz DEFAULT NULL)
 RETURNS TABLE (created integer, dropped integer)
