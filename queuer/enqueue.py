@@ -8,7 +8,6 @@ options of the wrong type. Arguments are serialized (and encrypted) once.
 from __future__ import annotations
 
 import json
-import uuid
 from collections import abc
 from contextlib import contextmanager
 from dataclasses import replace
@@ -25,6 +24,7 @@ from queuer.model.options import OnError, Options
 from queuer.settings import WorkerSettings
 from queuer.tasks import TaskSet
 from queuer.tracing import Sending
+from queuer.helper.ids import new_rid
 
 _NO_OPTIONS = Options()
 
@@ -91,7 +91,7 @@ class JobBuilder:
         schedule = options.schedule
         after = options.execute_after
         scheduled_at = after if isinstance(after, datetime) else (schedule.start if schedule is not None else None)
-        rid = uuid.uuid4()
+        rid = new_rid()
         sealed = None
         if self.keyring is not None:
             # Bound to the first job of a series, so recurring runs and re-adds can open it.

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from typing import Any
 
 from queuer.database.connection import Database
 from queuer.database.job_db import JobDB, NewJob
 from queuer.helper.cron import next_tick
 from queuer.model.cron_schedule import CronSchedule
+from queuer.helper.ids import new_rid
 
 log = logging.getLogger("queuer.scheduler")
 
@@ -51,7 +51,7 @@ class ScheduleDB:
             with conn.transaction():
                 for row in conn.execute(self.q.due_schedules).fetchall():  # type: ignore[arg-type]
                     job = NewJob(
-                        rid=uuid.uuid4(),
+                        rid=new_rid(),
                         task_name=row["task_name"],
                         parameters=json.dumps(row["parameters"]),
                         parameters_keyed=json.dumps(row["parameters_keyed"]),
