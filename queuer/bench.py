@@ -496,17 +496,19 @@ class Bench:
         per_minute = max(1, int(60 / SOAK_SAMPLE_SECONDS))
         first = samples[min(per_minute, len(samples)) - 1]
         first_rate = first[1] / first[0]
-        last_end = samples[-1]
-        last_start = samples[max(0, len(samples) - 1 - per_minute)]
+        # The last minute in full: the sample that saw the end covers only part of its interval.
+        steady = [sample for sample in samples if sample[1] < total] or samples
+        last_end = steady[-1]
+        last_start = steady[max(0, len(steady) - 1 - per_minute)]
         last_rate = (last_end[1] - last_start[1]) / max(1e-9, last_end[0] - last_start[0])
         report.add(f"soak: {total:,} jobs, rate in the first minute", first_rate, "jobs/s", out=self.out)
         report.add("soak: rate in the last minute", last_rate, "jobs/s",
                    f"{last_rate / first_rate:.2f}x the first minute", out=self.out)
-        report.add("soak: process memory (RSS), first sample -> last", last_end[2] / 2**20, "MiB",
+        report.add("soak: process memory (RSS), first sample -> last", samples[-1][2] / 2**20, "MiB",
                    f"from {samples[0][2] / 2**20:.0f} MiB, peak {max(s[2] for s in samples) / 2**20:.0f} MiB",
                    out=self.out)
         report.add("soak: job table with its indexes, largest sample", max(s[3] for s in samples) / 2**20, "MiB",
-                   f"last {last_end[3] / 2**20:.0f} MiB, backlog kept at {SOAK_BACKLOG:,}", out=self.out)
+                   f"last {samples[-1][3] / 2**20:.0f} MiB, backlog kept at {SOAK_BACKLOG:,}", out=self.out)
 
     def web(self, report: Report) -> None:
         """`queuer web` over real HTTP with --scale-rows archived jobs (ended over the last day) and a live queue."""
@@ -528,8 +530,11 @@ class Bench:
         with self.queuer(config) as q:
             schema = q.db.queries.schema_quoted
             with q.db.connection() as conn:
-                self.partitions_since(conn, schema, days=2)
-                # One statement: 94 % succeeded, 5 % failed, 1 % cancelled, spread evenly over 24 hours.
+                # A million a day, as a busy service ends them: a larger archive is more days of
+                # history, not more jobs in the last hour (which is what the overview charts).
+                days = max(1, -(-s.scale_rows // 1_000_000))
+                self.partitions_since(conn, schema, days=days + 1)
+                # One statement: 94 % succeeded, 5 % failed, 1 % cancelled, spread evenly over those days.
                 conn.execute(  # type: ignore[call-overload]
                     f"INSERT INTO {schema}.job_archive (id, rid, task_name, status, scheduled_at, started_at, "
                     "created_at, ended_at, attempts, error) "
@@ -538,8 +543,8 @@ class Bench:
                     "e.at - interval '3 seconds', e.at - interval '1 second', e.at - interval '3 seconds', e.at, 1, "
                     "CASE WHEN g %% 100 BETWEEN 94 AND 98 THEN 'RuntimeError: upstream timed out' END "
                     "FROM generate_series(1, %s) AS g "
-                    "CROSS JOIN LATERAL (SELECT now() - make_interval(secs => 86400.0 * g / %s) AS at) AS e",
-                    (tasks, s.scale_rows, s.scale_rows))
+                    "CROSS JOIN LATERAL (SELECT now() - make_interval(secs => %s * 86400.0 * g / %s) AS at) AS e",
+                    (tasks, s.scale_rows, days, s.scale_rows))
                 conn.execute(f"VACUUM ANALYZE {schema}.job_archive")  # type: ignore[arg-type]
             self.fill(q, 2_000, task="held")  # a queue no worker of this bench takes
             q.start()  # and a live worker on the overview

@@ -223,3 +223,17 @@ def test_an_existing_archive_becomes_a_partition_without_moving_a_row(db_config)
         assert sql(db_config, "SELECT count(*) FROM {schema}.job_archive")[0][0] == 501
     finally:
         q.stop()
+
+
+def test_rids_are_time_ordered_so_the_rid_indexes_grow_at_one_end(make_queuer):
+    import time
+
+    q = make_queuer()
+    q.add_task_with_name(lambda: None, "noop")
+    rids = []
+    for _ in range(5):
+        rids.append(q.add_job("noop").rid)
+        time.sleep(0.002)  # a rid orders by the millisecond it was made
+    rids += q.add_jobs([BatchJob(task="noop") for _ in range(3)])
+    assert all(rid.version == 7 for rid in rids)
+    assert rids[:5] == sorted(rids[:5]) and max(rids[:5]) < min(rids[5:])
