@@ -132,8 +132,11 @@ def test_the_pool_recovers_when_every_connection_is_terminated(config):
 def test_a_statement_cut_off_mid_way_is_our_error(config):
     db = Database(config, name="poolcut")
     victim = _pids(db)
-    killer = threading.Timer(0.3, lambda: psycopg.connect(**config.connect_kwargs(), autocommit=True).execute(
-        "SELECT pg_terminate_backend(%s)", (victim,)))
+    def terminate() -> None:
+        with psycopg.connect(**config.connect_kwargs(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (victim,))
+
+    killer = threading.Timer(0.3, terminate)
     killer.start()
     with pytest.raises(ConnectionLostError, match="lost the connection"):
         with db.connection() as conn:
