@@ -5,9 +5,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import tasks  # noqa: E402
+import tasks
 
-from queuer import BatchJob, Options, new_queuer  # noqa: E402
+from queuer import BatchJob, Options, new_queuer
 
 q = new_queuer("example-producer", 1)
 job = q.add_job(tasks.resize, "/images/a.png", width=300)

@@ -6,9 +6,7 @@ Prints one line per job it added: "<rid> <status> <results as JSON>".
 import json
 
 import queuer
-from queuer import new_queuer
-from queuer import BatchJob
-from queuer import OnError, Options
+from queuer import BatchJob, OnError, Options, new_queuer
 
 
 def example_task(*args, **kwargs):

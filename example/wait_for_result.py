@@ -5,9 +5,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import tasks  # noqa: E402
+import tasks
 
-from queuer import JobStatus, new_queuer  # noqa: E402
+from queuer import JobStatus, new_queuer
 
 with new_queuer("example-script", 1) as q:
     job = q.add_job(tasks.resize, "/images/b.png", width=128)

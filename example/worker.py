@@ -9,9 +9,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import tasks  # noqa: E402,F401  registers the tasks
+import tasks  # noqa: F401  registers the tasks
 
-from queuer import OnError, RetryBackoff, new_queuer  # noqa: E402
+from queuer import OnError, RetryBackoff, new_queuer
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 

@@ -6,20 +6,6 @@ Everything public is importable from here::
     from queuer import new_queuer, Options, OnError, RetryBackoff, Schedule, BatchJob, JobStatus
 """
 
-from queuer.helper.config import DatabaseConfiguration
-from queuer.model import (
-    BatchJob,
-    Job,
-    JobStatus,
-    OnError,
-    Options,
-    RetryBackoff,
-    Schedule,
-    Task,
-    Worker,
-    WorkerStatus,
-)
-from queuer.model.cron_schedule import CronSchedule
 from queuer.context import JobContext, current_job
 from queuer.errors import (
     ConfigurationError,
@@ -38,6 +24,20 @@ from queuer.errors import (
     WorkerNotFoundError,
 )
 from queuer.factory import new_queuer, new_queuer_with_db
+from queuer.helper.config import DatabaseConfiguration
+from queuer.model import (
+    BatchJob,
+    Job,
+    JobStatus,
+    OnError,
+    Options,
+    RetryBackoff,
+    Schedule,
+    Task,
+    Worker,
+    WorkerStatus,
+)
+from queuer.model.cron_schedule import CronSchedule
 from queuer.queuer import Queuer
 from queuer.registry import task, task_with_name
 from queuer.settings import WorkerSettings

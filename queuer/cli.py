@@ -13,11 +13,12 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, Callable, Iterator
+from typing import Any
 from uuid import UUID
 
 import click
@@ -413,8 +414,8 @@ def job(state: CliState, rid: str) -> None:
 
 def _each_rid(state: CliState, rids: tuple[str, ...], action: Callable[[Any, str], str]) -> None:
     """Apply ``action`` to every rid; report each failure and exit 1 if any failed."""
-    from queuer.helper.encryption import EncryptionError
     from queuer.errors import QueuerError
+    from queuer.helper.encryption import EncryptionError
 
     failed = 0
     with state.queuer() as q:
@@ -491,7 +492,8 @@ def health(state: CliState, name: str | None, host: str | None, max_silence: flo
             rows = cur.execute(Queries(config.schema).worker_health, {  # type: ignore[arg-type]
                 "host": host, "name": name, "lock_space": liveness_lock_space(config.schema)}).fetchall()
         except psycopg.errors.UndefinedTable:
-            raise click.ClickException(f"queuer is not installed in schema {config.schema}: run `queuer install`")
+            raise click.ClickException(
+                f"queuer is not installed in schema {config.schema}: run `queuer install`") from None
     who = f"host {host}" + (f", name {name}" if name else "")
     for row in rows:
         alive = row["locked"] or row["silent_seconds"] <= max_silence

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextvars
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 from uuid import UUID
 
 

@@ -13,10 +13,10 @@ import time
 from contextlib import ExitStack
 from typing import TextIO
 
+from queuer.factory import new_queuer_with_db
 from queuer.helper.config import DatabaseConfiguration
 from queuer.model.batch_job import BatchJob
 from queuer.model.job import JobStatus
-from queuer.factory import new_queuer_with_db
 from queuer.settings import WorkerSettings
 
 

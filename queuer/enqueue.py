@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import json
 from collections import abc
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 from uuid import UUID
 
 from queuer.database.job_db import DuplicateKeyError, NewJob
 from queuer.errors import DuplicateJobError
 from queuer.helper.encryption import Keyring
+from queuer.helper.ids import new_rid
 from queuer.helper.serialization import storable_size, to_json
 from queuer.model.batch_job import BatchJob
 from queuer.model.options import OnError, Options
 from queuer.settings import WorkerSettings
 from queuer.tasks import TaskSet
 from queuer.tracing import Sending
-from queuer.helper.ids import new_rid
 
 _NO_OPTIONS = Options()
 

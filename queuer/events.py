@@ -12,8 +12,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 from uuid import UUID
 
 from queuer.database.job_db import JobDB

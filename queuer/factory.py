@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from queuer.helper.config import DatabaseConfiguration
 from queuer.model.options import OnError

@@ -6,7 +6,7 @@ archive: <rid>``, pages of ``entries`` jobs newest first after ``last_id``.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 from uuid import UUID
 
 from queuer.database.job_db import JobDB
@@ -64,7 +64,8 @@ class JobQueries:
         last_id = last_id or 0
         entries = 100 if entries is None else entries
         if isinstance(last_id, bool) or not isinstance(last_id, int) or last_id < 0:
-            raise ValueError(f"last_id must be the id of the last job of the previous page (0 for the first), not {last_id!r}")
+            raise ValueError(
+                f"last_id must be the id of the last job of the previous page (0 for the first), not {last_id!r}")
         check_page(entries, 0)
         return self.job_db.get_jobs_newest(
             ended=ended, before_id=last_id or None, limit=entries, worker_rid=worker_rid

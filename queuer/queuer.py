@@ -16,8 +16,9 @@ import os
 import signal
 import threading
 import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import FrameType, TracebackType
-from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -36,11 +37,11 @@ from queuer.errors import (
     WorkerNotFoundError,
 )
 from queuer.events import JobEvents, JobListener
-from queuer.job_queries import JobQueries, as_uuid
 from queuer.helper.config import DatabaseConfiguration
 from queuer.helper.cron import validate_cron, validate_timezone
 from queuer.helper.encryption import Keyring
 from queuer.helper.serialization import to_json
+from queuer.job_queries import JobQueries, as_uuid
 from queuer.model.batch_job import BatchJob
 from queuer.model.cron_schedule import CronSchedule
 from queuer.model.job import Job, JobStatus
@@ -118,7 +119,7 @@ class Queuer:
 
     # -- context manager -------------------------------------------------------
 
-    def __enter__(self) -> "Queuer":
+    def __enter__(self) -> Queuer:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

@@ -7,7 +7,8 @@ after a decorated function was imported picks its tasks up from here.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from queuer.errors import DuplicateTaskError
 from queuer.model.task import Task, task_name_of

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Mapping
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class WorkerSettings:
             raise ValueError("WorkerSettings.archive_partition must be at least 60 seconds")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "WorkerSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerSettings:
         """Read ``QUEUER_<FIELD>`` variables, e.g. ``QUEUER_HEARTBEAT_INTERVAL=5``."""
         env = os.environ if environ is None else environ
         values: dict[str, float | int] = {}

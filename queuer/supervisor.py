@@ -14,10 +14,11 @@ import inspect
 import logging
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from queuer.logs import configure_logging
 from queuer.queuer import Queuer

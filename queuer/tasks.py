@@ -8,8 +8,9 @@ bound method (a new object at every attribute access) finds its task again.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from queuer import registry
 from queuer.errors import DuplicateTaskError, TaskNotRegisteredError

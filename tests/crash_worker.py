@@ -19,7 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from queuer import current_job, new_queuer  # noqa: E402
+from queuer import current_job, new_queuer
 
 
 def _started() -> None:

@@ -45,7 +45,7 @@ class IsolatedHost:
             return "needs iproute2 (ip, tc)"
         return None
 
-    def create(self) -> "IsolatedHost":
+    def create(self) -> IsolatedHost:
         try:
             _run("ip", "route", "add", "blackhole", self.subnet)
             self._made.append("route")
@@ -91,7 +91,7 @@ class IsolatedHost:
             subprocess.run(["ip", "route", "del", "blackhole", self.subnet], capture_output=True, timeout=30)
         self._made.clear()
 
-    def __enter__(self) -> "IsolatedHost":
+    def __enter__(self) -> IsolatedHost:
         return self.create()
 
     def __exit__(self, *exc: object) -> None:

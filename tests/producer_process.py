@@ -11,8 +11,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from queuer import new_queuer  # noqa: E402
-from queuer.errors import QueuerError  # noqa: E402
+from queuer import new_queuer
+from queuer.errors import QueuerError
 
 
 def main() -> int:

@@ -7,14 +7,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 
+from queuer import WorkerSettings
 from queuer.helper.config import DatabaseConfiguration
 from queuer.testing.server import environment
-from queuer import WorkerSettings
 
 T = TypeVar("T")
 

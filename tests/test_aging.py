@@ -29,7 +29,7 @@ def _buffers(q, statement: str, params: dict) -> int:
     pages = 0
     for i, line in enumerate(lines):  # the claim index scans' own pages, not the update's
         if "Scan using job_claim_idx" in line and "never executed" not in line:
-            buffers = next(l for l in lines[i + 1:] if "Buffers:" in l)
+            buffers = next(later for later in lines[i + 1:] if "Buffers:" in later)
             pages += sum(int(n) for n in re.findall(r"=(\d+)", buffers))
     return pages
 

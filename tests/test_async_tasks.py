@@ -13,7 +13,6 @@ from typing import Any
 import queuer
 from queuer import BatchJob, JobStatus, OnError, Options
 from queuer.testing import run_task
-
 from tests.support import wait_until
 
 ASYNC_SLEEP = 10.0  # far longer than any test waits: an uninterrupted coroutine fails the test

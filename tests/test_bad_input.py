@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from queuer.helper.config import ConfigurationError, DatabaseConfiguration
 from queuer import (
     BatchJob,
-    JobStatus,
     DatabaseUnreachableError,
+    JobStatus,
     OnError,
     Options,
     Schedule,
     TaskNotRegisteredError,
     new_queuer_with_db,
 )
+from queuer.helper.config import ConfigurationError, DatabaseConfiguration
 from tests.support import count, sql
 
 

@@ -216,8 +216,9 @@ def test_a_40_second_database_outage_declares_nobody_dead_and_loses_nothing(make
                                                                            tmp_path):
     if pg_server is None:
         pytest.skip("the PostgreSQL server is not ours to stop")
-    from queuer import DatabaseUnreachableError, new_queuer_with_db
     from dataclasses import replace
+
+    from queuer import DatabaseUnreachableError, new_queuer_with_db
 
     starts = tmp_path / "starts"
     producer = new_queuer_with_db("producer", 1, None, replace(db_config, timeout=2.0))

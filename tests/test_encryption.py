@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from click.testing import CliRunner
 
-from queuer.helper.encryption import EncryptionError, Keyring, generate_key
 from queuer import BatchJob, JobStatus, Options, Schedule, new_queuer_with_db
 from queuer.cli import main
+from queuer.helper.encryption import EncryptionError, Keyring, generate_key
 from tests.support import FAST, count, db_env, sql
 
 SECRET = "patient-4711-diagnosis"

@@ -69,7 +69,7 @@ def test_32_threads_share_three_connections(config):
         for _ in range(50):
             try:
                 seen.add(_pids(db))
-            except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            except BaseException as exc:
                 errors.append(exc)
             peak = max(peak, db.pool.open_count)
         return seen

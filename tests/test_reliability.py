@@ -275,8 +275,8 @@ def test_a_dead_background_loop_is_restarted(make_queuer):
 
 
 def test_stop_worker_now_releases_its_jobs(make_queuer):
-    worker = make_queuer(OnError(max_retries=1, retry_delay=0, timeout=None), settings=WorkerSettings(poll_interval=0.5, heartbeat_interval=0.25, dead_after=2.0,
-                                                 master_lease=1.0, prefetch=0))
+    settings = WorkerSettings(poll_interval=0.5, heartbeat_interval=0.25, dead_after=2.0, master_lease=1.0, prefetch=0)
+    worker = make_queuer(OnError(max_retries=1, retry_delay=0, timeout=None), settings=settings)
     release = threading.Event()
 
     def block():

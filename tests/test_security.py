@@ -7,9 +7,9 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql as psql
 
-from queuer.helper.config import DatabaseConfiguration
 from queuer import JobStatus, new_queuer_with_db
 from queuer.cli import main
+from queuer.helper.config import DatabaseConfiguration
 from tests.support import FAST, db_env
 
 

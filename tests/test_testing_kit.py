@@ -14,7 +14,13 @@ import pytest
 import queuer
 from queuer import JobStatus, OnError, Options, new_queuer
 from queuer.testing import (
-    assert_enqueued, drain, enqueued_jobs, job_context, refute_enqueued, run_task, run_task_in,
+    assert_enqueued,
+    drain,
+    enqueued_jobs,
+    job_context,
+    refute_enqueued,
+    run_task,
+    run_task_in,
 )
 
 

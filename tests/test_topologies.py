@@ -110,7 +110,7 @@ def _django(db_config):
 
 def test_django_transactional_enqueue(make_queuer, db_config):
     connection, transaction = _django(db_config)
-    from queuer import Options, OnError
+    from queuer import OnError, Options
 
     q = make_queuer()
     jobs = lambda: count(db_config, "SELECT count(*) FROM {schema}.job")  # noqa: E731
@@ -271,7 +271,7 @@ def test_connection_budget_and_application_names(make_queuer, db_config):
         return {name: n for name, n in rows}
 
     producer = make_queuer(name="budget-producer")
-    for i in range(20):  # bursts from several threads, then idle
+    for _ in range(20):  # bursts from several threads, then idle
         with Pool(8) as pool:
             list(pool.map(lambda _: producer.add_job("noop"), range(8)))
     worker = make_queuer(name="budget-worker", max_concurrency=64)

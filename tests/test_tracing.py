@@ -11,7 +11,6 @@ import pytest
 
 import queuer
 from queuer import BatchJob, JobStatus, OnError
-
 from tests.support import wait_until
 
 trace = pytest.importorskip("opentelemetry.trace")

@@ -2,7 +2,8 @@
 
 Usage: worker_process.py [--concurrency N] [--sleep SECONDS] [--drain]
 Registers ``noop`` (returns its argument), ``sleepy`` (sleeps, then returns
-its argument), ``timed`` and ``watched`` (logs its runs, see there). With --drain it exits when no job is left; otherwise it runs until
+its argument), ``timed`` and ``watched`` (logs its runs, see there). With --drain it
+exits when no job is left; otherwise it runs until
 SIGTERM/SIGINT. Prints READY <worker rid> once claiming.
 """
 
@@ -16,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from queuer import OnError, WorkerSettings, new_queuer  # noqa: E402
+from queuer import OnError, WorkerSettings, new_queuer
 
 
 def noop(value: object = None) -> object:

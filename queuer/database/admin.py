@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import tuple_row
@@ -12,8 +13,8 @@ from queuer.helper.config import quote_identifier
 if TYPE_CHECKING:
     from queuer.helper.encryption import Keyring
 
-TABLES = ("job", "job_archive", "archive_partition", "worker", "master", "task_rate", "schedule", "web_state", "web_session_revoked",
-          "web_audit", "schema_version")
+TABLES = ("job", "job_archive", "archive_partition", "worker", "master", "task_rate", "schedule", "web_state",
+          "web_session_revoked", "web_audit", "schema_version")
 # With their argument types, as DROP FUNCTION and GRANT EXECUTE name them.
 FUNCTIONS = ("archive_maintain(double precision, integer, double precision, timestamptz)",)
 INDEXES = (
@@ -207,7 +208,7 @@ def prune_archive(
 def reencrypt(
     conn: psycopg.Connection,
     schema: str,
-    keyring: "Keyring",
+    keyring: Keyring,
     batch_size: int = 500,
     progress: Callable[[int], None] | None = None,
 ) -> int:

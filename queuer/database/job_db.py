@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import base64
 import json
-from functools import lru_cache
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Iterator, Sequence
+from functools import lru_cache
+from typing import Any
 from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row, tuple_row
 
-from queuer.helper.serialization import MAX_ERROR_CHARS, cap_error
-from queuer.database.tolerant_json import TolerantJsonbLoader, TolerantJsonLoader, decode_arguments
-
 from queuer.database import admin
 from queuer.database.connection import Database
+from queuer.database.tolerant_json import TolerantJsonbLoader, TolerantJsonLoader, decode_arguments
 from queuer.errors import ConnectionLostError, DatabaseUnreachableError, JobOutcomeUnknownError
 from queuer.helper.encryption import EncryptionError, Keyring
+from queuer.helper.serialization import MAX_ERROR_CHARS, cap_error
 from queuer.model.job import Job, JobStatus
 
 

@@ -10,7 +10,7 @@ each statement is a constant string that psycopg can prepare.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 from queuer.helper.config import quote_identifier
@@ -55,7 +55,7 @@ def _parse(text: str) -> dict[str, str]:
     return statements
 
 
-@lru_cache(maxsize=None)
+@cache
 def _templates() -> dict[str, str]:
     statements: dict[str, str] = {}
     folder = resources.files("queuer.database") / "sql"

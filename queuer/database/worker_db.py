@@ -6,9 +6,10 @@ import json
 import os
 import socket
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 from uuid import UUID
 
 from queuer.database.connection import Database

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict
 
@@ -88,12 +89,12 @@ class DatabaseConfiguration:
                 raise ConfigurationError(f"DatabaseConfiguration.{name} must be a positive number of seconds, not {value!r}")
 
     @classmethod
-    def from_url(cls, url: str, source: str = "the URL") -> "DatabaseConfiguration":
+    def from_url(cls, url: str, source: str = "the URL") -> DatabaseConfiguration:
         """A configuration from a libpq URL or conninfo string (multi-host included), every parameter kept."""
         return cls.from_env({ENV_PREFIX + "URL": url}, url_source=source)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, url_source: str = "QUEUER_DB_URL") -> "DatabaseConfiguration":
+    def from_env(cls, environ: Mapping[str, str] | None = None, url_source: str = "QUEUER_DB_URL") -> DatabaseConfiguration:
         """Build a configuration from ``QUEUER_DB_*`` variables (or ``QUEUER_DB_URL``)."""
         env = os.environ if environ is None else environ
         get = lambda key: env.get(ENV_PREFIX + key)  # noqa: E731
@@ -135,7 +136,7 @@ class DatabaseConfiguration:
         env = os.environ if environ is None else environ
         return any(key.startswith(ENV_PREFIX) for key in env)
 
-    def with_schema(self, schema: str) -> "DatabaseConfiguration":
+    def with_schema(self, schema: str) -> DatabaseConfiguration:
         return replace(self, schema=schema)
 
     def connect_kwargs(self) -> dict[str, Any]:

@@ -68,7 +68,7 @@ class Keyring:
         self._by_id = {k.key_id: k for k in reversed(self._keys)}
 
     @classmethod
-    def parse(cls, value: str | None) -> "Keyring | None":
+    def parse(cls, value: str | None) -> Keyring | None:
         if not value:
             return None
         return cls([part for part in value.split(",") if part.strip()])

@@ -412,7 +412,7 @@ class TemporaryPostgres:
             self._discard_failed_start()
             raise
 
-    def start_replica(self) -> "TemporaryPostgres":
+    def start_replica(self) -> TemporaryPostgres:
         """A streaming replica of this (local) server, on its own port (``pg_basebackup -R``).
 
         Stop it like any TemporaryPostgres; ``promote()`` makes it a primary.

@@ -29,7 +29,7 @@ class Undecodable:
         self.reason = reason
 
     @classmethod
-    def because(cls, exc: BaseException) -> "Undecodable":
+    def because(cls, exc: BaseException) -> Undecodable:
         return cls(f"{type(exc).__name__}: {str(exc)[:200]}")
 
     def __repr__(self) -> str:

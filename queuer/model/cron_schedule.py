@@ -20,7 +20,7 @@ class CronSchedule:
     last_run_at: datetime | None = None
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "CronSchedule":
+    def from_row(cls, row: dict[str, Any]) -> CronSchedule:
         return cls(
             name=row["name"],
             cron=row["cron"],

@@ -25,7 +25,7 @@ class JobStatus(str, Enum):
         return self in ENDED_STATUSES
 
     @classmethod
-    def parse(cls, value: "JobStatus | str") -> "JobStatus":
+    def parse(cls, value: JobStatus | str) -> JobStatus:
         """Accept a JobStatus or its name in any case; a clear ValueError otherwise."""
         if isinstance(value, JobStatus):
             return value
@@ -81,7 +81,7 @@ class Job:
         return [self.result] if self.status is JobStatus.SUCCEEDED and not self.encrypted else []
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "Job":
+    def from_row(cls, row: dict[str, Any]) -> Job:
         parameters, parameters_keyed, result = row.get("parameters"), row.get("parameters_keyed"), row.get("results")
         undecodable = [v.reason for v in (parameters, parameters_keyed, result) if isinstance(v, Undecodable)]
         return cls(

@@ -82,7 +82,7 @@ class OnError:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "OnError":
+    def from_dict(cls, data: dict[str, Any]) -> OnError:
         return cls(
             timeout=data.get("timeout"),
             max_retries=int(data.get("max_retries", 0)),
@@ -157,7 +157,7 @@ class Options:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None, priority: int = 0, unique_key: str | None = None) -> "Options":
+    def from_dict(cls, data: dict[str, Any] | None, priority: int = 0, unique_key: str | None = None) -> Options:
         data = data or {}
         on_error = data.get("on_error")
         schedule = data.get("schedule")

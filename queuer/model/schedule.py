@@ -55,7 +55,7 @@ class Schedule:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Schedule":
+    def from_dict(cls, data: dict[str, Any]) -> Schedule:
         start = data.get("start")
         interval = data.get("interval")
         return cls(

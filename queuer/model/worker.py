@@ -38,7 +38,7 @@ class Worker:
     stop_requested: str | None = None
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "Worker":
+    def from_row(cls, row: dict[str, Any]) -> Worker:
         return cls(
             id=row.get("id"),
             rid=row["rid"],

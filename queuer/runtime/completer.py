@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 from uuid import UUID
 
 from queuer.database.job_db import JobDB, Outcome

@@ -13,26 +13,27 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import queue
-from bisect import bisect_left
-from itertools import accumulate
 import json
 import logging
+import queue
 import threading
 import time
 import traceback
+from bisect import bisect_left
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Callable, Mapping
+from itertools import accumulate
+from typing import Any
 from uuid import UUID
 
+from queuer import tracing
+from queuer.context import JobContext, reset_current, set_current
 from queuer.database.job_db import ClaimedJob, Outcome
 from queuer.helper.encryption import EncryptionError, Keyring
 from queuer.helper.serialization import MAX_NESTING, Undecodable, storable_size, to_json
 from queuer.model.options import OnError
 from queuer.model.task import Task
-from queuer import tracing
-from queuer.context import JobContext, reset_current, set_current
 from queuer.runtime.prefetch import PrefetchSizer
 
 log = logging.getLogger("queuer.worker")
@@ -333,7 +334,7 @@ class Dispatcher:
             # Not only ``async def``: a decorated coroutine function returns a coroutine too.
             if asyncio.iscoroutine(result):
                 result = self._run_coroutine(attempt, result)
-        except BaseException as exc:  # noqa: BLE001 - a task's failure, whatever it is, fails the attempt
+        except BaseException as exc:
             if isinstance(exc, self._passthrough):
                 raise
             tracing.record_exception(exc)
@@ -562,7 +563,7 @@ def _in_a_thread_of_its_own(fn: Callable[[], Any]) -> Any:
     def main() -> None:
         try:
             done["result"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+        except BaseException as exc:
             done["error"] = exc
 
     thread = threading.Thread(target=contextvars.copy_context().run, args=(main,), name="queuer-async-task")

@@ -14,7 +14,8 @@ not a dead one.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 from uuid import UUID
 
 from queuer.database.job_db import JobDB

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Optional
 
 from queuer.database.backoff import Backoff
 
@@ -26,7 +25,7 @@ class BackgroundLoop:
         self.name = name
         self._stopping = threading.Event()
         self._wake = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self.errors = 0  # consecutive failures, for health reporting
 
     # -- the loop -------------------------------------------------------------

@@ -16,15 +16,15 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import psycopg
 
 from queuer.database.backoff import Backoff
 from queuer.database.connect import close_quietly
-from queuer.database.forks import start_over_after_fork
 from queuer.database.connection import Database
+from queuer.database.forks import start_over_after_fork
 from queuer.errors import ConfigurationError, QueuerError
 from queuer.runtime.loop import BackgroundLoop
 
@@ -64,7 +64,7 @@ class Notifier(BackgroundLoop):
         super().__init__("notifier")
         self.db = db
         self.read_timeout = read_timeout
-        self._conn: Optional[psycopg.Connection] = None
+        self._conn: psycopg.Connection | None = None
         self._subscribers: list[tuple[Subscriber, Callable[[bool], bool]]] = []
         self._reconnect_callbacks: list[Callable[[], None]] = []
         self._lock = threading.Lock()

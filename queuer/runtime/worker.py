@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 from uuid import UUID
 
 from queuer.database.job_db import JobDB

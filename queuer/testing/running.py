@@ -8,7 +8,8 @@ import sys
 import time
 import uuid
 import warnings
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from queuer.context import JobContext, reset_current, set_current
 from queuer.database.job_db import ClaimedJob, Outcome

@@ -161,7 +161,7 @@ class SessionDatabase:
             try:
                 container.stop()
             except Exception as exc:  # the session's results matter more than this
-                warnings.warn(f"could not stop the PostgreSQL container: {exc}")
+                warnings.warn(f"could not stop the PostgreSQL container: {exc}", stacklevel=2)
 
 
 def connect(config: DatabaseConfiguration) -> psycopg.Connection[Any]:
@@ -184,7 +184,7 @@ def fresh_schema(server: DatabaseConfiguration, prefix: str = "t_") -> Iterator[
                 conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
         except psycopg.Error as exc:
             # A leftover schema in a throwaway database is harmless: warn, do not fail the test.
-            warnings.warn(f"could not drop test schema {schema}: {exc}")
+            warnings.warn(f"could not drop test schema {schema}: {exc}", stacklevel=2)
 
 
 def environment(config: DatabaseConfiguration) -> dict[str, str]:

@@ -8,9 +8,9 @@ parameters; the SQL around them is chosen from constants.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, Mapping
 from urllib.parse import parse_qsl
 from uuid import UUID
 

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, MutableMapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 PROXY_HEADERS = (b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",

@@ -84,7 +84,7 @@ class WebServer:
         shown = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{shown}:{self.port}"
 
-    def start(self, timeout: float = 10.0) -> "WebServer":
+    def start(self, timeout: float = 10.0) -> WebServer:
         self._thread = threading.Thread(target=self._server.run, name="queuer-web", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
@@ -102,7 +102,7 @@ class WebServer:
             self._thread.join(timeout)
             self._thread = None
 
-    def __enter__(self) -> "WebServer":
+    def __enter__(self) -> WebServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

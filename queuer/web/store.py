@@ -9,9 +9,10 @@ and ``queuer web --revoke-sessions`` reaches servers that are running.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any
 from uuid import UUID
 
 from queuer.database.connection import Database

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-
 import pytest
+from shop.tasks import SENT, charge, place_order, send_receipt
 
 from queuer import JobStatus, new_queuer
 from queuer.testing import assert_enqueued, drain, job_context, refute_enqueued, run_task, run_task_in
-from shop.tasks import SENT, charge, place_order, send_receipt
 
 
 @pytest.fixture
