@@ -99,7 +99,7 @@ class Bench:
     def fresh_config(self) -> DatabaseConfiguration:
         config = self.base.with_schema(self.settings.schema)
         with psycopg.connect(**config.connect_kwargs(), autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {quote_identifier(config.schema)} CASCADE")  # type: ignore[arg-type]
+            conn.execute(f"DROP SCHEMA IF EXISTS {quote_identifier(config.schema)} CASCADE")
         return config
 
     def queuer(self, config: DatabaseConfiguration, concurrency: int | None = None) -> Queuer:
@@ -161,9 +161,9 @@ class Bench:
     def release_held(self, q: Queuer, task: str) -> float:
         """Give the jobs filled as "held" to ``task`` at once and wake the workers; the time they could start."""
         with q.db.connection() as conn:
-            conn.execute(f"UPDATE {q.db.queries.schema_quoted}.job SET task_name = %s", (task,))  # type: ignore[arg-type]
+            conn.execute(f"UPDATE {q.db.queries.schema_quoted}.job SET task_name = %s", (task,))
             started = time.perf_counter()  # committed: from now on a worker can claim them
-            conn.execute("SELECT pg_notify(%s, %s)",  # type: ignore[arg-type]
+            conn.execute("SELECT pg_notify(%s, %s)",
                          (q.db.channel, json.dumps({"j": [["insert", None, task]]})))
         return started
 
@@ -177,7 +177,7 @@ class Bench:
             self.fill(q, s.jobs)
         schema = quote_identifier(config.schema)
         with psycopg.connect(**config.connect_kwargs(), autocommit=True) as conn:
-            conn.execute(f"VACUUM ANALYZE {schema}.job")  # type: ignore[arg-type]  # fresh statistics: the best plans
+            conn.execute(f"VACUUM ANALYZE {schema}.job")  # fresh statistics: the best plans
         claim = (
             f"WITH c AS (SELECT id FROM {schema}.job WHERE status IN ('QUEUED', 'SCHEDULED') "
             f"AND scheduled_at <= now() ORDER BY priority DESC, scheduled_at, id LIMIT 100 FOR UPDATE SKIP LOCKED) "
@@ -197,7 +197,7 @@ class Bench:
         def claimer() -> None:
             with psycopg.connect(**kwargs, autocommit=True) as conn:
                 while True:
-                    ids = [r[0] for r in conn.execute(claim).fetchall()]  # type: ignore[arg-type]
+                    ids = [r[0] for r in conn.execute(claim).fetchall()]
                     if not ids:
                         batches.put(None)
                         return
@@ -208,7 +208,7 @@ class Bench:
         thread.start()
         with psycopg.connect(**kwargs, autocommit=True) as conn:
             while (ids := batches.get()) is not None:
-                conn.execute(move, (ids,))  # type: ignore[arg-type]
+                conn.execute(move, (ids,))
         thread.join()
         rate = s.jobs / (time.perf_counter() - started)
         report.add("ceiling: the same work in plain SQL", rate, "jobs/s",
@@ -355,15 +355,15 @@ class Bench:
             schema = q.db.queries.schema_quoted
             with q.db.connection() as conn:
                 self.partitions_since(conn, schema, days=2)
-                conn.execute(  # type: ignore[call-overload]
+                conn.execute(
                     f"INSERT INTO {schema}.job_archive (id, rid, task_name, status, scheduled_at, created_at, ended_at) "
                     "SELECT -g, gen_random_uuid(), 'noop', 'SUCCEEDED', now(), now(), now() - interval '1 day' "
                     "FROM generate_series(1, %s) AS g", (s.scale_rows,))
-                conn.execute(  # type: ignore[call-overload]
+                conn.execute(
                     f"INSERT INTO {schema}.job (rid, task_name) SELECT gen_random_uuid(), 'noop' "
                     "FROM generate_series(1, %s)", (s.scale_rows,))
-                conn.execute(f"VACUUM ANALYZE {schema}.job")  # type: ignore[arg-type]
-                conn.execute(f"VACUUM ANALYZE {schema}.job_archive")  # type: ignore[arg-type]
+                conn.execute(f"VACUUM ANALYZE {schema}.job")
+                conn.execute(f"VACUUM ANALYZE {schema}.job_archive")
 
         config = self.fresh_config()
         with self.queuer(config) as q:
@@ -409,28 +409,27 @@ class Bench:
             self.partitions_since(conn, schema, days)
             for day in range(days):
                 count = min(1_000_000, rows - day * 1_000_000)
-                conn.execute(  # type: ignore[call-overload]
+                conn.execute(
                     f"INSERT INTO {schema}.job_archive (id, rid, task_name, status, scheduled_at, created_at, ended_at) "
                     "SELECT -g, gen_random_uuid(), 'noop', 'SUCCEEDED', e.at, e.at, e.at "
                     "FROM generate_series(%s, %s) AS g "
                     "CROSS JOIN LATERAL (SELECT date_trunc('day', now()) - make_interval(days => %s) "
                     "+ make_interval(secs => 86399.0 * (g - %s) / %s) AS at) AS e",
                     (day * 1_000_000 + 1, day * 1_000_000 + count, day + 1, day * 1_000_000 + 1, count))
-            conn.execute(f"VACUUM ANALYZE {schema}.job_archive")  # type: ignore[arg-type]
+            conn.execute(f"VACUUM ANALYZE {schema}.job_archive")
         return days
 
     def _drop_oldest_day(self, q: Queuer) -> dict[str, float]:
         """Retention as the master runs it: drop every partition older than the newest full days."""
         schema = q.db.queries.schema_quoted
         with q.db.connection() as conn:
-            oldest = conn.execute(f"SELECT name, upper_bound FROM {schema}.archive_partition "  # type: ignore[call-overload]
-                                  "WHERE lower_bound > '-infinity' ORDER BY lower_bound LIMIT 1").fetchone()
-            rows = conn.execute(f"SELECT count(*) AS n FROM {schema}.{oldest['name']}").fetchone()["n"]  # type: ignore[call-overload]
-            keep = conn.execute("SELECT extract(epoch FROM now() - %s::timestamptz) AS s",  # type: ignore[call-overload]
-                                (oldest["upper_bound"],)).fetchone()["s"]
+            oldest = _one(conn.execute(f"SELECT name, upper_bound FROM {schema}.archive_partition "
+                                       "WHERE lower_bound > '-infinity' ORDER BY lower_bound LIMIT 1"))
+            rows = _one(conn.execute(f"SELECT count(*) AS n FROM {schema}.{oldest['name']}"))["n"]
+            keep = _one(conn.execute("SELECT extract(epoch FROM now() - %s::timestamptz) AS s",
+                                     (oldest["upper_bound"],)))["s"]
             started = time.perf_counter()
-            result = conn.execute(f"SELECT dropped FROM {schema}.archive_maintain(86400, 2, %s)",  # type: ignore[call-overload]
-                                  (keep,)).fetchone()
+            result = _one(conn.execute(f"SELECT dropped FROM {schema}.archive_maintain(86400, 2, %s)", (keep,)))
             elapsed = time.perf_counter() - started
         return {"ms": elapsed * 1000, "rows": float(rows), "partitions": float(result["dropped"])}
 
@@ -535,7 +534,7 @@ class Bench:
                 days = max(1, -(-s.scale_rows // 1_000_000))
                 self.partitions_since(conn, schema, days=days + 1)
                 # One statement: 94 % succeeded, 5 % failed, 1 % cancelled, spread evenly over those days.
-                conn.execute(  # type: ignore[call-overload]
+                conn.execute(
                     f"INSERT INTO {schema}.job_archive (id, rid, task_name, status, scheduled_at, started_at, "
                     "created_at, ended_at, attempts, error) "
                     "SELECT -g, gen_random_uuid(), (%s::text[])[1 + g %% 8], "
@@ -545,15 +544,15 @@ class Bench:
                     "FROM generate_series(1, %s) AS g "
                     "CROSS JOIN LATERAL (SELECT now() - make_interval(secs => %s * 86400.0 * g / %s) AS at) AS e",
                     (tasks, s.scale_rows, days, s.scale_rows))
-                conn.execute(f"VACUUM ANALYZE {schema}.job_archive")  # type: ignore[arg-type]
+                conn.execute(f"VACUUM ANALYZE {schema}.job_archive")
             self.fill(q, 2_000, task="held")  # a queue no worker of this bench takes
             q.start()  # and a live worker on the overview
             with q.db.connection() as conn:
-                row = conn.execute(  # type: ignore[call-overload]
+                row = _one(conn.execute(
                     f"SELECT ended_at, id, rid FROM {schema}.job_archive ORDER BY ended_at DESC, id DESC "
-                    "OFFSET 4999 LIMIT 1").fetchone()
-                failed_rid = conn.execute(  # type: ignore[call-overload]
-                    f"SELECT rid FROM {schema}.job_archive WHERE status = 'FAILED' LIMIT 1").fetchone()["rid"]
+                    "OFFSET 4999 LIMIT 1"))
+                failed_rid = _one(conn.execute(
+                    f"SELECT rid FROM {schema}.job_archive WHERE status = 'FAILED' LIMIT 1"))["rid"]
             page_100 = Cursor(row["id"], row["ended_at"]).encode()
             pages = [
                 ("overview", "/"),
@@ -621,6 +620,13 @@ class Bench:
         return report
 
 
+def _one(cursor: Any) -> dict[str, Any]:
+    """The one row a statement returns (it always returns one)."""
+    row = cursor.fetchone()
+    assert row is not None
+    return dict(row)
+
+
 def _rss_bytes() -> int:
     """This process's resident memory now (Linux), 0 where it cannot be read."""
     try:
@@ -649,7 +655,7 @@ def run_bench(settings: BenchSettings, which: set[str], json_path: str | None, o
             server_settings = FAST_SETTINGS if settings.fast else DURABLE_SETTINGS
             print(f"No QUEUER_DB_* set: starting a throwaway PostgreSQL ({'fast' if settings.fast else 'durable'}) ...",
                   file=out, flush=True)
-            config = stack.enter_context(TemporaryPostgres(extra_settings=server_settings)).config
+            config = stack.enter_context(TemporaryPostgres(extra_settings=server_settings)).start()
         report = Bench(config, settings, out).run(which)
     if json_path:
         with open(json_path, "w", encoding="utf-8") as f:

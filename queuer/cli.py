@@ -26,8 +26,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from queuer.database.connect import first_line
-from queuer.errors import QueuerError
-from queuer.helper.config import ConfigurationError, DatabaseConfiguration
+from queuer.errors import ConfigurationError, QueuerError
+from queuer.helper.config import DatabaseConfiguration
 from queuer.helper.serialization import MAX_NESTING
 
 DURABILITY = click.Choice(["volatile", "balanced", "durable"])
@@ -254,7 +254,8 @@ def keygen() -> None:
 def reencrypt(state: CliState, batch_size: int) -> None:
     """After a key rotation: re-encrypt every job under the newest key of QUEUER_ENCRYPTION_KEY."""
     from queuer.database import admin
-    from queuer.helper.encryption import EncryptionError, Keyring
+    from queuer.errors import EncryptionError
+    from queuer.helper.encryption import Keyring
 
     try:
         keyring = Keyring.parse(os.environ.get("QUEUER_ENCRYPTION_KEY"))
@@ -414,8 +415,7 @@ def job(state: CliState, rid: str) -> None:
 
 def _each_rid(state: CliState, rids: tuple[str, ...], action: Callable[[Any, str], str]) -> None:
     """Apply ``action`` to every rid; report each failure and exit 1 if any failed."""
-    from queuer.errors import QueuerError
-    from queuer.helper.encryption import EncryptionError
+    from queuer.errors import EncryptionError, QueuerError
 
     failed = 0
     with state.queuer() as q:
@@ -489,7 +489,7 @@ def health(state: CliState, name: str | None, host: str | None, max_silence: flo
     with state.connection() as conn:
         cur = conn.cursor(row_factory=dict_row)
         try:
-            rows = cur.execute(Queries(config.schema).worker_health, {  # type: ignore[arg-type]
+            rows = cur.execute(Queries(config.schema).worker_health, {
                 "host": host, "name": name, "lock_space": liveness_lock_space(config.schema)}).fetchall()
         except psycopg.errors.UndefinedTable:
             raise click.ClickException(
@@ -609,7 +609,7 @@ def listen(state: CliState) -> None:
 
     with state.connection() as conn:
         channel = channel_name(state.config().schema)
-        conn.execute(f'LISTEN "{channel}"')  # type: ignore[arg-type]
+        conn.execute(f'LISTEN "{channel}"')
         click.echo(f"listening on {channel} (Ctrl-C to stop)", err=True)
         try:
             for notify in conn.notifies():

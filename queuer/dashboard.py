@@ -49,10 +49,10 @@ def take_snapshot(conn: psycopg.Connection, schema: str) -> Snapshot:
     s = quote_identifier(schema)
     cur = conn.cursor(row_factory=tuple_row)
     tasks: dict[str, TaskRow] = {}
-    for task, status, n in cur.execute(f"SELECT task_name, status, count(*) FROM {s}.job GROUP BY 1, 2"):  # type: ignore[arg-type]
+    for task, status, n in cur.execute(f"SELECT task_name, status, count(*) FROM {s}.job GROUP BY 1, 2"):
         row = tasks.setdefault(task, TaskRow(task))
         setattr(row, status.lower(), n)
-    for task, status, n in cur.execute(  # type: ignore[call-overload]
+    for task, status, n in cur.execute(
         f"SELECT task_name, status, count(*) FROM {s}.job_archive "
         "WHERE ended_at > now() - interval '1 minute' AND status <> 'CANCELLED' GROUP BY 1, 2"
     ):
@@ -61,12 +61,12 @@ def take_snapshot(conn: psycopg.Connection, schema: str) -> Snapshot:
             row.succeeded_1m = n
         else:
             row.failed_1m = n
-    failed = cur.execute(  # type: ignore[call-overload]
+    failed = cur.execute(
         f"SELECT count(*) FROM {s}.job_archive WHERE status = 'FAILED' AND ended_at > now() - interval '1 hour'"
     ).fetchone()
     workers = [
         WorkerRow(name, status, running, float(age))
-        for name, status, running, age in cur.execute(  # type: ignore[call-overload]
+        for name, status, running, age in cur.execute(
             f"SELECT w.name, w.status, (SELECT count(*) FROM {s}.job j WHERE j.worker_rid = w.rid "
             "AND j.status = 'RUNNING'), extract(epoch FROM now() - w.heartbeat_at) "
             f"FROM {s}.worker w WHERE w.status IN ('READY', 'RUNNING', 'STOPPING') "

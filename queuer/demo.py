@@ -49,7 +49,7 @@ def run_demo(jobs: int = 10_000, concurrency: int = 8, out: TextIO = sys.stdout)
 
             print("No QUEUER_DB_* set: starting a throwaway PostgreSQL ...", file=out, flush=True)
             server = stack.enter_context(TemporaryPostgres())
-            config = server.config
+            config = server.start()
             print(f"Started {server.describe()}", file=out)
         q = new_queuer_with_db("demo", concurrency, None, config, settings=WorkerSettings())
         stack.callback(q.stop)

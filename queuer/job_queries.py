@@ -6,6 +6,7 @@ archive: <rid>``, pages of ``entries`` jobs newest first after ``last_id``.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable
 from uuid import UUID
 
@@ -38,7 +39,7 @@ class JobQueries:
     def list(
         self, ended_only: bool, last_id: int | JobStatus | str | None, entries: int | None,
         status: JobStatus | str | None, task_name: str | None, limit: int, offset: int, after_id: int | None,
-    ) -> list[Job]:
+    ) -> builtins.list[Job]:
         if isinstance(last_id, (JobStatus, str)):  # get_jobs("RUNNING")
             status, last_id = last_id, None
         if last_id is not None or entries is not None:
@@ -52,7 +53,9 @@ class JobQueries:
             limit=limit, offset=offset, after_id=after_id,
         )
 
-    def by_worker(self, worker_rid: UUID | str, last_id: int, entries: int, limit: int | None, offset: int) -> list[Job]:
+    def by_worker(
+        self, worker_rid: UUID | str, last_id: int, entries: int, limit: int | None, offset: int,
+    ) -> builtins.list[Job]:
         if limit is not None or offset:  # the older keyword form
             check_page(limit or 100, offset)
             return self.job_db.get_jobs(worker_rid=as_uuid(worker_rid), limit=limit or 100, offset=offset)
@@ -60,7 +63,7 @@ class JobQueries:
 
     def newest(
         self, *, ended: bool, last_id: int | None, entries: int | None, worker_rid: UUID | None = None,
-    ) -> list[Job]:
+    ) -> builtins.list[Job]:
         last_id = last_id or 0
         entries = 100 if entries is None else entries
         if isinstance(last_id, bool) or not isinstance(last_id, int) or last_id < 0:
@@ -80,7 +83,7 @@ class JobQueries:
             raise JobNotFoundError(rid)
         raise JobAlreadyEndedError(rid, status.value)
 
-    def cancel_many(self, rids: Iterable[UUID | str]) -> list[Job]:
+    def cancel_many(self, rids: Iterable[UUID | str]) -> builtins.list[Job]:
         if isinstance(rids, (str, UUID, Job)):  # a str would be read as its characters
             raise TypeError("cancel_jobs takes an iterable of rids, e.g. cancel_jobs([rid]); "
                             "cancel one job with cancel_job(rid)")

@@ -64,7 +64,7 @@ class MetricsServer:
         except ImportError:
             raise SystemExit("--metrics-port needs prometheus-client: pip install 'queuer[metrics]'") from None
         registry = CollectorRegistry()
-        registry.register(QueuerCollector(self.current))  # type: ignore[arg-type]
+        registry.register(QueuerCollector(self.current))
         self._server, _thread = start_http_server(self.port, registry=registry)
         log.info("metrics on http://0.0.0.0:%d/metrics", self.port)
 

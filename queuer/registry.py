@@ -91,7 +91,7 @@ def task(
 
     if callable(name):  # used bare: @queuer.task
         fn, name = name, None
-        return decorate(fn)  # type: ignore[return-value]
+        return decorate(fn)
     return decorate
 
 

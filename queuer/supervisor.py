@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 from queuer.logs import configure_logging
 from queuer.queuer import Queuer
@@ -57,7 +57,7 @@ def load_factory(path: str | Callable[..., Any]) -> Callable[..., Any]:
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ValueError(f"{module_name!r} has no callable named {attr!r}")
-    return factory
+    return cast(Callable[..., Any], factory)
 
 
 @contextmanager

@@ -78,7 +78,7 @@ class Sending:
 
     def start(self, task_name: str) -> dict[str, str] | None:
         """Start a job's span; return the trace context to store with it (None when not traced)."""
-        if not self.enabled:
+        if not self.enabled or self._tracer is None:
             return None
         span = self._tracer.start_span(
             f"send {task_name}", kind=SpanKind.PRODUCER, attributes={

@@ -54,7 +54,7 @@ AUTOVACUUM_SETTINGS = {
 }
 
 
-def verify(conn: psycopg.Connection, schema: str, expect_present: bool) -> list[str]:
+def verify(conn: psycopg.Connection[Any], schema: str, expect_present: bool) -> list[str]:
     """One message per object that is missing (or present, with ``expect_present=False``)."""
     cur = conn.cursor(row_factory=tuple_row)
     problems = []
@@ -68,7 +68,7 @@ def verify(conn: psycopg.Connection, schema: str, expect_present: bool) -> list[
     return problems
 
 
-def durability_statements(conn: psycopg.Connection, schema: str, level: str) -> list[str]:
+def durability_statements(conn: psycopg.Connection[Any], schema: str, level: str) -> list[str]:
     """The ALTER TABLE statements that bring every table to ``level`` (none for those already there)."""
     if level not in DURABILITY_LOGGED:
         raise ValueError(f"unknown durability {level!r}: use volatile, balanced or durable")
@@ -88,7 +88,7 @@ def durability_statements(conn: psycopg.Connection, schema: str, level: str) -> 
     return statements
 
 
-def _with_storage(conn: psycopg.Connection | None, schema: str, table: str) -> list[str]:
+def _with_storage(conn: psycopg.Connection[Any] | None, schema: str, table: str) -> list[str]:
     """The tables that hold ``table``'s rows: its partitions for the partitioned archive (new
     partitions copy the newest one's persistence and storage settings), else itself."""
     if table != "job_archive" or conn is None:
@@ -98,7 +98,7 @@ def _with_storage(conn: psycopg.Connection | None, schema: str, table: str) -> l
     return archive_partitions(conn, schema) if row and row[0] else [table]
 
 
-def autovacuum_statements(schema: str, rollback: bool, conn: psycopg.Connection | None = None) -> list[str]:
+def autovacuum_statements(schema: str, rollback: bool, conn: psycopg.Connection[Any] | None = None) -> list[str]:
     """The statements; with ``conn``, the archive's settings go to each of its partitions."""
     quoted = quote_identifier(schema)
     statements = []
@@ -130,40 +130,40 @@ def grant_statements(schema: str, role: str) -> list[str]:
     ]
 
 
-def apply(conn: psycopg.Connection, statements: list[str]) -> None:
+def apply(conn: psycopg.Connection[Any], statements: list[str]) -> None:
     with conn.transaction():
         for statement in statements:
-            conn.execute(statement)  # type: ignore[arg-type]
+            conn.execute(statement)
 
 
 #: archive partitions kept ready beyond the current one
 ARCHIVE_PARTITIONS_AHEAD = 2
 
 
-def maintain_archive(conn: psycopg.Connection, schema: str, partition_seconds: float,
+def maintain_archive(conn: psycopg.Connection[Any], schema: str, partition_seconds: float,
                      keep_seconds: float | None = None, since: Any = None) -> tuple[int, int]:
     """Create archive partitions ahead (from ``since``, default now), drop those older than
     ``keep_seconds``; return (created, dropped). One DDL statement per partition, no row deleted."""
     row = conn.cursor(row_factory=tuple_row).execute(
-        f"SELECT created, dropped FROM {quote_identifier(schema)}.archive_maintain(%s, %s, %s, %s)",  # type: ignore[arg-type]
+        f"SELECT created, dropped FROM {quote_identifier(schema)}.archive_maintain(%s, %s, %s, %s)",
         (partition_seconds, ARCHIVE_PARTITIONS_AHEAD, keep_seconds, since),
     ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
 
 
-def archive_partitions(conn: psycopg.Connection, schema: str) -> list[str]:
+def archive_partitions(conn: psycopg.Connection[Any], schema: str) -> list[str]:
     """The archive's partitions (the DEFAULT one included), oldest first."""
     rows = conn.cursor(row_factory=tuple_row).execute(
-        f"SELECT name FROM {quote_identifier(schema)}.archive_partition ORDER BY lower_bound"  # type: ignore[arg-type]
+        f"SELECT name FROM {quote_identifier(schema)}.archive_partition ORDER BY lower_bound"
     ).fetchall()
     return [r[0] for r in rows] + ["job_archive_default"]
 
 
-def count_archive(conn: psycopg.Connection, schema: str, older_than_seconds: float) -> tuple[int, int]:
+def count_archive(conn: psycopg.Connection[Any], schema: str, older_than_seconds: float) -> tuple[int, int]:
     """(archived jobs that ended longer ago than this, all archived jobs)."""
     row = conn.cursor(row_factory=tuple_row).execute(
-        f"SELECT count(*) FILTER (WHERE ended_at < now() - make_interval(secs => %s)), count(*) "  # type: ignore[arg-type]
+        f"SELECT count(*) FILTER (WHERE ended_at < now() - make_interval(secs => %s)), count(*) "
         f"FROM {quote_identifier(schema)}.job_archive",
         (older_than_seconds,),
     ).fetchone()
@@ -172,7 +172,7 @@ def count_archive(conn: psycopg.Connection, schema: str, older_than_seconds: flo
 
 
 def prune_archive(
-    conn: psycopg.Connection,
+    conn: psycopg.Connection[Any],
     schema: str,
     older_than_seconds: float,
     batch_size: int = 5000,
@@ -192,7 +192,7 @@ def prune_archive(
     while True:
         # A row is (tableoid, ctid): ctids repeat from one partition to the next.
         row = cur.execute(
-            f"WITH doomed AS (SELECT tableoid, ctid FROM {quoted}.job_archive "  # type: ignore[arg-type]
+            f"WITH doomed AS (SELECT tableoid, ctid FROM {quoted}.job_archive "
             "WHERE ended_at < now() - make_interval(secs => %s) LIMIT %s) "
             f"DELETE FROM {quoted}.job_archive a USING doomed d WHERE a.tableoid = d.tableoid AND a.ctid = d.ctid",
             (older_than_seconds, batch_size),
@@ -206,7 +206,7 @@ def prune_archive(
 
 
 def reencrypt(
-    conn: psycopg.Connection,
+    conn: psycopg.Connection[Any],
     schema: str,
     keyring: Keyring,
     batch_size: int = 500,
@@ -224,7 +224,7 @@ def reencrypt(
         after = -(2**63)
         while True:
             rows = cur.execute(
-                f"SELECT id, rid, origin_rid, arguments_enc, results_enc FROM {quoted}.{table} "  # type: ignore[arg-type]
+                f"SELECT id, rid, origin_rid, arguments_enc, results_enc FROM {quoted}.{table} "
                 "WHERE id > %s AND (substring(arguments_enc FROM 2 FOR 4) <> %s "
                 "OR substring(results_enc FROM 2 FOR 4) <> %s) ORDER BY id LIMIT %s",
                 (after, keyring.current_id, keyring.current_id, batch_size),
@@ -240,7 +240,7 @@ def reencrypt(
                         if keyring.needs_rotation(blob):
                             fresh = keyring.encrypt(keyring.decrypt(blob, binding, what), binding, what)
                             cur.execute(
-                                f"UPDATE {quoted}.{table} SET {column} = %s WHERE id = %s AND {column} = %s",  # type: ignore[arg-type]
+                                f"UPDATE {quoted}.{table} SET {column} = %s WHERE id = %s AND {column} = %s",
                                 (fresh, id_, blob),
                             )
                     changed += 1

@@ -202,7 +202,7 @@ class Database:
     def execute(self, query: str, params: Any = None) -> list[dict[str, Any]]:
         """Run one statement on a pooled connection and return all its rows."""
         with self.connection() as conn:
-            cur = conn.execute(query, params)  # type: ignore[arg-type]
+            cur = conn.execute(query, params)
             return cur.fetchall() if cur.description else []
 
     def execute_one(self, query: str, params: Any = None) -> dict[str, Any] | None:

@@ -21,8 +21,8 @@ from psycopg.rows import dict_row, tuple_row
 from queuer.database import admin
 from queuer.database.connection import Database
 from queuer.database.tolerant_json import TolerantJsonbLoader, TolerantJsonLoader, decode_arguments
-from queuer.errors import ConnectionLostError, DatabaseUnreachableError, JobOutcomeUnknownError
-from queuer.helper.encryption import EncryptionError, Keyring
+from queuer.errors import ConnectionLostError, DatabaseUnreachableError, EncryptionError, JobOutcomeUnknownError
+from queuer.helper.encryption import Keyring
 from queuer.helper.serialization import MAX_ERROR_CHARS, cap_error
 from queuer.model.job import Job, JobStatus
 
@@ -192,12 +192,12 @@ class JobDB:
         return self._insert_job(job, _our_cursor(conn))
 
     def _insert_job(self, job: NewJob, cur: psycopg.Cursor[dict[str, Any]]) -> Job:
-        row = cur.execute(self.q.insert_job, self._insert_params(job)).fetchone()  # type: ignore[arg-type]
+        row = cur.execute(self.q.insert_job, self._insert_params(job)).fetchone()
         if row is not None:
             return self._job(row)
         # ON CONFLICT on the unique key: another job with it is queued or running.
         assert job.unique_key is not None
-        existing = cur.execute(self.q.get_job_by_unique_key, {"unique_key": job.unique_key}).fetchone()  # type: ignore[arg-type]
+        existing = cur.execute(self.q.get_job_by_unique_key, {"unique_key": job.unique_key}).fetchone()
         if not job.skip_duplicate or existing is None:
             raise DuplicateKeyError(job.unique_key)
         return self._job(existing)
@@ -239,7 +239,7 @@ class JobDB:
             now = cur.execute("SELECT now() AS now").fetchone()["now"]  # type: ignore[index]
             now_text = str(now)
             copy_sql = f"COPY {self.q.schema_quoted}.job ({_COPY_COLUMNS}) FROM STDIN"
-            with cur.copy(copy_sql) as copy:  # type: ignore[arg-type]
+            with cur.copy(copy_sql) as copy:
                 # COPY's text format, written by hand: several times faster than
                 # write_row for rows that are mostly ready-made JSON text.
                 lines: list[str] = []
@@ -315,7 +315,7 @@ class JobDB:
             params.update(after_priority=after.priority, after_at=after.scheduled_at, after_id=after.id)
             statement = self.q.claim_jobs_after
         cur = conn.cursor(row_factory=tuple_row)
-        rows = cur.execute(statement, params, prepare=self.db.prepare).fetchall()  # type: ignore[arg-type]
+        rows = cur.execute(statement, params, prepare=self.db.prepare).fetchall()
         claimed = []
         for (id_, rid, task_name, params, params_keyed, options, priority, scheduled_at, attempt,
              max_attempts, timeout, schedule_count, created_at, origin_rid, arguments_enc, failures, rescues) in rows:
@@ -349,18 +349,19 @@ class JobDB:
         """
         with self.db.connection() as conn:
             with conn.transaction():
-                conn.execute(self.q.lock_task_limit, {"key": f"{self.db.schema}.{task_name}"})  # type: ignore[arg-type]
+                conn.execute(self.q.lock_task_limit, {"key": f"{self.db.schema}.{task_name}"})
                 allowed = room
                 tokens = None
                 if concurrency_limit is not None:
-                    row = conn.execute(self.q.count_running_of_task, {"task_name": task_name}).fetchone()  # type: ignore[arg-type]
+                    row = conn.execute(self.q.count_running_of_task, {"task_name": task_name}).fetchone()
                     allowed = min(allowed, concurrency_limit - int(row["running"]))  # type: ignore[index]
                 if requests_per_second is not None:
                     burst = max(1.0, requests_per_second * RATE_BURST_SECONDS)
-                    row = conn.execute(  # type: ignore[call-overload]
+                    row = conn.execute(
                         self.q.refill_rate_tokens,
                         {"task_name": task_name, "burst": burst, "rate": requests_per_second},
                     ).fetchone()
+                    assert row is not None  # the upsert returns its row
                     tokens = float(row["tokens"])
                     allowed = min(allowed, int(tokens))
                 if allowed <= 0:
@@ -369,7 +370,7 @@ class JobDB:
                     claimed = self.claim(worker_rid, [task_name], allowed, default_max_attempts, default_timeout,
                                          default_crash_budget, conn)
                 if tokens is not None and claimed:
-                    conn.execute(self.q.spend_rate_tokens, {"task_name": task_name, "spent": len(claimed)})  # type: ignore[arg-type]
+                    conn.execute(self.q.spend_rate_tokens, {"task_name": task_name, "spent": len(claimed)})
         wait = None
         if tokens is not None and requests_per_second:
             left = tokens - len(claimed)
@@ -396,7 +397,7 @@ class JobDB:
         ], separators=(",", ":"))
         params = {"outcomes": batch, "worker_rid": worker_rid, "channel": self.db.channel}
         with self.db.connection() as conn:
-            row = conn.execute(self.q.record_outcomes, params, prepare=self.db.prepare).fetchone()  # type: ignore[arg-type]
+            row = conn.execute(self.q.record_outcomes, params, prepare=self.db.prepare).fetchone()
         return set(row["applied_ids"] if row else [])
 
     def release(self, worker_rid: UUID, attempts: Iterable[tuple[int, int]]) -> int:
@@ -410,13 +411,13 @@ class JobDB:
             "channel": self.db.channel,
         }
         with self.db.connection() as conn:
-            row = conn.execute(self.q.release_jobs, params).fetchone()  # type: ignore[arg-type]
+            row = conn.execute(self.q.release_jobs, params).fetchone()
         return int(row["released"]) if row else 0
 
     def confirm_start(self, worker_rid: UUID, job_id: int, attempt: int, alone: bool) -> bool:
         """Record that a rescued job starts now; False when this worker no longer holds it."""
         with self.db.connection() as conn:
-            row = conn.execute(self.q.confirm_start, {  # type: ignore[arg-type]
+            row = conn.execute(self.q.confirm_start, {
                 "id": job_id, "attempt": attempt, "worker_rid": worker_rid, "alone": alone}).fetchone()
         return row is not None
 
@@ -433,7 +434,7 @@ class JobDB:
 
     def held_by(self, worker_rid: UUID) -> list[tuple[int, int]]:
         with self.db.connection() as conn:
-            rows = conn.execute(self.q.running_jobs_of_worker, {"worker_rid": worker_rid}).fetchall()  # type: ignore[arg-type]
+            rows = conn.execute(self.q.running_jobs_of_worker, {"worker_rid": worker_rid}).fetchall()
         return [(r["id"], r["attempts"]) for r in rows]
 
     def maintain_archive(self, partition_seconds: float, keep_seconds: float | None) -> tuple[int, int]:
@@ -468,7 +469,7 @@ class JobDB:
             with self.db.connection(deadline) as conn:
                 cur = conn.cursor(row_factory=dict_row)
                 row = cur.execute(self.q.get_job, {"rid": rid}).fetchone() or \
-                    cur.execute(self.q.get_job_ended, {"rid": rid}).fetchone()  # type: ignore[arg-type]
+                    cur.execute(self.q.get_job_ended, {"rid": rid}).fetchone()
         except DatabaseUnreachableError:
             return None
         return self._job(row) if row else None

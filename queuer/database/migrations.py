@@ -12,6 +12,7 @@ import logging
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import psycopg
 from psycopg.rows import tuple_row
@@ -49,18 +50,18 @@ def latest_version() -> int:
     return len(available_migrations())
 
 
-def installed_version(conn: psycopg.Connection, schema: str) -> int:
+def installed_version(conn: psycopg.Connection[Any], schema: str) -> int:
     """The schema's version, 0 when queuer is not installed there."""
     quoted = quote_identifier(schema)
     cur = conn.cursor(row_factory=tuple_row)
     row = cur.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{quoted}.schema_version",)).fetchone()
     if not row or not row[0]:
         return 0
-    row = cur.execute(f"SELECT coalesce(max(version), 0) FROM {quoted}.schema_version").fetchone()  # type: ignore[arg-type]
+    row = cur.execute(f"SELECT coalesce(max(version), 0) FROM {quoted}.schema_version").fetchone()
     return int(row[0]) if row else 0
 
 
-def migrate(conn: psycopg.Connection, schema: str, target: int | None = None) -> list[int]:
+def migrate(conn: psycopg.Connection[Any], schema: str, target: int | None = None) -> list[int]:
     """Bring ``schema`` up to ``target`` (default: latest); return the versions applied."""
     migrations = available_migrations()
     target = len(migrations) if target is None else target
@@ -81,7 +82,7 @@ def migrate(conn: psycopg.Connection, schema: str, target: int | None = None) ->
         for migration in migrations:
             if current < migration.version <= target:
                 log.info("applying migration %04d_%s to schema %s", migration.version, migration.name, schema)
-                conn.execute(migration.sql.replace("{schema}", quoted))  # type: ignore[arg-type]
+                conn.execute(migration.sql.replace("{schema}", quoted))
                 conn.execute(
                     f"INSERT INTO {quoted}.schema_version (version, name) VALUES (%s, %s)",
                     (migration.version, migration.name),
@@ -90,12 +91,12 @@ def migrate(conn: psycopg.Connection, schema: str, target: int | None = None) ->
     return applied
 
 
-def uninstall(conn: psycopg.Connection, schema: str) -> None:
+def uninstall(conn: psycopg.Connection[Any], schema: str) -> None:
     """Drop queuer's tables from ``schema`` (the schema itself stays)."""
     quoted = quote_identifier(schema)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('queuer.migrate'), hashtext(%s))", (schema,))
         for table in TABLES:
-            conn.execute(f"DROP TABLE IF EXISTS {quoted}.{table} CASCADE")  # type: ignore[arg-type]
+            conn.execute(f"DROP TABLE IF EXISTS {quoted}.{table} CASCADE")
         for function in FUNCTIONS:
-            conn.execute(f"DROP FUNCTION IF EXISTS {quoted}.{function}")  # type: ignore[arg-type]
+            conn.execute(f"DROP FUNCTION IF EXISTS {quoted}.{function}")

@@ -49,7 +49,7 @@ class ScheduleDB:
         fired = 0
         with self.db.connection() as conn:
             with conn.transaction():
-                for row in conn.execute(self.q.due_schedules).fetchall():  # type: ignore[arg-type]
+                for row in conn.execute(self.q.due_schedules).fetchall():
                     job = NewJob(
                         rid=new_rid(),
                         task_name=row["task_name"],
@@ -60,7 +60,7 @@ class ScheduleDB:
                         scheduled_at=row["next_run_at"],  # the tick it fires for
                     )
                     self.job_db.insert_job(job, conn)
-                    conn.execute(self.q.advance_schedule, {  # type: ignore[arg-type]
+                    conn.execute(self.q.advance_schedule, {
                         "name": row["name"],
                         "fired_at": row["db_now"],
                         "next_run_at": next_tick(row["cron"], row["timezone"], row["db_now"]),

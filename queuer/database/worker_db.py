@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import socket
@@ -104,7 +105,7 @@ class WorkerDB:
         row = self.db.execute_one(self.q.get_worker, {"rid": rid})
         return Worker.from_row(row) if row else None
 
-    def list(self, status: WorkerStatus | None = None, limit: int = 100, offset: int = 0) -> list[Worker]:
+    def list(self, status: WorkerStatus | None = None, limit: int = 100, offset: int = 0) -> builtins.list[Worker]:
         rows = self.db.execute(
             self.q.get_workers, {"status": status.value if status else None, "limit": limit, "offset": offset}
         )
@@ -125,7 +126,7 @@ class WorkerDB:
     def release_master(self, rid: UUID) -> None:
         self.db.execute(self.q.release_master_lease, {"rid": rid})
 
-    def mark_dead(self, limits: LivenessLimits, reachable_since: datetime | None) -> list[tuple[UUID, str, str]]:
+    def mark_dead(self, limits: LivenessLimits, reachable_since: datetime | None) -> builtins.list[tuple[UUID, str, str]]:
         """The master's liveness pass; (rid, name, liveness) of the workers it declared DEAD."""
         rows = self.db.execute(self.q.mark_dead_workers, {
             "lock_space": self.lock_space, "reachable_since": reachable_since,
@@ -138,7 +139,8 @@ class WorkerDB:
         """The database's clock."""
         row = self.db.execute_one("SELECT now() AS now")
         assert row is not None
-        return row["now"]
+        now: datetime = row["now"]
+        return now
 
     def prune(self, older_than_seconds: float) -> None:
         self.db.execute(self.q.prune_workers, {"older_than_seconds": older_than_seconds})

@@ -97,7 +97,9 @@ class DatabaseConfiguration:
     def from_env(cls, environ: Mapping[str, str] | None = None, url_source: str = "QUEUER_DB_URL") -> DatabaseConfiguration:
         """Build a configuration from ``QUEUER_DB_*`` variables (or ``QUEUER_DB_URL``)."""
         env = os.environ if environ is None else environ
-        get = lambda key: env.get(ENV_PREFIX + key)  # noqa: E731
+        def get(key: str) -> str | None:
+            return env.get(ENV_PREFIX + key)
+
         extra: dict[str, Any] = {}
         url = get("URL")
         if url:
@@ -192,19 +194,19 @@ class DatabaseConfiguration:
 
 
 def _seconds(raw: str | None, variable: str, default: float) -> float:
-    return _positive(raw, variable, default, float, "a number of seconds")
+    return float(_positive(raw, variable, default, float, "a number of seconds"))
 
 
 def _count(raw: str | None, variable: str, default: int) -> int:
-    return _positive(raw, variable, default, int, "a whole number")
+    return int(_positive(raw, variable, default, int, "a whole number"))
 
 
-def _positive(raw: str | None, variable: str, default: Any, kind: type, what: str) -> Any:
+def _positive(raw: str | None, variable: str, default: float, kind: type, what: str) -> float:
     """A positive number from an environment variable; ConfigurationError naming it otherwise."""
     if raw is None or not raw.strip():
         return default
     try:
-        value = kind(raw)
+        value: float = kind(raw)
     except ValueError:
         raise ConfigurationError(f"{variable} must be {what}, not {raw!r}") from None
     if not 0 < value < math.inf:
@@ -240,4 +242,4 @@ def _ports(value: int | str, source: str) -> int | str:
         if not 0 < number < 65536:
             raise ConfigurationError(f"invalid port {number} in {source}: use 1 to 65535")
         numbers.append(number)
-    return numbers[0] if len(numbers) == 1 else ",".join(str(n) for n in numbers)  # type: ignore[return-value]
+    return numbers[0] if len(numbers) == 1 else ",".join(str(n) for n in numbers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import croniter  # type: ignore[import-untyped]
 
 
 def validate_cron(expression: str) -> str:
@@ -31,4 +31,5 @@ def validate_timezone(name: str) -> ZoneInfo:
 def next_tick(expression: str, timezone: str, after: datetime) -> datetime:
     """The first tick strictly after ``after``, evaluated in ``timezone``."""
     local = after.astimezone(validate_timezone(timezone))
-    return croniter(expression, local).get_next(datetime)
+    next_at: datetime = croniter(expression, local).get_next(datetime)
+    return next_at

@@ -50,4 +50,4 @@ def task_name_of(fn: Callable[..., Any]) -> str:
         name = getattr(fn, "__name__", None)
     if not name or name == "<lambda>":
         raise ValueError("cannot derive a task name from this callable: pass name=... explicitly")
-    return name
+    return str(name)

@@ -30,7 +30,8 @@ from uuid import UUID
 from queuer import tracing
 from queuer.context import JobContext, reset_current, set_current
 from queuer.database.job_db import ClaimedJob, Outcome
-from queuer.helper.encryption import EncryptionError, Keyring
+from queuer.errors import EncryptionError
+from queuer.helper.encryption import Keyring
 from queuer.helper.serialization import MAX_NESTING, Undecodable, storable_size, to_json
 from queuer.model.options import OnError
 from queuer.model.task import Task
@@ -381,6 +382,7 @@ class Dispatcher:
             log.error("job %s: next-interval function %r is not registered on this worker; "
                       "its schedule ends here (register it with add_next_interval_func)", job.rid, name)
             return outcome
+        assert schedule is not None  # a next-interval name comes from it
         anchor = datetime.fromisoformat(schedule["start"]) if schedule.get("start") else job.created_at
         try:
             next_at = fn(anchor, job.schedule_count + 1)

@@ -18,6 +18,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
@@ -64,7 +65,7 @@ class Notifier(BackgroundLoop):
         super().__init__("notifier")
         self.db = db
         self.read_timeout = read_timeout
-        self._conn: psycopg.Connection | None = None
+        self._conn: psycopg.Connection[dict[str, Any]] | None = None
         self._subscribers: list[tuple[Subscriber, Callable[[bool], bool]]] = []
         self._reconnect_callbacks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
@@ -78,7 +79,7 @@ class Notifier(BackgroundLoop):
         self._held_lock: tuple[int, int] | None = None
         self.lock_held = threading.Event()
         self._pid = os.getpid()
-        self._inherited: list[psycopg.Connection] = []  # a parent's session: kept, never used or closed
+        self._inherited: list[psycopg.Connection[dict[str, Any]]] = []  # a parent's session: kept, never used or closed
         start_over_after_fork(self)
 
     def subscribe(self, fn: Subscriber, wants_ends: Callable[[bool], bool] = lambda only_ends: True) -> None:
@@ -157,7 +158,7 @@ class Notifier(BackgroundLoop):
         self.lock_held.clear()
         self._ever_connected = False
 
-    def _sync_lock(self, conn: psycopg.Connection) -> None:
+    def _sync_lock(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
         want = self._want_lock
         if want == self._held_lock:
             return
@@ -187,10 +188,10 @@ class Notifier(BackgroundLoop):
         super().stop(timeout)
 
     def _connect(self) -> bool:
-        conn: psycopg.Connection | None = None
+        conn: psycopg.Connection[dict[str, Any]] | None = None
         try:
             conn = self.db.connect_session()
-            conn.execute(f'LISTEN "{self.db.channel}"')  # type: ignore[arg-type]
+            conn.execute(f'LISTEN "{self.db.channel}"')
         except (psycopg.Error, QueuerError) as exc:
             if conn is not None:
                 close_quietly(conn)  # opened, but LISTEN failed: not leaked

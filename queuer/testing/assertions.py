@@ -67,8 +67,8 @@ def refute_enqueued(
 
 
 def _matching(jobs: list[Job], name: str, args: Any, kwargs: Any) -> list[Job]:
-    want_args = ANY if args is ANY else _as_json(list(args))  # type: ignore[call-overload]
-    want_kwargs = ANY if kwargs is ANY else _as_json(dict(kwargs))  # type: ignore[call-overload]
+    want_args = ANY if args is ANY else _as_json(list(args))
+    want_kwargs = ANY if kwargs is ANY else _as_json(dict(kwargs))
     return [
         job for job in jobs
         if job.task_name == name

@@ -55,7 +55,7 @@ def _docker_answers() -> bool:
 
 
 def _ping_docker() -> bool:
-    import docker
+    import docker  # type: ignore[import-untyped]
 
     client = docker.from_env(timeout=3)
     try:

@@ -119,10 +119,14 @@ LIMIT 200
 
 # The planner's estimate of the archive's size; before the first ANALYZE, a count
 # that stops at SMALL_COUNT_LIMIT rows.
+# The archive is partitioned: its estimate is the sum of its partitions' (a parent's reltuples is
+# never kept); -1 (count instead) while those that hold anything were never analyzed.
 ARCHIVE_ESTIMATE = """
-SELECT c.reltuples::bigint AS estimate
+SELECT CASE WHEN sum(greatest(c.reltuples, 0)) = 0 AND bool_or(c.reltuples < 0) THEN -1
+            ELSE sum(greatest(c.reltuples, 0)) END::bigint AS estimate
 FROM pg_class AS c
-WHERE c.oid = to_regclass(%(table)s)
+WHERE c.oid = to_regclass(%(table)s) AND c.relkind <> 'p'
+   OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass(%(table)s))
 """
 SMALL_COUNT_LIMIT = 10_000
 ARCHIVE_SMALL_COUNT = """
@@ -255,7 +259,7 @@ class WebQueries:
     def _reading(self) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
         with self.db.connection() as conn:
             with conn.transaction():
-                conn.execute(READ_SETTINGS)  # type: ignore[arg-type]
+                conn.execute(READ_SETTINGS)
                 cur = conn.cursor()
                 # A value written by SQL that Python cannot decode reads as Undecodable, not as an error.
                 cur.adapters.register_loader("json", TolerantJsonLoader)
@@ -269,18 +273,20 @@ class WebQueries:
             now = cur.execute(DB_NOW).fetchone()["now"]  # type: ignore[index]
             tasks: dict[str, TaskCounts] = {}
             for query in (ACTIVE_COUNTS, ENDED_COUNTS):
-                for row in cur.execute(self._sql(query)):  # type: ignore[arg-type]
+                for row in cur.execute(self._sql(query)):
                     tasks.setdefault(row["task_name"], TaskCounts(row["task_name"])).counts[row["status"]] = row["n"]
-            start = cur.execute(MINUTES_START).fetchone()["start"]  # type: ignore[index]
+            first = cur.execute(MINUTES_START).fetchone()
+            assert first is not None
+            start = first["start"]
             minutes = minute_series(start.astimezone(timezone.utc),
-                                    cur.execute(self._sql(MINUTE_GROUPS)).fetchall())  # type: ignore[arg-type]
-            workers = cur.execute(self._sql(WORKERS), {"lock_space": self.lock_space}).fetchall()  # type: ignore[arg-type]
-            row = cur.execute(ARCHIVE_ESTIMATE, {"table": f"{self.schema}.job_archive"}).fetchone()
-            estimate: int | None = row["estimate"] if row else None
+                                    cur.execute(self._sql(MINUTE_GROUPS)).fetchall())
+            workers = cur.execute(self._sql(WORKERS), {"lock_space": self.lock_space}).fetchall()
+            found = cur.execute(ARCHIVE_ESTIMATE, {"table": f"{self.schema}.job_archive"}).fetchone()
+            estimate: int | None = found["estimate"] if found else None
             exact = False
             if estimate is None or estimate < 0:  # never analyzed: count, but never more than a few rows
-                row = cur.execute(self._sql(ARCHIVE_SMALL_COUNT), {"limit": SMALL_COUNT_LIMIT + 1}).fetchone()  # type: ignore[arg-type]
-                estimate, exact = (min(row["n"], SMALL_COUNT_LIMIT), row["n"] <= SMALL_COUNT_LIMIT) if row else (None, False)
+                few = cur.execute(self._sql(ARCHIVE_SMALL_COUNT), {"limit": SMALL_COUNT_LIMIT + 1}).fetchone()
+                estimate, exact = (min(few["n"], SMALL_COUNT_LIMIT), few["n"] <= SMALL_COUNT_LIMIT) if few else (None, False)
         ordered = sorted(tasks.values(), key=lambda t: t.task)
         return Overview(now, ordered[:MAX_TASK_ROWS], minutes, workers, estimate, archive_exact=exact,
                         tasks_truncated=len(ordered) > MAX_TASK_ROWS)
@@ -338,7 +344,7 @@ class WebQueries:
                 self._mark_undecodable(cur, rows)
                 return JobPage(rows, None, now)
             query = self._page_sql(f, cursor, limit + 1, params, LIST_COLUMNS)
-            rows = cur.execute(query, params).fetchall()  # type: ignore[arg-type]
+            rows = cur.execute(query, params).fetchall()
             more = len(rows) > limit
             rows = rows[:limit]
             self._mark_undecodable(cur, rows)
@@ -353,7 +359,7 @@ class WebQueries:
         for status in ("active", "ended"):
             params: dict[str, Any] = {}
             sub = JobFilter(status, f.task, f.since, f.until, f.rid, f.rid_range)
-            found += cur.execute(self._page_sql(sub, None, limit, params, LIST_COLUMNS), params).fetchall()  # type: ignore[arg-type]
+            found += cur.execute(self._page_sql(sub, None, limit, params, LIST_COLUMNS), params).fetchall()
         return found[:limit]
 
     def _mark_undecodable(self, cur: psycopg.Cursor[dict[str, Any]], rows: list[dict[str, Any]]) -> None:
@@ -373,7 +379,7 @@ class WebQueries:
         if not unknown:
             return
         found: dict[UUID, str | None] = {}
-        for payload in cur.execute(self._sql(PAYLOADS), {"rids": [r["rid"] for r in unknown]}):  # type: ignore[arg-type]
+        for payload in cur.execute(self._sql(PAYLOADS), {"rids": [r["rid"] for r in unknown]}):
             reasons = [v.reason for v in (payload["parameters"], payload["parameters_keyed"], payload["results"])
                        if isinstance(v, Undecodable)]
             found[payload["rid"]] = "; ".join(reasons) or None
@@ -389,24 +395,25 @@ class WebQueries:
         params: dict[str, Any] = {}
         with self._reading() as cur:
             query = self._page_sql(f, None, limit, params, "rid, id")
-            return [row["rid"] for row in cur.execute(query, params)]  # type: ignore[arg-type]
+            return [row["rid"] for row in cur.execute(query, params)]
 
     def db_now(self) -> datetime:
         row = self.db.execute_one(DB_NOW)
         assert row is not None
-        return row["now"]
+        now: datetime = row["now"]
+        return now
 
     # -- one job --------------------------------------------------------------------
 
     def job(self, rid: UUID) -> JobDetail | None:
         with self._reading() as cur:
             now = cur.execute(DB_NOW).fetchone()["now"]  # type: ignore[index]
-            row = cur.execute(self._sql(JOB_ACTIVE), {"rid": rid}).fetchone()  # type: ignore[arg-type]
+            row = cur.execute(self._sql(JOB_ACTIVE), {"rid": rid}).fetchone()
             if row is None:
-                row = cur.execute(self._sql(JOB_ENDED), {"rid": rid}).fetchone()  # type: ignore[arg-type]
+                row = cur.execute(self._sql(JOB_ENDED), {"rid": rid}).fetchone()
             if row is None:
                 return None
             worker = None
             if row.get("worker_rid") is not None:
-                worker = cur.execute(self._sql(WORKER_BY_RID), {"rid": row["worker_rid"]}).fetchone()  # type: ignore[arg-type]
+                worker = cur.execute(self._sql(WORKER_BY_RID), {"rid": row["worker_rid"]}).fetchone()
         return JobDetail(row, worker, now)
