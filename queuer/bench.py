@@ -33,8 +33,9 @@ from queuer.model.batch_job import BatchJob
 from queuer.queuer import Queuer
 
 # The server settings of a durable PostgreSQL (its defaults), and of a fast one.
+# The durable server: PostgreSQL's own defaults, over the throwaway server's fast ones (FAST_SETTINGS
+# of postgres_server, which --fast keeps).
 DURABLE_SETTINGS = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
-FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
 MEASUREMENTS = ("ceiling", "drain", "work", "latency", "processes", "enqueue", "scale", "web", "aging", "soak")
 # Measurements that take long or need much disk: run only when asked for with --only.
@@ -652,7 +653,7 @@ def run_bench(settings: BenchSettings, which: set[str], json_path: str | None, o
         else:
             from queuer.helper.postgres_server import TemporaryPostgres
 
-            server_settings = FAST_SETTINGS if settings.fast else DURABLE_SETTINGS
+            server_settings = {} if settings.fast else DURABLE_SETTINGS
             print(f"No QUEUER_DB_* set: starting a throwaway PostgreSQL ({'fast' if settings.fast else 'durable'}) ...",
                   file=out, flush=True)
             config = stack.enter_context(TemporaryPostgres(extra_settings=server_settings)).start()

@@ -28,8 +28,8 @@ class Completer(BackgroundLoop):
         self,
         job_db: JobDB,
         worker_rid: Callable[[], UUID],
-        batch_size: int = 200,
-        flush_interval: float = 0.002,
+        batch_size: int,
+        flush_interval: float,
     ) -> None:
         super().__init__("completer")
         self.job_db = job_db
