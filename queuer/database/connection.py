@@ -66,12 +66,13 @@ class _Opener:
         #: the TCP user timeout a socket keeps while idle; None when the user chose one
         self.socket_timeout_ms = None if self.params.chooses("tcp_user_timeout") else network.user_timeout_ms
 
-    def open(self, deadline: float, describe: str, application_name: str) -> psycopg.Connection[Any]:
+    def open(self, deadline: float, describe: str, application_name: str,
+             row_factory: Any = dict_row) -> psycopg.Connection[Any]:
         kwargs = dict(self.kwargs)
         if self.own_application_name:
             kwargs["application_name"] = application_name[:63]
         conn = open_connection(kwargs, deadline, describe=describe, set_statement=self.set_statement,
-                               own_connect_timeout=self.own_connect_timeout, row_factory=dict_row)
+                               own_connect_timeout=self.own_connect_timeout, row_factory=row_factory)
         # A stored value Python cannot decode (written by SQL) must not fail a whole read.
         conn.adapters.register_loader("json", TolerantJsonLoader)
         conn.adapters.register_loader("jsonb", TolerantJsonbLoader)
@@ -157,7 +158,7 @@ class Database:
     def connection(self, deadline: float | None = None) -> Iterator[psycopg.Connection[dict[str, Any]]]:
         """A pooled autocommit connection with dict rows, for the caller alone inside the block."""
         pool = self.pool
-        conn = pool.borrow(time.monotonic() + self.timeout if deadline is None else deadline)
+        conn = pool.borrow(self.deadline() if deadline is None else deadline)
         try:
             yield conn
         except (psycopg.errors.DuplicatePreparedStatement, psycopg.errors.InvalidSqlStatementName,
@@ -188,7 +189,7 @@ class Database:
                 "no session connection can be had behind a transaction pooler: set QUEUER_DB_DIRECT_URL "
                 "to a direct (or session-pooled) URL for LISTEN and the worker's liveness lock"
             )
-        return self._session.open(time.monotonic() + self.timeout if deadline is None else deadline,
+        return self._session.open(self.deadline() if deadline is None else deadline,
                                   self.config.describe(), self._application_name("session"))
 
     def _open_pooled(self, deadline: float) -> psycopg.Connection[Any]:
@@ -218,9 +219,5 @@ def connect(config: DatabaseConfiguration, *, application_name: str = "queuer", 
     DatabaseUnreachableError as for any of queuer's connections.
     """
     opener = _Opener(config.connect_kwargs(), NetworkTimeouts(config.network_timeout), ())
-    kwargs = dict(opener.kwargs)
-    if opener.own_application_name:
-        kwargs["application_name"] = application_name[:63]
     deadline = time.monotonic() + (config.timeout if timeout is None else timeout)
-    return open_connection(kwargs, deadline, describe=config.describe(),
-                           own_connect_timeout=opener.own_connect_timeout, row_factory=row_factory)
+    return opener.open(deadline, config.describe(), application_name, row_factory)

@@ -27,6 +27,7 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from psycopg import pq
@@ -50,6 +51,7 @@ HOT_PATH_SETTINGS: tuple[tuple[str, str], ...] = (
 _OPTION_SETTING = re.compile(r"^(?:-c|--)\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*=")
 
 
+@lru_cache(maxsize=1)
 def _libpq_environment_variables() -> dict[str, str]:
     """libpq keyword -> the environment variable that sets it (PGAPPNAME -> application_name, ...)."""
     found: dict[str, str] = {}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,7 +77,6 @@ class Notifier(BackgroundLoop):
         self._want_lock: tuple[int, int] | None = None
         self._held_lock: tuple[int, int] | None = None
         self.lock_held = threading.Event()
-        self._pid = os.getpid()
         self._inherited: list[psycopg.Connection[dict[str, Any]]] = []  # a parent's session: kept, never used or closed
         start_over_after_fork(self)
 
@@ -104,7 +102,6 @@ class Notifier(BackgroundLoop):
         """Hold the session advisory lock ``key`` (None: release it); True once held."""
         if not self.db.has_session:
             return key is None
-        self._check_fork()
         with self._lock:
             self._want_lock = key
             if key != self._held_lock:
@@ -119,7 +116,6 @@ class Notifier(BackgroundLoop):
         """Start the thread if needed and wait until LISTEN is active (no-op without a session)."""
         if not self.db.has_session:
             return
-        self._check_fork()
         if not self.alive:
             self.start()
         self.connected.wait(timeout)
@@ -142,20 +138,15 @@ class Notifier(BackgroundLoop):
         return 0.0
 
     def after_fork_in_child(self) -> None:
-        """Right after a fork: another thread may have held the lock; the child's copy would stay locked."""
+        """Right after a fork: start over with a session of the child's own. The parent's is kept,
+        never used or closed; the locks are new (another thread may have held one at the fork)."""
         self._lock = threading.Lock()
-
-    def _check_fork(self) -> None:
-        """In a process forked from the one that made this notifier: start over, own session."""
-        if self._pid == os.getpid():
-            return
-        self._pid = os.getpid()
         if self._conn is not None:
             self._inherited.append(self._conn)
             self._conn = None
-        self.connected.clear()
+        self.connected = threading.Event()
         self._want_lock = self._held_lock = None
-        self.lock_held.clear()
+        self.lock_held = threading.Event()
         self._ever_connected = False
 
     def _sync_lock(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
