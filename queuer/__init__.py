@@ -6,7 +6,11 @@ Everything public is importable from here::
     from queuer import new_queuer, Options, OnError, RetryBackoff, Schedule, BatchJob, JobStatus
 """
 
-from queuer.context import JobContext, current_job
+from queuer.client.factory import new_queuer, new_queuer_with_db
+from queuer.client.queuer import Queuer
+from queuer.client.registry import task, task_with_name
+from queuer.config.database import DatabaseConfiguration
+from queuer.config.settings import WorkerSettings
 from queuer.errors import (
     ConfigurationError,
     ConnectionLostError,
@@ -23,8 +27,6 @@ from queuer.errors import (
     TaskNotRegisteredError,
     WorkerNotFoundError,
 )
-from queuer.factory import new_queuer, new_queuer_with_db
-from queuer.helper.config import DatabaseConfiguration
 from queuer.model import (
     BatchJob,
     Job,
@@ -37,10 +39,8 @@ from queuer.model import (
     Worker,
     WorkerStatus,
 )
+from queuer.model.context import JobContext, current_job
 from queuer.model.cron_schedule import CronSchedule
-from queuer.queuer import Queuer
-from queuer.registry import task, task_with_name
-from queuer.settings import WorkerSettings
 
 __version__ = "0.1.0"
 

@@ -25,10 +25,10 @@ import click
 import psycopg
 from psycopg.rows import dict_row
 
+from queuer.config.database import DatabaseConfiguration
 from queuer.database.connect import first_line
 from queuer.errors import ConfigurationError, QueuerError
-from queuer.helper.config import DatabaseConfiguration
-from queuer.helper.serialization import MAX_NESTING
+from queuer.payload.serialization import MAX_NESTING
 
 DURABILITY = click.Choice(["volatile", "balanced", "durable"])
 
@@ -57,8 +57,8 @@ class CliState:
             yield conn
 
     def queuer(self) -> Any:
-        from queuer.factory import new_queuer_with_db
-        from queuer.settings import WorkerSettings
+        from queuer.client.factory import new_queuer_with_db
+        from queuer.config.settings import WorkerSettings
 
         config = self.config()
         if not os.environ.get("QUEUER_DB_STARTUP_WAIT"):
@@ -243,7 +243,7 @@ def grant(state: CliState, role: str, dry_run: bool) -> None:
 @main.command()
 def keygen() -> None:
     """Print a new random encryption key for QUEUER_ENCRYPTION_KEY."""
-    from queuer.helper.encryption import generate_key
+    from queuer.payload.encryption import generate_key
 
     click.echo(generate_key())
 
@@ -255,7 +255,7 @@ def reencrypt(state: CliState, batch_size: int) -> None:
     """After a key rotation: re-encrypt every job under the newest key of QUEUER_ENCRYPTION_KEY."""
     from queuer.database import admin
     from queuer.errors import EncryptionError
-    from queuer.helper.encryption import Keyring
+    from queuer.payload.encryption import Keyring
 
     try:
         keyring = Keyring.parse(os.environ.get("QUEUER_ENCRYPTION_KEY"))
@@ -315,8 +315,8 @@ def queue(state: CliState, task: str, args: str | None, kwargs: str | None, prio
           force: bool) -> None:
     """Add a job of TASK. ARGS is a JSON array of positional arguments or a JSON object of
     keyword arguments: queuer queue resize '["/a.png"]', queuer queue resize '{"path": "/a.png"}'."""
+    from queuer.client.registry import validate_task_name
     from queuer.model.options import Options
-    from queuer.registry import validate_task_name
 
     try:
         validate_task_name(task, "TASK")
@@ -481,7 +481,7 @@ def health(state: CliState, name: str | None, host: str | None, max_silence: flo
     """
     import socket
 
-    from queuer.database.queries import Queries
+    from queuer.database.statements import Queries
     from queuer.database.worker_db import liveness_lock_space
 
     config = state.config()
@@ -708,7 +708,7 @@ def web(state: CliState, host: str, port: int, read_only: bool, show_encrypted: 
 def run(factory: str, max_concurrency: int | None, mode: str, restart_on_failure: bool, restart_delay: float,
         log_level: str, shutdown_on_listener_failure: bool, metrics_port: int | None, app_dir: str) -> None:
     """Run workers from FACTORY (module:function or module.function) until SIGTERM/SIGINT."""
-    from queuer.supervisor import Supervisor, SupervisorOptions
+    from queuer.supervisor.runner import Supervisor, SupervisorOptions
 
     # As celery, gunicorn and uvicorn do: the app's own directory first.
     sys.path.insert(0, os.path.abspath(app_dir))
@@ -725,7 +725,7 @@ def dev_db() -> None:
     """Start a throwaway PostgreSQL in the foreground for trying queuer; Ctrl-C removes it."""
     import signal as signals
 
-    from queuer.helper.postgres_server import TemporaryPostgres
+    from queuer.tools.postgres_server import TemporaryPostgres
 
     server = TemporaryPostgres()
     click.echo("starting a throwaway PostgreSQL ...", err=True)
@@ -751,7 +751,7 @@ def dev_db() -> None:
 @click.option("--concurrency", default=8, show_default=True, help="Worker threads.")
 def demo(jobs: int, concurrency: int) -> None:
     """Run a worker on a demo workload (an embedded PostgreSQL when QUEUER_DB_* is unset)."""
-    from queuer.demo import run_demo
+    from queuer.tools.demo import run_demo
 
     raise SystemExit(run_demo(jobs, concurrency))
 
@@ -778,7 +778,7 @@ def demo(jobs: int, concurrency: int) -> None:
 def bench(jobs: int, concurrency: int, fast: bool, scale_rows: int, aging_jobs: int, archive_rows: int,
           soak_jobs: int, only: tuple[str, ...], json_path: str) -> None:
     """What a user gets with no tuning: drain vs the SQL ceiling, real work, CPU, latency, processes, scale."""
-    from queuer.bench import MEASUREMENTS, ON_REQUEST, BenchSettings, run_bench
+    from queuer.tools.bench import MEASUREMENTS, ON_REQUEST, BenchSettings, run_bench
 
     which = set(only) or set(MEASUREMENTS) - set(ON_REQUEST)
     settings = BenchSettings(jobs=jobs, concurrency=concurrency, fast=fast, scale_rows=scale_rows,

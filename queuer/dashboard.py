@@ -10,7 +10,7 @@ from typing import TextIO
 import psycopg
 from psycopg.rows import tuple_row
 
-from queuer.helper.config import quote_identifier
+from queuer.config.database import quote_identifier
 
 WIDTH = 80
 

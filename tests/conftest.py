@@ -17,10 +17,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from queuer.helper.config import DatabaseConfiguration
-from queuer.helper.postgres_server import TemporaryPostgres
+from queuer.config.database import DatabaseConfiguration
 from queuer.testing.plugin import session_database
 from queuer.testing.server import fresh_schema
+from queuer.tools.postgres_server import TemporaryPostgres
 
 MARKERS = (
     "slow: takes more than a few seconds",

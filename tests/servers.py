@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import psycopg
 import pytest
 
-from queuer.helper.postgres_server import TemporaryPostgres, find_local_bin_dir
+from queuer.tools.postgres_server import TemporaryPostgres, find_local_bin_dir
 
 
 def own_server(*, listen: str | None = None, hba_first: Sequence[str] = (),

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from queuer import WorkerSettings
-from queuer.helper.config import DatabaseConfiguration
+from queuer.config.database import DatabaseConfiguration
 from queuer.testing.server import environment
 
 T = TypeVar("T")

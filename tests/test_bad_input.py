@@ -14,7 +14,7 @@ from queuer import (
     TaskNotRegisteredError,
     new_queuer_with_db,
 )
-from queuer.helper.config import ConfigurationError, DatabaseConfiguration
+from queuer.config.database import ConfigurationError, DatabaseConfiguration
 from tests.support import count, sql
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from queuer.helper.config import ConfigurationError, DatabaseConfiguration
+from queuer.config.database import ConfigurationError, DatabaseConfiguration
 
 
 def test_from_env_fields_go_to_libpq_as_keywords():

@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 from queuer import new_queuer, new_queuer_with_db
+from queuer.config.database import DatabaseConfiguration
 from queuer.errors import ConfigurationError, DatabaseUnreachableError
-from queuer.helper.config import DatabaseConfiguration
 from tests.servers import log_lines, own_server
 from tests.support import ROOT, wait_until
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from queuer import BatchJob, JobStatus, Options, Schedule, new_queuer_with_db
 from queuer.cli import main
-from queuer.helper.encryption import EncryptionError, Keyring, generate_key
+from queuer.payload.encryption import EncryptionError, Keyring, generate_key
 from tests.support import FAST, count, db_env, sql
 
 SECRET = "patient-4711-diagnosis"

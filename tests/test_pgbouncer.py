@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from queuer import JobStatus, Options, current_job, new_queuer_with_db
-from queuer.helper.config import DatabaseConfiguration
+from queuer.config.database import DatabaseConfiguration
 from tests.support import FAST, count, wait_until
 
 PGBOUNCER = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)

@@ -12,10 +12,10 @@ from dataclasses import replace
 import psycopg
 import pytest
 
+from queuer.config.database import DatabaseConfiguration
 from queuer.database.backoff import Backoff
 from queuer.database.connection import Database
 from queuer.errors import ConnectionLostError, DatabaseUnreachableError
-from queuer.helper.config import DatabaseConfiguration
 from tests.servers import own_server
 from tests.support import wait_until
 

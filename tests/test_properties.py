@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from queuer import JobStatus
-from queuer.helper.config import ConfigurationError, DatabaseConfiguration
-from queuer.helper.cron import validate_cron
+from queuer.config.database import ConfigurationError, DatabaseConfiguration
+from queuer.model.cron import validate_cron
 from tests.support import count, sql, wait_until
 
 EXAMPLES = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

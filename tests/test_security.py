@@ -9,7 +9,7 @@ from psycopg import sql as psql
 
 from queuer import JobStatus, new_queuer_with_db
 from queuer.cli import main
-from queuer.helper.config import DatabaseConfiguration
+from queuer.config.database import DatabaseConfiguration
 from tests.support import FAST, db_env
 
 

@@ -213,7 +213,7 @@ def test_run_task_in_a_context_cancelled_after_the_run_and_tasks_left_running():
 
 
 def test_queuer_db_passes_every_connection_setting_of_the_test_dsn_on():
-    from queuer.helper.config import DatabaseConfiguration
+    from queuer.config.database import DatabaseConfiguration
     from queuer.testing.server import config_from_dsn, environment
 
     config = config_from_dsn("host=db.test port=6543 dbname=app user=ci sslmode=verify-full "

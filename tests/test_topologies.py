@@ -179,8 +179,8 @@ def test_sqlalchemy_transactional_enqueue(make_queuer, db_config):
 
 def test_failover_to_a_promoted_replica_with_a_multi_host_url(tmp_path):
     from queuer import QueuerError
-    from queuer.helper.config import DatabaseConfiguration
-    from queuer.helper.postgres_server import TemporaryPostgres, find_local_bin_dir
+    from queuer.config.database import DatabaseConfiguration
+    from queuer.tools.postgres_server import TemporaryPostgres, find_local_bin_dir
     from tests.test_crashes import Workers, starts_by_rid
 
     if find_local_bin_dir() is None:

@@ -150,7 +150,7 @@ def test_without_opentelemetry_nothing_is_traced_and_jobs_still_run(db_config):
 
     script = (
         "import sys; sys.modules['opentelemetry'] = None\n"
-        "from queuer import new_queuer, tracing\n"
+        "from queuer import new_queuer\nfrom queuer.observability import tracing\n"
         "assert tracing.ENABLED is False\n"
         "q = new_queuer('plain', 1)\n"
         "q.add_task(len)\n"

@@ -515,7 +515,7 @@ def test_read_only_shows_no_action_and_refuses_every_post(worker, web, db_config
 
 def test_encrypted_payloads_stay_encrypted_unless_asked(db_config, web_q, make_queuer):
     from queuer import new_queuer_with_db
-    from queuer.helper.encryption import generate_key
+    from queuer.payload.encryption import generate_key
     from queuer.web.app import WebSettings
 
     key = generate_key()

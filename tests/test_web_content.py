@@ -152,7 +152,7 @@ def test_strangers_do_not_see_the_schema_name(worker, web, db_config):
 
 
 def test_printing_is_capped_and_survives_any_depth():
-    from queuer.helper.serialization import Undecodable
+    from queuer.payload.serialization import Undecodable
     from queuer.web.app import MAX_SHOWN, _capped, _pretty
 
     nested: list = []

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.rows import tuple_row
 
-from queuer.helper.config import quote_identifier
+from queuer.config.database import quote_identifier
 
 if TYPE_CHECKING:
-    from queuer.helper.encryption import Keyring
+    from queuer.payload.encryption import Keyring
 
 TABLES = ("job", "job_archive", "archive_partition", "worker", "master", "task_rate", "schedule", "web_state",
           "web_session_revoked", "web_audit", "schema_version")
@@ -114,7 +114,7 @@ def autovacuum_statements(schema: str, rollback: bool, conn: psycopg.Connection[
 
 def grant_statements(schema: str, role: str) -> list[str]:
     """What a role needs to produce and consume jobs, and nothing more: no DDL, no ownership."""
-    from queuer.helper.config import validate_schema_name
+    from queuer.config.database import validate_schema_name
 
     quoted = quote_identifier(schema)
     validate_schema_name(role)  # a role name is an identifier too: same rules, same quoting

@@ -31,13 +31,13 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from queuer.config.database import DatabaseConfiguration
 from queuer.database.connect import first_line, open_connection
 from queuer.database.params import HOT_PATH_SETTINGS, NetworkTimeouts, UserParameters
 from queuer.database.pool import ConnectionPool
-from queuer.database.queries import Queries
+from queuer.database.statements import Queries
 from queuer.database.tolerant_json import TolerantJsonbLoader, TolerantJsonLoader
 from queuer.errors import ConfigurationError, ConnectionLostError, DatabaseUnreachableError
-from queuer.helper.config import DatabaseConfiguration
 
 log = logging.getLogger("queuer.database")
 

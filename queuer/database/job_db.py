@@ -22,9 +22,9 @@ from queuer.database import admin
 from queuer.database.connection import Database
 from queuer.database.tolerant_json import TolerantJsonbLoader, TolerantJsonLoader, decode_arguments
 from queuer.errors import ConnectionLostError, DatabaseUnreachableError, EncryptionError, JobOutcomeUnknownError
-from queuer.helper.encryption import Keyring
-from queuer.helper.serialization import MAX_ERROR_CHARS, cap_error
 from queuer.model.job import Job, JobStatus
+from queuer.payload.encryption import Keyring
+from queuer.payload.serialization import MAX_ERROR_CHARS, cap_error
 
 
 @dataclass(slots=True)

@@ -17,8 +17,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
+from queuer.config.database import quote_identifier
 from queuer.database.admin import FUNCTIONS, TABLES
-from queuer.helper.config import quote_identifier
 
 log = logging.getLogger("queuer.migrations")
 

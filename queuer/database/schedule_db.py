@@ -8,9 +8,9 @@ from typing import Any
 
 from queuer.database.connection import Database
 from queuer.database.job_db import JobDB, NewJob
-from queuer.helper.cron import next_tick
-from queuer.helper.ids import new_rid
+from queuer.model.cron import next_tick
 from queuer.model.cron_schedule import CronSchedule
+from queuer.model.ids import new_rid
 
 log = logging.getLogger("queuer.scheduler")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from psycopg.types.json import JsonbLoader, JsonLoader
 
-from queuer.helper.serialization import Undecodable
+from queuer.payload.serialization import Undecodable
 
 
 def decode_arguments(text: str) -> Any:

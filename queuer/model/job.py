@@ -8,8 +8,8 @@ from enum import Enum
 from typing import Any
 from uuid import UUID
 
-from queuer.helper.serialization import Undecodable
 from queuer.model.options import Options
+from queuer.payload.serialization import Undecodable
 
 
 class JobStatus(str, Enum):

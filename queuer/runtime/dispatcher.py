@@ -27,14 +27,14 @@ from itertools import accumulate
 from typing import Any
 from uuid import UUID
 
-from queuer import tracing
-from queuer.context import JobContext, reset_current, set_current
 from queuer.database.job_db import ClaimedJob, Outcome
 from queuer.errors import EncryptionError
-from queuer.helper.encryption import Keyring
-from queuer.helper.serialization import MAX_NESTING, Undecodable, storable_size, to_json
+from queuer.model.context import JobContext, reset_current, set_current
 from queuer.model.options import OnError
 from queuer.model.task import Task
+from queuer.observability import tracing
+from queuer.payload.encryption import Keyring
+from queuer.payload.serialization import MAX_NESTING, Undecodable, storable_size, to_json
 from queuer.runtime.prefetch import PrefetchSizer
 
 log = logging.getLogger("queuer.worker")

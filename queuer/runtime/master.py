@@ -16,10 +16,10 @@ from collections.abc import Callable
 from datetime import datetime
 from uuid import UUID
 
+from queuer.config.settings import WorkerSettings
 from queuer.database.job_db import JobDB
 from queuer.database.worker_db import LivenessLimits, WorkerDB
 from queuer.runtime.loop import BackgroundLoop
-from queuer.settings import WorkerSettings
 
 log = logging.getLogger("queuer.master")
 

@@ -15,13 +15,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from uuid import UUID
 
+from queuer.config.settings import WorkerSettings
 from queuer.database.job_db import JobDB
 from queuer.database.schedule_db import ScheduleDB
 from queuer.database.worker_db import WorkerDB
-from queuer.helper.encryption import Keyring
 from queuer.model.options import OnError
 from queuer.model.task import Task
 from queuer.model.worker import Worker, WorkerStatus
+from queuer.payload.encryption import Keyring
 from queuer.runtime.completer import Completer
 from queuer.runtime.dispatcher import Dispatcher
 from queuer.runtime.heartbeat import Heartbeat
@@ -31,7 +32,6 @@ from queuer.runtime.notifier import Event, Notifier
 from queuer.runtime.poller import Poller
 from queuer.runtime.scheduler import SchedulerLoop
 from queuer.runtime.watchdog import Watchdog
-from queuer.settings import WorkerSettings
 
 log = logging.getLogger("queuer.worker")
 

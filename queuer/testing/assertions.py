@@ -6,8 +6,8 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from queuer.client.queuer import Queuer
 from queuer.model.job import Job
-from queuer.queuer import Queuer
 
 ANY = object()  # the default: any arguments match
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from queuer.helper.config import DatabaseConfiguration
+from queuer.config.database import DatabaseConfiguration
 from queuer.testing.server import SessionDatabase, environment, fresh_schema
 
 SESSION_DATABASE = pytest.StashKey[SessionDatabase]()

@@ -11,12 +11,12 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from queuer.context import JobContext, reset_current, set_current
+from queuer.client.queuer import Queuer
 from queuer.database.job_db import ClaimedJob, Outcome
-from queuer.helper.serialization import storable_size, to_json
+from queuer.model.context import JobContext, reset_current, set_current
 from queuer.model.job import Job
 from queuer.model.worker import WorkerStatus
-from queuer.queuer import Queuer
+from queuer.payload.serialization import storable_size, to_json
 from queuer.runtime.dispatcher import Dispatcher, run_coroutine_once
 
 CLAIM_BATCH = 100

@@ -22,9 +22,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from queuer.config.database import DatabaseConfiguration
 from queuer.database.connection import connect as open_database_connection
-from queuer.helper.config import DatabaseConfiguration
-from queuer.helper.postgres_server import TemporaryPostgres
+from queuer.tools.postgres_server import TemporaryPostgres
 
 DSN_VARIABLE = "QUEUER_TEST_DSN"
 CONTAINER_IMAGE = "postgres:16-alpine"

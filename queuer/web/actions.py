@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from queuer.client.queuer import Queuer
 from queuer.errors import (
     DuplicateJobError,
     EncryptionError,
@@ -20,7 +21,6 @@ from queuer.errors import (
 from queuer.model.job import Job
 from queuer.model.options import Options
 from queuer.model.worker import Worker
-from queuer.queuer import Queuer
 
 SCHEDULE_ACTIONS = ("pause", "resume", "trigger")
 

@@ -34,9 +34,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from queuer.client.queuer import Queuer
 from queuer.errors import DatabaseUnreachableError, JobNotFoundError
-from queuer.helper.serialization import Undecodable
-from queuer.queuer import Queuer
+from queuer.payload.serialization import Undecodable
 from queuer.web import actions, charts
 from queuer.web.params import (
     AUDIT_PARAMS,

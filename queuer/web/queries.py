@@ -27,7 +27,7 @@ import psycopg
 from queuer.database.connection import Database
 from queuer.database.tolerant_json import TolerantJsonbLoader, TolerantJsonLoader
 from queuer.database.worker_db import liveness_lock_space
-from queuer.helper.serialization import Undecodable
+from queuer.payload.serialization import Undecodable
 from queuer.web.params import Cursor, JobFilter
 
 # The pool's claim-tuned settings off again, for this transaction only.

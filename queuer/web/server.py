@@ -11,9 +11,9 @@ from typing import Any
 
 import uvicorn
 
-from queuer.helper.config import DatabaseConfiguration
-from queuer.queuer import Queuer
-from queuer.settings import WorkerSettings
+from queuer.client.queuer import Queuer
+from queuer.config.database import DatabaseConfiguration
+from queuer.config.settings import WorkerSettings
 from queuer.web.app import WebSettings, create_app
 from queuer.web.proxy import parse_networks, parse_public_origin
 from queuer.web.security import check_tokens, is_loopback_address
@@ -34,7 +34,7 @@ def check_bind(host: str, token: str | None) -> None:
 
 def web_queuer(config: DatabaseConfiguration, encryption_key: str | None) -> Queuer:
     """The server's Queuer: reads and acts on jobs; never alters the schema nor registers a worker."""
-    from queuer.factory import new_queuer_with_db
+    from queuer.client.factory import new_queuer_with_db
 
     return new_queuer_with_db("queuer-web", 1, encryption_key, config, settings=WorkerSettings(),
                               install=False, register=False)

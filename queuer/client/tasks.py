@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from queuer import registry
+from queuer.client import registry
 from queuer.errors import DuplicateTaskError, TaskNotRegisteredError
 from queuer.model.task import Task, task_name_of
 

@@ -13,11 +13,11 @@ import time
 from contextlib import ExitStack
 from typing import TextIO
 
-from queuer.factory import new_queuer_with_db
-from queuer.helper.config import DatabaseConfiguration
+from queuer.client.factory import new_queuer_with_db
+from queuer.config.database import DatabaseConfiguration
+from queuer.config.settings import WorkerSettings
 from queuer.model.batch_job import BatchJob
 from queuer.model.job import JobStatus
-from queuer.settings import WorkerSettings
 
 
 def checksum(text: str) -> str:
@@ -45,7 +45,7 @@ def run_demo(jobs: int = 10_000, concurrency: int = 8, out: TextIO = sys.stdout)
             config = DatabaseConfiguration.from_env()
             print(f"Using PostgreSQL at {config.describe()}", file=out)
         else:
-            from queuer.helper.postgres_server import TemporaryPostgres
+            from queuer.tools.postgres_server import TemporaryPostgres
 
             print("No QUEUER_DB_* set: starting a throwaway PostgreSQL ...", file=out, flush=True)
             server = stack.enter_context(TemporaryPostgres())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from queuer.context import _current
+from queuer.model.context import _current
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(task_name)s %(job_rid)s] %(message)s"
 

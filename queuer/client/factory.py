@@ -6,10 +6,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from queuer.helper.config import DatabaseConfiguration
+from queuer.client.queuer import Queuer
+from queuer.config.database import DatabaseConfiguration
+from queuer.config.settings import WorkerSettings
 from queuer.model.options import OnError
-from queuer.queuer import Queuer
-from queuer.settings import WorkerSettings
 
 
 def new_queuer(

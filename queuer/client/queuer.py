@@ -23,35 +23,36 @@ from uuid import UUID
 
 import psycopg
 
-from queuer import registry, tracing
+from queuer.client import registry
+from queuer.client.enqueue import JobBuilder, check_batch, duplicates_as_errors
+from queuer.client.events import JobEvents, JobListener
+from queuer.client.jobs import JobQueries, as_uuid
+from queuer.client.tasks import NextIntervalFunc, TaskSet
+from queuer.config.database import DatabaseConfiguration
+from queuer.config.settings import WorkerSettings
 from queuer.database.callers import check_callers_connection, on_callers_connection
 from queuer.database.connection import Database
 from queuer.database.job_db import JobDB
 from queuer.database.migrations import installed_version, latest_version, migrate, uninstall
 from queuer.database.schedule_db import ScheduleDB
 from queuer.database.worker_db import WorkerDB
-from queuer.enqueue import JobBuilder, check_batch, duplicates_as_errors
 from queuer.errors import (
     ConfigurationError,
     DatabaseUnreachableError,
     WorkerNotFoundError,
 )
-from queuer.events import JobEvents, JobListener
-from queuer.helper.config import DatabaseConfiguration
-from queuer.helper.cron import validate_cron, validate_timezone
-from queuer.helper.encryption import Keyring
-from queuer.helper.serialization import to_json
-from queuer.job_queries import JobQueries, as_uuid
 from queuer.model.batch_job import BatchJob
+from queuer.model.cron import validate_cron, validate_timezone
 from queuer.model.cron_schedule import CronSchedule
 from queuer.model.job import Job, JobStatus
 from queuer.model.options import OnError, Options
 from queuer.model.task import Task
 from queuer.model.worker import Worker, WorkerStatus
+from queuer.observability import tracing
+from queuer.payload.encryption import Keyring
+from queuer.payload.serialization import to_json
 from queuer.runtime.notifier import Notifier
 from queuer.runtime.worker import WorkerRuntime
-from queuer.settings import WorkerSettings
-from queuer.tasks import NextIntervalFunc, TaskSet
 
 log = logging.getLogger("queuer")
 

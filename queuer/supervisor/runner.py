@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, cast
 
-from queuer.logs import configure_logging
-from queuer.queuer import Queuer
+from queuer.client.queuer import Queuer
+from queuer.observability.logs import configure_logging
 
-log = logging.getLogger("queuer.supervisor")
+log = logging.getLogger("queuer.supervisor.runner")
 
 POLL_SECONDS = 0.2
 # With --shutdown-on-listener-failure: how long LISTEN may stay down.
@@ -116,7 +116,7 @@ class Supervisor:
             signal.signal(sig, self._on_signal)
         metrics = None
         if self.options.metrics_port is not None:
-            from queuer.metrics import MetricsServer
+            from queuer.observability.metrics import MetricsServer
 
             metrics = MetricsServer(self.options.metrics_port, lambda: self._current)
             metrics.start()

@@ -55,7 +55,7 @@ from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, Literal
 
-from queuer.helper.config import DatabaseConfiguration
+from queuer.config.database import DatabaseConfiguration
 
 __all__ = ["FAST_SETTINGS", "Source", "TemporaryPostgres", "find_local_bin_dir"]
 
@@ -629,7 +629,7 @@ class TemporaryPostgres:
 
 
 def _main(argv: Sequence[str] | None = None) -> None:
-    """``python -m queuer.helper.postgres_server``: start a server, print it, wait for Ctrl-C."""
+    """``python -m queuer.tools.postgres_server``: start a server, print it, wait for Ctrl-C."""
     prefer: Source = "embedded" if argv and "--embedded" in argv else "local"
     with TemporaryPostgres(prefer=prefer) as pg:
         print(pg.describe(), flush=True)

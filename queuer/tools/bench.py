@@ -27,10 +27,10 @@ from typing import Any, TextIO
 
 import psycopg
 
-from queuer.factory import new_queuer_with_db
-from queuer.helper.config import DatabaseConfiguration, quote_identifier
+from queuer.client.factory import new_queuer_with_db
+from queuer.client.queuer import Queuer
+from queuer.config.database import DatabaseConfiguration, quote_identifier
 from queuer.model.batch_job import BatchJob
-from queuer.queuer import Queuer
 
 # The server settings of a durable PostgreSQL (its defaults), and of a fast one.
 # The durable server: PostgreSQL's own defaults, over the throwaway server's fast ones (FAST_SETTINGS
@@ -270,7 +270,7 @@ class Bench:
         config = self.fresh_config()
         with self.queuer(config) as q:
             env = {**os.environ, **_env_for(config)}
-            command = [sys.executable, "-m", "queuer.bench", "--worker", str(self.settings.concurrency)]
+            command = [sys.executable, "-m", "queuer.tools.bench", "--worker", str(self.settings.concurrency)]
             worker = subprocess.Popen(command, env=env, stdout=subprocess.PIPE)
             try:
                 assert worker.stdout is not None
@@ -311,7 +311,7 @@ class Bench:
             with self.queuer(config) as q:
                 self.fill(q, s.jobs, "held")  # a task no worker has: nothing starts before the clock
                 env = {**os.environ, **_env_for(config)}
-                command = [sys.executable, "-m", "queuer.bench", "--worker", str(s.concurrency)]
+                command = [sys.executable, "-m", "queuer.tools.bench", "--worker", str(s.concurrency)]
                 procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE) for _ in range(n)]
                 try:
                     for proc in procs:  # wait until each is ready: the curve is about draining, not starting
@@ -651,7 +651,7 @@ def run_bench(settings: BenchSettings, which: set[str], json_path: str | None, o
         if DatabaseConfiguration.is_configured():
             config = DatabaseConfiguration.from_env()
         else:
-            from queuer.helper.postgres_server import TemporaryPostgres
+            from queuer.tools.postgres_server import TemporaryPostgres
 
             server_settings = {} if settings.fast else DURABLE_SETTINGS
             print(f"No QUEUER_DB_* set: starting a throwaway PostgreSQL ({'fast' if settings.fast else 'durable'}) ...",
@@ -671,7 +671,7 @@ def started_at() -> float:
 
 
 def _worker_main(concurrency: int) -> None:
-    """A worker for the process curve and latency (run as ``python -m queuer.bench --worker N``)."""
+    """A worker for the process curve and latency (run as ``python -m queuer.tools.bench --worker N``)."""
     q = new_queuer_with_db("bench-worker", concurrency, None, None)
     q.add_task(noop)
     q.add_task(started_at)

@@ -13,7 +13,7 @@ import re
 from functools import cache
 from importlib import resources
 
-from queuer.helper.config import quote_identifier
+from queuer.config.database import quote_identifier
 
 # The columns a job keeps when it moves to job_archive ({archived_columns} in
 # the SQL files); status, results and error are set by each statement, and so

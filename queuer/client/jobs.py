@@ -10,8 +10,8 @@ import builtins
 from collections.abc import Iterable
 from uuid import UUID
 
+from queuer.client.enqueue import JobBuilder
 from queuer.database.job_db import JobDB
-from queuer.enqueue import JobBuilder
 from queuer.errors import EncryptionError, JobAlreadyEndedError, JobNotFoundError
 from queuer.model.job import ENDED_STATUSES, Job, JobStatus
 from queuer.model.options import Options

@@ -16,16 +16,16 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from queuer.client.tasks import TaskSet
+from queuer.config.settings import WorkerSettings
 from queuer.database.job_db import DuplicateKeyError, NewJob
 from queuer.errors import DuplicateJobError
-from queuer.helper.encryption import Keyring
-from queuer.helper.ids import new_rid
-from queuer.helper.serialization import storable_size, to_json
 from queuer.model.batch_job import BatchJob
+from queuer.model.ids import new_rid
 from queuer.model.options import OnError, Options
-from queuer.settings import WorkerSettings
-from queuer.tasks import TaskSet
-from queuer.tracing import Sending
+from queuer.observability.tracing import Sending
+from queuer.payload.encryption import Keyring
+from queuer.payload.serialization import storable_size, to_json
 
 _NO_OPTIONS = Options()
 

@@ -6,9 +6,9 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from queuer.queuer import Queuer
+from queuer.client.queuer import Queuer
 
-log = logging.getLogger("queuer.metrics")
+log = logging.getLogger("queuer.observability.metrics")
 
 
 class QueuerCollector:

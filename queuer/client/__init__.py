@@ -1,0 +1,1 @@
+"""The client: the Queuer facade and what it delegates to (enqueue, reads, events, tasks)."""

@@ -1,0 +1,1 @@
+"""Seeing what runs: Prometheus metrics, OpenTelemetry tracing, log records with the job."""

@@ -1,0 +1,1 @@
+"""What a job carries: JSON arguments and results, and their encryption."""

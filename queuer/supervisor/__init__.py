@@ -1,0 +1,1 @@
+"""Hosting a Queuer: the supervisor behind ``queuer run module:factory``."""
