@@ -12,7 +12,7 @@ from tests.support import wait_until
 
 
 def _claim(q, limit: int, after=None):
-    return q.job_db.claim(q.worker.rid, ["noop"], limit, 1, None, 3, after=after)
+    return q.attempt_db.claim(q.worker.rid, ["noop"], limit, 1, None, 3, after=after)
 
 
 def _buffers(q, statement: str, params: dict) -> int:
@@ -60,7 +60,7 @@ def test_claims_go_on_from_where_the_last_ended_past_what_a_held_snapshot_keeps(
             **params, "after_priority": last.priority, "after_at": last.scheduled_at, "after_id": last.id})
     # A claim from the start visits every job claimed since the snapshot; going on, a few pages.
     assert from_start >= 40 and go_on <= from_start / 5, (from_start, go_on)
-    assert q.job_db.claim(q.worker.rid, ["noop"], 1000, 1, None, 3)  # the rest are still there
+    assert q.attempt_db.claim(q.worker.rid, ["noop"], 1000, 1, None, 3)  # the rest are still there
 
 
 def test_going_on_keeps_claim_order_higher_priorities_first(started):
@@ -79,7 +79,7 @@ def test_a_job_put_back_behind_the_cursor_is_found_by_the_next_full_claim(starte
     q = started
     q.add_jobs([BatchJob(task="noop") for _ in range(30)])
     first = _claim(q, 10)
-    q.job_db.release(q.worker.rid, [(first[0].id, first[0].attempt)])
+    q.attempt_db.release(q.worker.rid, [(first[0].id, first[0].attempt)])
     going_on = _claim(q, 10, after=first[-1].claim_key)
     assert first[0].rid not in {j.rid for j in going_on}  # behind the cursor
     assert _claim(q, 1)[0].rid == first[0].rid  # the full claim takes it, first in claim order

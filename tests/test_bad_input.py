@@ -217,11 +217,11 @@ def test_a_batch_naming_many_long_tasks_and_a_shutdown_giving_back_many_jobs_not
     rids = q.add_jobs([BatchJob(name) for name in names for _ in range(10)])
     assert len(rids) == 120
     q.worker_db.set_status(q.worker.rid, WorkerStatus.RUNNING)
-    claimed = q.job_db.claim(q.worker.rid, names, 120, 1, None, 3)
+    claimed = q.attempt_db.claim(q.worker.rid, names, 120, 1, None, 3)
     assert len(claimed) == 120
     held = [(job.id, job.attempt) for job in claimed]
-    assert q.job_db.requeue_abandoned(q.worker.rid, held[:60]) == 60
-    assert q.job_db.release(q.worker.rid, held[60:]) == 60
+    assert q.attempt_db.requeue_abandoned(q.worker.rid, held[:60]) == 60
+    assert q.attempt_db.release(q.worker.rid, held[60:]) == 60
     assert len(q.job_db.get_jobs(status=JobStatus.QUEUED, limit=500)) == 120
 
 

@@ -253,7 +253,7 @@ def test_a_transaction_pooler_without_the_setting_is_a_clear_error(bouncers, db_
                     # Claims are prepared statements; other clients share the server connections.
                     with q.db.connection() as conn:
                         conn.execute("SELECT 1")
-                    q.job_db.claim(q.worker.rid, ["noop"], 1, 1, None, 5)
+                    q.attempt_db.claim(q.worker.rid, ["noop"], 1, 1, None, 5)
                 except ConfigurationError as exc:
                     return str(exc)
             return ""

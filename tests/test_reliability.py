@@ -45,7 +45,7 @@ def test_fencing_a_runner_declared_dead_cannot_change_the_outcome(make_queuer, d
 
     # The master declares the stale worker dead and re-queues its job.
     sql(db_config, "UPDATE {schema}.worker SET status = 'DEAD' WHERE rid = %s", (stale.worker.rid,))
-    assert stale.job_db.rescue_orphans() == (1, 0)
+    assert stale.attempt_db.rescue_orphans() == (1, 0)
     rescuer = make_queuer(max_concurrency=1, settings=settings)
     rescuer.add_task_with_name(fast_second, "work")
     rescuer.start()
@@ -245,7 +245,7 @@ def test_database_restart_and_terminated_backends_are_survived(make_queuer, db_c
 def test_a_failing_flush_is_retried_and_loses_nothing(make_queuer, monkeypatch):
     q = make_queuer()
     q.add_task(len)
-    real = q.job_db.record_outcomes
+    real = q.attempt_db.record_outcomes
     failures = []
 
     def flaky_record(worker_rid, outcomes):
@@ -254,7 +254,7 @@ def test_a_failing_flush_is_retried_and_loses_nothing(make_queuer, monkeypatch):
             raise psycopg.OperationalError("injected: connection lost during flush")
         return real(worker_rid, outcomes)
 
-    monkeypatch.setattr(q.job_db, "record_outcomes", flaky_record)
+    monkeypatch.setattr(q.attempt_db, "record_outcomes", flaky_record)
     q.start()
     done = q.wait_for_job_finished(q.add_job(len, "abc").rid, 10)
     assert failures == [1] and (done.status, done.result) == (JobStatus.SUCCEEDED, 3)

@@ -182,7 +182,7 @@ def test_drain_puts_its_jobs_back_when_the_database_fails_midway(q, monkeypatch)
         raise psycopg.OperationalError("the connection was lost")
 
     with monkeypatch.context() as patch:
-        patch.setattr(q.job_db, "record_outcomes", lost)
+        patch.setattr(q.attempt_db, "record_outcomes", lost)
         with pytest.raises(psycopg.OperationalError):
             drain(q)
     assert {(job.rid, job.status) for job in enqueued_jobs(q)} == {(rid, JobStatus.QUEUED) for rid in rids}

@@ -18,11 +18,12 @@ from uuid import UUID
 
 from queuer.client.tasks import TaskSet
 from queuer.config.settings import WorkerSettings
-from queuer.database.job_db import DuplicateKeyError, NewJob
+from queuer.database.job_db import DuplicateKeyError
 from queuer.errors import DuplicateJobError
 from queuer.model.batch_job import BatchJob
 from queuer.model.ids import new_rid
 from queuer.model.options import OnError, Options
+from queuer.model.rows import NewJob
 from queuer.observability.tracing import Sending
 from queuer.payload.encryption import Keyring
 from queuer.payload.serialization import storable_size, to_json
@@ -95,9 +96,7 @@ class JobBuilder:
         rid = new_rid()
         sealed = None
         if self.keyring is not None:
-            # Bound to the first job of a series, so recurring runs and re-adds can open it.
-            plain = '{"p":' + params + ',"k":' + keyed + "}"
-            sealed = self.keyring.encrypt(plain.encode(), origin_rid or rid, "arguments")
+            sealed = self.keyring.seal_arguments(params, keyed, origin_rid or rid)
             params, keyed = "[]", "{}"
         return NewJob(
             rid=rid,

@@ -30,6 +30,7 @@ from queuer.client.jobs import JobQueries, as_uuid
 from queuer.client.tasks import NextIntervalFunc, TaskSet
 from queuer.config.database import DatabaseConfiguration
 from queuer.config.settings import WorkerSettings
+from queuer.database.attempt_db import AttemptDB
 from queuer.database.callers import check_callers_connection, on_callers_connection
 from queuer.database.connection import Database
 from queuer.database.job_db import JobDB
@@ -49,6 +50,7 @@ from queuer.model.options import OnError, Options
 from queuer.model.task import Task
 from queuer.model.worker import Worker, WorkerStatus
 from queuer.observability import tracing
+from queuer.observability.metrics import Scrape
 from queuer.payload.encryption import Keyring
 from queuer.payload.serialization import to_json
 from queuer.runtime.notifier import Notifier
@@ -102,6 +104,7 @@ class Queuer:
                     uninstall(conn, self.db_config.schema)
                 migrate(conn, self.db_config.schema)
         self.job_db = JobDB(self.db, self.keyring)
+        self.attempt_db = AttemptDB(self.db)
         self.worker_db = WorkerDB(self.db)
         self.schedule_db = ScheduleDB(self.db, self.job_db)
         self._tasks = TaskSet(registry.registered_tasks())
@@ -442,6 +445,17 @@ class Queuer:
         self._check_fork()
         return self._runtime is not None and not self._runtime.stopped.is_set()
 
+    def scrape(self) -> Scrape:
+        """What the Prometheus endpoint of ``queuer run --metrics-port`` reports for this queuer."""
+        jobs: list[tuple[str, str, int]] | None = None
+        workers: list[tuple[str, int]] | None = None
+        try:
+            jobs, workers = self.job_db.count_by_task_and_status(), self.worker_db.count_by_status()
+        except Exception:  # a scrape reports what it can
+            log.warning("could not read queue depth for metrics", exc_info=True)
+        runtime = self._runtime
+        return Scrape(self.running, jobs, workers, runtime.counters() if runtime is not None else None)
+
     def _check_fork(self) -> None:
         """In a process forked from the one that made this queuer, it is a producer of its own.
 
@@ -502,7 +516,8 @@ class Queuer:
             self.db.role = "worker"
             self.db.close()  # idle connections named for a producer: new ones say "worker"
             self._runtime = WorkerRuntime(
-                self.name, self.max_concurrency, self._tasks.tasks, self.job_db, self.worker_db, self.notifier,
+                self.name, self.max_concurrency, self._tasks.tasks, self.attempt_db, self.worker_db, self.schedule_db,
+                self.notifier,
                 self.settings, self.default_on_error, self.resources, self._tasks.next_interval_funcs,
                 self.keyring, worker_rid=self._worker.rid, worker_options=self._worker_options(),
             )
@@ -535,7 +550,7 @@ class Queuer:
         """True when this worker holds no job and none of its tasks has a job due now."""
         if self._runtime is not None and self._runtime.held():
             return False
-        return not self.job_db.has_due_jobs(list(self._tasks))
+        return not self.attempt_db.has_due_jobs(list(self._tasks))
 
     def wait_until_stopped(self, timeout: float | None = None) -> bool:
         """Block until the worker has stopped (by stop(), a signal or a stop request)."""

@@ -7,10 +7,11 @@ import logging
 from typing import Any
 
 from queuer.database.connection import Database
-from queuer.database.job_db import JobDB, NewJob
+from queuer.database.job_db import JobDB
 from queuer.model.cron import next_tick
 from queuer.model.cron_schedule import CronSchedule
 from queuer.model.ids import new_rid
+from queuer.model.rows import NewJob
 
 log = logging.getLogger("queuer.scheduler")
 

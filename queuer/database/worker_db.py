@@ -38,6 +38,9 @@ class WorkerDB:
         self.q = db.queries
         self.lock_space = liveness_lock_space(db.schema)
 
+    def count_by_status(self) -> list[tuple[str, int]]:
+        return [(r["status"], r["n"]) for r in self.db.execute(self.q.count_workers_by_status)]
+
     def insert(
         self,
         rid: UUID,

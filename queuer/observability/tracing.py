@@ -27,8 +27,8 @@ else:
     ENABLED = True
 
 if TYPE_CHECKING:
-    from queuer.database.job_db import ClaimedJob, Outcome
     from queuer.model.context import JobContext
+    from queuer.model.rows import ClaimedJob, Outcome
 
 SYSTEM = "queuer"
 TRACER_NAME = "queuer"

@@ -16,8 +16,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
@@ -106,5 +108,35 @@ class Keyring:
                 f"the job's {what} failed authentication: altered, or moved from another job"
             ) from None
 
+    # What a job's payloads are, sealed: its arguments (bound to the first job of a
+    # series, so recurring runs and re-adds open them) and its result (bound to itself).
+
+    def seal_arguments(self, parameters_json: str, keyed_json: str, binding: UUID) -> bytes:
+        return self.encrypt(('{"p":' + parameters_json + ',"k":' + keyed_json + "}").encode(), binding, "arguments")
+
+    def open_arguments(self, blob: bytes, binding: UUID) -> tuple[Any, Any]:
+        """(parameters, parameters_keyed); EncryptionError when they cannot be opened here."""
+        opened = _json_object(self.decrypt(blob, binding, "arguments"), "arguments")
+        return opened.get("p"), opened.get("k")
+
+    def seal_results(self, results_json: str, rid: UUID) -> bytes:
+        return self.encrypt(results_json.encode(), rid, "results")
+
+    def open_results(self, blob: bytes, rid: UUID) -> Any:
+        try:
+            return json.loads(self.decrypt(blob, rid, "results"))
+        except ValueError:
+            raise EncryptionError("the job's results opened but are not JSON") from None
+
     def needs_rotation(self, blob: bytes | None) -> bool:
         return blob is not None and bytes(blob[1:5]) != self.current_id
+
+
+def _json_object(plain: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(plain)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise EncryptionError(f"the job's {what} opened but are not a JSON object")
+    return value

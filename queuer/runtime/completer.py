@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 from uuid import UUID
 
-from queuer.database.job_db import JobDB, Outcome
+from queuer.database.attempt_db import AttemptDB
+from queuer.model.rows import Outcome
 from queuer.runtime.loop import BackgroundLoop
 
 log = logging.getLogger("queuer.completer")
@@ -26,13 +27,13 @@ class Completer(BackgroundLoop):
 
     def __init__(
         self,
-        job_db: JobDB,
+        attempt_db: AttemptDB,
         worker_rid: Callable[[], UUID],
         batch_size: int,
         flush_interval: float,
     ) -> None:
         super().__init__("completer")
-        self.job_db = job_db
+        self.attempt_db = attempt_db
         self.worker_rid = worker_rid
         self.batch_size = batch_size
         self.flush_interval = flush_interval
@@ -84,7 +85,7 @@ class Completer(BackgroundLoop):
         if not batch:
             return
         try:
-            applied = self.job_db.record_outcomes(self.worker_rid(), batch)
+            applied = self.attempt_db.record_outcomes(self.worker_rid(), batch)
         except Exception:
             with self._lock:  # keep them, in order, for the retry
                 self._pending[:0] = batch

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Protocol
 from uuid import UUID
 
-from queuer.database.job_db import JobDB
+from queuer.database.attempt_db import AttemptDB
 from queuer.database.worker_db import WorkerDB
 from queuer.runtime.loop import BackgroundLoop
 
@@ -44,7 +44,7 @@ class Heartbeat(BackgroundLoop):
     def __init__(
         self,
         worker_db: WorkerDB,
-        job_db: JobDB,
+        attempt_db: AttemptDB,
         runtime: WorkerRuntimeLike,
         interval: float,
         session_ok: Callable[[], bool] = lambda: True,
@@ -53,7 +53,7 @@ class Heartbeat(BackgroundLoop):
     ) -> None:
         super().__init__("heartbeat")
         self.worker_db = worker_db
-        self.job_db = job_db
+        self.attempt_db = attempt_db
         self.runtime = runtime
         self.interval = interval
         self.session_ok = session_ok
@@ -85,7 +85,7 @@ class Heartbeat(BackgroundLoop):
         running = self.runtime.running()
         if not running:
             return
-        in_db = set(self.job_db.held_by(self.runtime.worker_rid))
+        in_db = set(self.attempt_db.held_by(self.runtime.worker_rid))
         for job_id, attempt in running:
             if (job_id, attempt) not in in_db:
                 self.runtime.lost_attempt(job_id, "cancelled, or taken from this worker")
@@ -94,13 +94,13 @@ class Heartbeat(BackgroundLoop):
         # Memory first: an attempt that ends between the two reads is then at
         # worst suspected once, and gone from the database by the next round.
         known = set(self.runtime.held())
-        in_db = set(self.job_db.held_by(self.runtime.worker_rid))
+        in_db = set(self.attempt_db.held_by(self.runtime.worker_rid))
         unknown = in_db - known
         # Only release what stayed unknown over two rounds: a claim may be on its way in.
         lost = unknown & self._suspects
         self._suspects = unknown - lost
         if lost:
-            released = self.job_db.release(self.runtime.worker_rid, sorted(lost))
+            released = self.attempt_db.release(self.runtime.worker_rid, sorted(lost))
             log.warning("released %d job(s) this worker held in the database but not in memory", released)
 
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from uuid import UUID
 
 from queuer.config.settings import WorkerSettings
-from queuer.database.job_db import JobDB
+from queuer.database.attempt_db import AttemptDB
 from queuer.database.worker_db import LivenessLimits, WorkerDB
 from queuer.runtime.loop import BackgroundLoop
 
@@ -33,13 +33,13 @@ class MasterLoop(BackgroundLoop):
     def __init__(
         self,
         worker_db: WorkerDB,
-        job_db: JobDB,
+        attempt_db: AttemptDB,
         worker_rid: Callable[[], UUID],
         settings: WorkerSettings,
     ) -> None:
         super().__init__("master")
         self.worker_db = worker_db
-        self.job_db = job_db
+        self.attempt_db = attempt_db
         self.worker_rid = worker_rid
         self.settings = settings
         self.limits = LivenessLimits(
@@ -81,7 +81,7 @@ class MasterLoop(BackgroundLoop):
             how = "its session closed" if liveness == "session" else "its heartbeat stopped"
             log.warning("worker %s (%s) is gone (%s); marked DEAD", name, rid, how)
         if dead or now >= self._sweep_at:
-            requeued, failed = self.job_db.rescue_orphans()
+            requeued, failed = self.attempt_db.rescue_orphans()
             if requeued or failed:
                 log.warning("rescued jobs of dead workers: %d re-queued, %d failed (crash budget spent)",
                             requeued, failed)
@@ -90,13 +90,13 @@ class MasterLoop(BackgroundLoop):
             self._housekeeping_at = now + HOUSEKEEPING_SECONDS
             self.worker_db.prune(self.settings.prune_workers_after)
             # Partitions ahead of time, and whole partitions past the retention dropped (one DDL each).
-            created, dropped = self.job_db.maintain_archive(self.settings.archive_partition,
+            created, dropped = self.attempt_db.maintain_archive(self.settings.archive_partition,
                                                             self.settings.archive_retention)
             if dropped:
                 log.info("dropped %d archive partition(s) older than the retention", dropped)
             if self.settings.archive_retention is not None:
                 # One small batch at a time: the archive shrinks steadily without long locks.
-                pruned = self.job_db.prune_archive(self.settings.archive_retention, ARCHIVE_PRUNE_BATCH)
+                pruned = self.attempt_db.prune_archive(self.settings.archive_retention, ARCHIVE_PRUNE_BATCH)
                 self.archive_pruned_total += pruned
                 if pruned == ARCHIVE_PRUNE_BATCH:
                     self._housekeeping_at = now  # more to do: go on at the next tick

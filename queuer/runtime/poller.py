@@ -9,7 +9,8 @@ from uuid import UUID
 
 from psycopg.errors import UniqueViolation
 
-from queuer.database.job_db import ClaimedJob, ClaimKey, JobDB
+from queuer.database.attempt_db import AttemptDB
+from queuer.model.rows import ClaimedJob, ClaimKey
 from queuer.model.task import Task
 from queuer.runtime.dispatcher import Dispatcher
 from queuer.runtime.loop import BackgroundLoop
@@ -27,7 +28,7 @@ FULL_CLAIM_EVERY_SECONDS = 1.0
 class Poller(BackgroundLoop):
     def __init__(
         self,
-        job_db: JobDB,
+        attempt_db: AttemptDB,
         dispatcher: Dispatcher,
         worker_rid: Callable[[], UUID],
         tasks: Callable[[], Mapping[str, Task]],
@@ -37,7 +38,7 @@ class Poller(BackgroundLoop):
         default_crash_budget: int,
     ) -> None:
         super().__init__("poller")
-        self.job_db = job_db
+        self.attempt_db = attempt_db
         self.dispatcher = dispatcher
         self.worker_rid = worker_rid
         self.tasks = tasks
@@ -74,7 +75,7 @@ class Poller(BackgroundLoop):
         if room < self.dispatcher.worth_claiming() or not tasks:
             return None  # a finishing job wakes us once a claim is worth its round trip
         if self.suspects_may_wait and self.dispatcher.idle():
-            suspect = self.job_db.claim(
+            suspect = self.attempt_db.claim(
                 self.worker_rid(), list(tasks), 1, self.default_max_attempts, self.default_timeout,
                 self.default_crash_budget, suspects=True)
             if suspect:
@@ -87,7 +88,7 @@ class Poller(BackgroundLoop):
             after = self._cursor if asked < self._full_claim_due else None
             if after is None:
                 self._full_claim_due = asked + FULL_CLAIM_EVERY_SECONDS
-            jobs = self.job_db.claim(self.worker_rid(), free, room, self.default_max_attempts,
+            jobs = self.attempt_db.claim(self.worker_rid(), free, room, self.default_max_attempts,
                                      self.default_timeout, self.default_crash_budget, after=after)
             self.dispatcher.sizer.claimed(time.monotonic() - asked)
             # A full batch: more may follow it. A short one: the next claim looks from the start.
@@ -101,14 +102,14 @@ class Poller(BackgroundLoop):
             room -= claimed
             # Drained for now: sleep until NOTIFY, the next scheduled job's due
             # time, or the polling fallback, whichever comes first.
-            due_in = self.job_db.seconds_until_next_due(free)
+            due_in = self.attempt_db.seconds_until_next_due(free)
             if due_in is not None:
                 waits.append(due_in)
         self.waiting_for_limits = False
         for task in limited:
             if room <= 0:
                 break
-            jobs, token_wait = self.job_db.claim_limited(
+            jobs, token_wait = self.attempt_db.claim_limited(
                 self.worker_rid(), task.name, room, task.effective_concurrency_limit, task.requests_per_second,
                 self.default_max_attempts, self.default_timeout, self.default_crash_budget,
             )
@@ -134,7 +135,7 @@ class Poller(BackgroundLoop):
             return 0
         self.claimed_total += len(jobs)
         if self.stopping or not self.dispatcher.accepting:
-            self.job_db.release(self.worker_rid(), [(j.id, j.attempt) for j in jobs])
+            self.attempt_db.release(self.worker_rid(), [(j.id, j.attempt) for j in jobs])
             return None
         self.dispatcher.submit(jobs, alone=alone)
         time.sleep(0)  # let a job thread start the first job before this thread goes on

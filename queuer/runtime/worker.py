@@ -16,15 +16,17 @@ from typing import Any
 from uuid import UUID
 
 from queuer.config.settings import WorkerSettings
-from queuer.database.job_db import JobDB
+from queuer.database.attempt_db import AttemptDB
 from queuer.database.schedule_db import ScheduleDB
 from queuer.database.worker_db import WorkerDB
 from queuer.model.options import OnError
 from queuer.model.task import Task
 from queuer.model.worker import Worker, WorkerStatus
+from queuer.observability.metrics import WorkerCounters
 from queuer.payload.encryption import Keyring
 from queuer.runtime.completer import Completer
 from queuer.runtime.dispatcher import Dispatcher
+from queuer.runtime.executor import Executor
 from queuer.runtime.heartbeat import Heartbeat
 from queuer.runtime.loop import BackgroundLoop
 from queuer.runtime.master import MasterLoop
@@ -45,8 +47,9 @@ class WorkerRuntime:
         name: str,
         max_concurrency: int,
         tasks: Mapping[str, Task],
-        job_db: JobDB,
+        attempt_db: AttemptDB,
         worker_db: WorkerDB,
+        schedule_db: ScheduleDB,
         notifier: Notifier,
         settings: WorkerSettings,
         default_on_error: OnError | None,
@@ -60,7 +63,7 @@ class WorkerRuntime:
         self.name = name
         self.max_concurrency = max_concurrency
         self.tasks = tasks
-        self.job_db = job_db
+        self.attempt_db = attempt_db
         self.worker_db = worker_db
         self.notifier = notifier
         self.settings = settings
@@ -72,32 +75,32 @@ class WorkerRuntime:
         self._stopping = False
         self._on_stopped = on_stopped
         self.completer = Completer(
-            job_db, lambda: self._worker_rid, settings.completer_batch_size, settings.completer_flush_interval
+            attempt_db, lambda: self._worker_rid, settings.completer_batch_size, settings.completer_flush_interval
         )
+        executor = Executor(tasks, keyring, next_interval_funcs, max_result_bytes=settings.max_payload_bytes)
         self.dispatcher = Dispatcher(
-            tasks, max_concurrency, settings.prefetch, self.completer.add, self._wake_poller, default_on_error, resources,
-            next_interval_funcs, keyring, confirm_start=self._confirm_start,
-            max_result_bytes=settings.max_payload_bytes,
+            executor, max_concurrency, settings.prefetch, self.completer.add, self._wake_poller, default_on_error,
+            resources, confirm_start=self._confirm_start,
         )
         self.poller = Poller(
-            job_db,
+            attempt_db,
             self.dispatcher,
             lambda: self._worker_rid,
             lambda: self.tasks,
-            settings.poll_interval if job_db.db.has_session else min(settings.poll_interval, SESSIONLESS_POLL),
+            settings.poll_interval if attempt_db.db.has_session else min(settings.poll_interval, SESSIONLESS_POLL),
             default_on_error.max_attempts if default_on_error else 1,
             default_on_error.timeout_seconds if default_on_error else None,
             settings.crash_budget,
         )
-        self.has_session = job_db.db.has_session
+        self.has_session = attempt_db.db.has_session
         self.heartbeat = Heartbeat(
-            worker_db, job_db, self, settings.heartbeat_interval,
+            worker_db, attempt_db, self, settings.heartbeat_interval,
             session_ok=self.notifier.lock_held.is_set if self.has_session else lambda: True,
             watch_cancels=not self.has_session,
         )
-        self.master = MasterLoop(worker_db, job_db, lambda: self._worker_rid, settings)
+        self.master = MasterLoop(worker_db, attempt_db, lambda: self._worker_rid, settings)
         self.watchdog = Watchdog(self.dispatcher)
-        self.scheduler = SchedulerLoop(ScheduleDB(job_db.db, job_db))
+        self.scheduler = SchedulerLoop(schedule_db)
         self.loops: list[BackgroundLoop] = [
             self.completer, self.poller, self.watchdog, self.heartbeat, self.master, self.scheduler,
         ]
@@ -105,6 +108,10 @@ class WorkerRuntime:
     @property
     def worker_rid(self) -> UUID:
         return self._worker_rid
+
+    def counters(self) -> WorkerCounters:
+        return WorkerCounters(self.poller.claimed_total, self.dispatcher.started_total,
+                              dict(self.completer.outcome_counts), self.dispatcher.run_times)
 
     # -- life cycle -------------------------------------------------------------
 
@@ -156,7 +163,7 @@ class WorkerRuntime:
         """Put attempts still running at the shutdown timeout back at once, each charged a crash."""
         running = self.dispatcher.held()
         try:
-            requeued = self.job_db.requeue_abandoned(self._worker_rid, running)
+            requeued = self.attempt_db.requeue_abandoned(self._worker_rid, running)
             log.warning("%d job(s) still running after the %.1fs shutdown timeout were put back in the queue",
                         requeued, timeout)
         except Exception:
@@ -177,13 +184,13 @@ class WorkerRuntime:
             log.warning("the liveness lock is not held yet; heartbeating fast until the session is back")
 
     def _confirm_start(self, job_id: int, attempt: int, alone: bool) -> bool:
-        return self.job_db.confirm_start(self._worker_rid, job_id, attempt, alone)
+        return self.attempt_db.confirm_start(self._worker_rid, job_id, attempt, alone)
 
     def _release_unstarted(self) -> None:
         unstarted = self.dispatcher.take_back_unstarted()
         if unstarted:
             try:
-                released = self.job_db.release(self._worker_rid, unstarted)
+                released = self.attempt_db.release(self._worker_rid, unstarted)
                 log.info("released %d claimed but unstarted job(s) back to the queue", released)
             except Exception:
                 log.exception("could not release %d unstarted job(s); the master will re-queue them", len(unstarted))

@@ -22,6 +22,7 @@ from typing import Any, cast
 
 from queuer.client.queuer import Queuer
 from queuer.observability.logs import configure_logging
+from queuer.observability.metrics import MetricsServer, Scrape
 
 log = logging.getLogger("queuer.supervisor.runner")
 
@@ -105,6 +106,10 @@ class Supervisor:
         log.info("received %s: shutting down gracefully", signal.Signals(signum).name)
         self._shutdown.set()
 
+    def _scrape(self) -> Scrape | None:
+        q = self._current
+        return q.scrape() if q is not None else None
+
     def run(self) -> int:
         configure_logging(self.options.log_level)
         try:
@@ -116,9 +121,9 @@ class Supervisor:
             signal.signal(sig, self._on_signal)
         metrics = None
         if self.options.metrics_port is not None:
-            from queuer.observability.metrics import MetricsServer
 
-            metrics = MetricsServer(self.options.metrics_port, lambda: self._current)
+
+            metrics = MetricsServer(self.options.metrics_port, self._scrape)
             metrics.start()
         try:
             while True:

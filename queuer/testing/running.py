@@ -12,25 +12,16 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from queuer.client.queuer import Queuer
-from queuer.database.job_db import ClaimedJob, Outcome
 from queuer.model.context import JobContext, reset_current, set_current
 from queuer.model.job import Job
+from queuer.model.rows import ClaimedJob, Outcome, OutcomeStatus
 from queuer.model.worker import WorkerStatus
 from queuer.payload.serialization import storable_size, to_json
-from queuer.runtime.dispatcher import Dispatcher, run_coroutine_once
+from queuer.runtime.async_runner import run_coroutine_once
+from queuer.runtime.dispatcher import Dispatcher
+from queuer.runtime.executor import Executor
 
 CLAIM_BATCH = 100
-
-# Jobs ended since a moment, for a drain that let the queuer's own worker run them.
-_ENDED_SINCE = "SELECT rid FROM {schema}.job_archive WHERE ended_at >= %(since)s ORDER BY ended_at, id"
-_DUE_OR_RUNNING = """
-SELECT count(*) AS n FROM {schema}.job
-WHERE task_name = ANY(%(tasks)s) AND (status = 'RUNNING' OR scheduled_at <= now())
-"""
-_SCHEDULED_NOW = """
-UPDATE {schema}.job SET scheduled_at = now(), status = 'QUEUED'
-WHERE status = 'SCHEDULED' AND task_name = ANY(%(tasks)s)
-"""
 
 
 def drain(q: Queuer, timeout: float = 10.0, *, with_scheduled: bool = False, in_thread: bool = True) -> list[Job]:
@@ -58,11 +49,9 @@ def drain(q: Queuer, timeout: float = 10.0, *, with_scheduled: bool = False, in_
                            "or pass in_thread=False to let its worker run them")
     tasks = q._tasks.tasks
     ended: list[Outcome] = []
-    dispatcher = Dispatcher(
-        tasks, 1, 1, ended.append, lambda: None, q.default_on_error, q.resources,
-        q._tasks.next_interval_funcs, q.keyring, max_result_bytes=q.settings.max_payload_bytes, threads=False,
-        passthrough=_interruptions(),
-    )
+    executor = Executor(tasks, q.keyring, q._tasks.next_interval_funcs, max_result_bytes=q.settings.max_payload_bytes,
+                        passthrough=_interruptions())
+    dispatcher = Dispatcher(executor, 1, 1, ended.append, lambda: None, q.default_on_error, q.resources, threads=False)
     worker_rid = q.worker.rid
     q.worker_db.set_status(worker_rid, WorkerStatus.RUNNING)  # claims are for running workers only
     finished: list[Job] = []
@@ -71,8 +60,8 @@ def drain(q: Queuer, timeout: float = 10.0, *, with_scheduled: bool = False, in_
     try:
         while True:
             if with_scheduled:
-                q.db.execute(_SCHEDULED_NOW.format(schema=q.db.queries.schema_quoted), {"tasks": list(tasks)})
-            claimed = q.job_db.claim(worker_rid, list(tasks), CLAIM_BATCH, *_claim_defaults(q))
+                q.db.execute(q.db.queries.testing_schedule_now, {"tasks": list(tasks)})
+            claimed = q.attempt_db.claim(worker_rid, list(tasks), CLAIM_BATCH, *_claim_defaults(q))
             if not claimed:
                 return finished
             if time.monotonic() > deadline:
@@ -81,16 +70,17 @@ def drain(q: Queuer, timeout: float = 10.0, *, with_scheduled: bool = False, in_
             dispatcher.submit(claimed)
             dispatcher.run_here()
             rids = {job.id: job.rid for job in claimed}
-            applied = q.job_db.record_outcomes(worker_rid, ended)
+            applied = q.attempt_db.record_outcomes(worker_rid, ended)
             claimed = []
-            finished += [q.get_job_ended(rids[o.id]) for o in ended if o.status != "RETRY" and o.id in applied]
+            finished += [q.get_job_ended(rids[o.id]) for o in ended
+                         if o.status is not OutcomeStatus.RETRY and o.id in applied]
             ended.clear()
     except BaseException:
         _put_back(q, worker_rid, claimed)
         raise
     finally:
         try:
-            dispatcher.close_event_loop()
+            executor.loops.close()
         finally:
             q.worker_db.set_status(worker_rid, WorkerStatus.READY)
 
@@ -108,7 +98,7 @@ def _put_back(q: Queuer, worker_rid: uuid.UUID, claimed: list[ClaimedJob]) -> No
     if not claimed:
         return
     try:
-        q.job_db.release(worker_rid, [(job.id, job.attempt) for job in claimed])
+        q.attempt_db.release(worker_rid, [(job.id, job.attempt) for job in claimed])
     except Exception as exc:  # the database may be what failed: the first error matters more
         warnings.warn(f"drain could not put {len(claimed)} job(s) back in the queue: {exc}", stacklevel=3)
 
@@ -120,7 +110,7 @@ def _claim_defaults(q: Queuer) -> tuple[int, float | None, int]:
 
 
 def _drain_with_worker(q: Queuer, timeout: float, with_scheduled: bool) -> list[Job]:
-    schema = q.db.queries.schema_quoted
+    statements = q.db.queries
     tasks = list(q._tasks.tasks)
     since = q.worker_db.now()
     started_here = not q.running
@@ -130,8 +120,8 @@ def _drain_with_worker(q: Queuer, timeout: float, with_scheduled: bool) -> list[
     try:
         while True:
             if with_scheduled:
-                q.db.execute(_SCHEDULED_NOW.format(schema=schema), {"tasks": tasks})
-            row = q.db.execute_one(_DUE_OR_RUNNING.format(schema=schema), {"tasks": tasks})
+                q.db.execute(statements.testing_schedule_now, {"tasks": tasks})
+            row = q.db.execute_one(statements.testing_due_or_running, {"tasks": tasks})
             if not row or not row["n"]:
                 break
             if time.monotonic() > deadline:
@@ -140,7 +130,7 @@ def _drain_with_worker(q: Queuer, timeout: float, with_scheduled: bool) -> list[
     finally:
         if started_here:
             q.stop()
-    rows = q.db.execute(_ENDED_SINCE.format(schema=schema), {"since": since})
+    rows = q.db.execute(statements.testing_ended_since, {"since": since})
     return [q.get_job_ended(row["rid"]) for row in rows]
 
 

@@ -423,3 +423,17 @@ WHERE (%(worker_rid)s::uuid IS NULL OR worker_rid = %(worker_rid)s)
   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s)
 ORDER BY id DESC
 LIMIT %(limit)s;
+
+-- name: count_jobs_by_task_and_status
+-- The queue's depth: what metrics, the dashboard and the web overview show.
+SELECT task_name, status, count(*) AS n FROM {schema}.job GROUP BY task_name, status ORDER BY task_name, status
+
+-- name: transaction_start
+-- now() is the transaction's start: the value a DEFAULT gives the rows a COPY writes.
+SELECT now() AS now
+
+-- name: copy_jobs
+-- The columns in the order copy_format.copy_chunks writes them.
+COPY {schema}.job (rid, task_name, parameters, parameters_keyed, options, priority, status, scheduled_at,
+                   max_attempts, timeout_seconds, unique_key, origin_rid, schedule_count, serial_key,
+                   arguments_enc, crash_budget) FROM STDIN

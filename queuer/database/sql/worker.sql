@@ -172,3 +172,6 @@ FROM {schema}.worker AS w
 WHERE w.host = %(host)s AND (%(name)s::text IS NULL OR w.name = %(name)s) AND w.status <> 'READY'
 ORDER BY w.id DESC
 LIMIT 20;
+
+-- name: count_workers_by_status
+SELECT status, count(*) AS n FROM {schema}.worker GROUP BY status ORDER BY status

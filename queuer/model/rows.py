@@ -1,0 +1,103 @@
+"""The rows the database layer writes and the worker holds: a job to insert, a claimed attempt, an outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+from queuer.payload.serialization import MAX_ERROR_CHARS, cap_error
+
+
+@dataclass(slots=True)
+class NewJob:
+    """A job ready to insert: arguments already serialized to JSON text."""
+
+    rid: UUID
+    task_name: str
+    parameters: str
+    parameters_keyed: str
+    options: str | None
+    priority: int = 0
+    scheduled_at: datetime | None = None
+    delay_seconds: float = 0.0
+    max_attempts: int = 1
+    timeout_seconds: float | None = None
+    unique_key: str | None = None
+    origin_rid: UUID | None = None
+    schedule_count: int = 0
+    serial_key: str | None = None
+    arguments_enc: bytes | None = None  # encrypted {"p": parameters, "k": parameters_keyed}
+    skip_duplicate: bool = False  # with a unique_key: return the existing job instead of failing
+    crash_budget: int | None = None  # None: the claiming worker's default
+
+
+@dataclass(frozen=True)
+class ClaimKey:
+    """Where a job stands in claim order: highest priority first, then earliest due, then oldest."""
+
+    priority: int
+    scheduled_at: datetime
+    id: int
+
+
+@dataclass
+class ClaimedJob:
+    """One attempt this worker holds: (id, attempt) is its fencing identity."""
+
+    id: int
+    rid: UUID
+    task_name: str
+    parameters: list[Any]
+    parameters_keyed: dict[str, Any]
+    options: dict[str, Any] | None
+    priority: int
+    scheduled_at: datetime
+    attempt: int
+    max_attempts: int
+    timeout_seconds: float | None
+    schedule_count: int
+    created_at: datetime
+    origin_rid: UUID | None = None
+    arguments_enc: bytes | None = None
+    failures: int = 0  # earlier attempts that raised or timed out
+    rescues: int = 0  # times put back after a crash: then its start is recorded before it runs
+
+    @property
+    def claim_key(self) -> ClaimKey:
+        return ClaimKey(self.priority, self.scheduled_at, self.id)
+
+    @property
+    def binding(self) -> UUID:
+        """What the arguments' encryption is bound to: the first job of a series, or this one."""
+        return self.origin_rid or self.rid
+
+
+class OutcomeStatus(str, Enum):
+    """How an attempt ended, as the worker writes it."""
+
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    RETRY = "RETRY"  # failed, with a retry left: the job is scheduled again
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one attempt ended."""
+
+    id: int
+    attempt: int
+    status: OutcomeStatus
+    results: str | None = None  # JSON text
+    error: str | None = None
+    retry_delay: float = 0.0
+    next_at: datetime | None = None  # a recurring job's next run, from its next-interval function
+    results_enc: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.error is not None and len(self.error) > MAX_ERROR_CHARS:
+            # a 2 MB exception message must not become a 2 MB row
+            object.__setattr__(self, "error", cap_error(self.error))

@@ -1,0 +1,27 @@
+"""One attempt held by this worker, from the claim to its outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from queuer.model.context import JobContext
+from queuer.model.options import OnError
+from queuer.model.rows import ClaimedJob
+
+
+class AttemptState(Enum):
+    BUFFERED = "buffered"  # claimed, waiting for a job thread
+    RUNNING = "running"  # on a job thread
+    ENDED = "ended"  # its outcome is known here (or it was taken back): nothing more counts
+
+
+@dataclass
+class Attempt:
+    job: ClaimedJob
+    context: JobContext
+    on_error: OnError | None
+    state: AttemptState = AttemptState.BUFFERED
+    alone: bool = False  # a suspect: nothing else runs on this worker meanwhile
+    deadline: float | None = None  # time.monotonic() after which it times out
+    thread_busy: bool = False
