@@ -23,7 +23,6 @@ from queuer.errors import (
     JobOutcomeUnknownError,
     JobWaitTimeoutError,
     QueuerError,
-    QueuerStoppedError,
     TaskNotRegisteredError,
     WorkerNotFoundError,
 )
@@ -40,7 +39,7 @@ from queuer.model import (
     WorkerStatus,
 )
 from queuer.model.context import JobContext, current_job
-from queuer.model.cron_schedule import CronSchedule
+from queuer.model.cron import CronSchedule
 
 __version__ = "0.1.0"
 
@@ -65,7 +64,6 @@ __all__ = [
     "Options",
     "Queuer",
     "QueuerError",
-    "QueuerStoppedError",
     "RetryBackoff",
     "Schedule",
     "Task",
@@ -80,3 +78,16 @@ __all__ = [
     "task",
     "task_with_name",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # Names kept for code written against older versions: they still import, with a warning.
+    if name == "QueuerStoppedError":
+        import warnings
+
+        from queuer import errors
+
+        warnings.warn("QueuerStoppedError is never raised (a stopped queuer reopens its connections when used "
+                      "again) and will be removed in 1.0; stop catching it", DeprecationWarning, stacklevel=2)
+        return errors.QueuerStoppedError
+    raise AttributeError(f"module 'queuer' has no attribute {name!r}")

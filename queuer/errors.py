@@ -92,7 +92,7 @@ class WorkerNotFoundError(QueuerError, LookupError):
 
 
 class QueuerStoppedError(QueuerError, RuntimeError):
-    """Kept for code that catches it; a stopped queuer reopens its connections when used again."""
+    """Deprecated, never raised: a stopped queuer reopens its connections when used again."""
 
 
 __all__ = [
@@ -107,7 +107,6 @@ __all__ = [
     "JobOutcomeUnknownError",
     "JobWaitTimeoutError",
     "QueuerError",
-    "QueuerStoppedError",
     "TaskNotRegisteredError",
     "WorkerNotFoundError",
 ]

@@ -439,3 +439,13 @@ def test_execute_after_timedelta_and_datetime(make_queuer, db_config):
     assert done[batched].started_at >= added + timedelta(seconds=0.6)
     with pytest.raises(ValueError, match="datetime or a timedelta"):
         Options(execute_after=5)
+
+
+def test_a_deprecated_name_still_imports_and_says_so():
+    import queuer
+
+    with pytest.warns(DeprecationWarning, match="never raised"):
+        from queuer import QueuerStoppedError
+    assert issubclass(QueuerStoppedError, queuer.QueuerError)
+    with pytest.raises(AttributeError):
+        queuer.no_such_name  # noqa: B018

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from queuer import BatchJob, JobStatus
+from tests.servers import restart
 from tests.support import ROOT, count, db_env, sql, wait_until
 
 pytestmark = [pytest.mark.reliability, pytest.mark.crash, pytest.mark.slow]
@@ -239,7 +240,7 @@ def test_a_40_second_database_outage_declares_nobody_dead_and_loses_nothing(make
                 except DatabaseUnreachableError:
                     refused += 1
 
-        pg_server.restart(while_down=outage)
+        restart(pg_server, while_down=outage)
         for i in range(100):
             added.append(producer.add_job("work", i).rid)
         wait_until(lambda: count(db_config, "SELECT count(*) FROM {schema}.job") == 0, timeout=120,
@@ -268,7 +269,7 @@ def test_a_worker_started_while_the_database_is_down_runs_jobs_once_it_is_up(mak
         assert workers.procs[0].poll() is None
 
     try:
-        pg_server.restart(while_down=start_worker_while_down)
+        restart(pg_server, while_down=start_worker_while_down)
         up_at = time.time()
         workers = holder["workers"]
         workers.ready(timeout=30)

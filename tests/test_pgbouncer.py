@@ -23,6 +23,7 @@ import pytest
 
 from queuer import JobStatus, Options, current_job, new_queuer_with_db
 from queuer.config.database import DatabaseConfiguration
+from queuer.config.ports import free_port
 from tests.support import FAST, count, wait_until
 
 PGBOUNCER = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
@@ -33,19 +34,13 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PgBouncer:
     """A PgBouncer in front of the test server, run as the postgres user when we are root."""
 
     def __init__(self, server: DatabaseConfiguration, mode: str) -> None:
         self.server = server
         self.mode = mode
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="queuer-pgbouncer-"))
         self.proc: subprocess.Popen[bytes] | None = None
         user = server.username or "postgres"

@@ -16,7 +16,7 @@ from queuer.config.database import DatabaseConfiguration
 from queuer.database.backoff import Backoff
 from queuer.database.connection import Database
 from queuer.errors import ConnectionLostError, DatabaseUnreachableError
-from tests.servers import own_server
+from tests.servers import kill, own_server, restart
 from tests.support import wait_until
 
 
@@ -104,7 +104,7 @@ def test_a_connection_given_back_inside_a_transaction_is_not_reused(config):
 def test_the_pool_recovers_from_a_server_restart_without_an_error(config, server):
     db = Database(config, name="poolrestart")
     before = _pids(db)
-    server.restart()
+    restart(server)
     after = _pids(db)  # the old connection's goodbye is seen before anything is sent
     assert after != before
     db.close()
@@ -252,7 +252,7 @@ def test_waiting_while_the_server_is_down_says_so(config, server):
     db = Database(replace(config, pool_size=1, timeout=1.5), name="pooldown")
     _pids(db)
     db.close()
-    server.kill()
+    kill(server)
     try:
         errors: list[str] = []
 
@@ -274,7 +274,7 @@ def test_waiting_while_the_server_is_down_says_so(config, server):
             seconds = float(error.split("s ", 1)[0])
             assert seconds < 1.5 + 2.5, error  # the call's time, plus at most libpq's 2 s attempt
     finally:
-        server.restart()
+        restart(server)
 
 
 def test_close_cancels_the_trim_timer_and_the_pool_opens_again_when_used(config):

@@ -15,6 +15,7 @@ import pytest
 
 import queuer
 from queuer import BatchJob, JobStatus, OnError, Options, WorkerSettings, WorkerStatus
+from tests.servers import restart
 from tests.support import count, read_lines_until, sql, start_worker_process, stop_process, wait_until
 
 pytestmark = pytest.mark.reliability
@@ -226,7 +227,7 @@ def test_database_restart_and_terminated_backends_are_survived(make_queuer, db_c
     q.start()
     q.add_jobs([BatchJob(task=short, parameters=[i]) for i in range(total)])
     wait_until(lambda: archived(db_config) > 300, message="some progress")
-    pg_server.restart()
+    restart(pg_server)
     wait_until(lambda: archived(db_config) > 1500, timeout=60, message="progress after restart")
     terminated = sql(
         db_config,

@@ -214,9 +214,9 @@ def test_run_task_in_a_context_cancelled_after_the_run_and_tasks_left_running():
 
 def test_queuer_db_passes_every_connection_setting_of_the_test_dsn_on():
     from queuer.config.database import DatabaseConfiguration
-    from queuer.testing.server import config_from_dsn, environment
+    from queuer.testing.server import environment
 
-    config = config_from_dsn("host=db.test port=6543 dbname=app user=ci sslmode=verify-full "
+    config = DatabaseConfiguration.from_url("host=db.test port=6543 dbname=app user=ci sslmode=verify-full "
                              "sslrootcert=/ca.pem options='-c lock_timeout=5s'")
     again = DatabaseConfiguration.from_env(environment(config.with_schema("test_x")))
     assert (again.host, again.port, again.database, again.username, again.schema) == (

@@ -16,19 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from queuer import new_queuer_with_db
+from queuer.config.ports import free_port
+from tests.servers import kill, promote, start_replica
 from tests.support import ROOT, count, db_env, wait_until
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_gunicorn_preload_with_a_queuer_made_at_import(db_config):
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--preload", "--workers", "2", "--worker-class", "sync",
          "--bind", f"127.0.0.1:{port}", "--timeout", "30", "tests.apps.preloaded_wsgi:app"],
@@ -187,7 +183,7 @@ def test_failover_to_a_promoted_replica_with_a_multi_host_url(tmp_path):
         pytest.skip("a streaming replica needs the local server binaries")
     primary = TemporaryPostgres("local", {"synchronous_commit": "on"})
     primary.start()
-    replica = primary.start_replica()
+    replica = start_replica(primary)
     try:
         # Synchronous replication, so a commit the primary acknowledged survives its death.
         with psycopg_connect(primary.config) as conn:
@@ -215,8 +211,8 @@ def test_failover_to_a_promoted_replica_with_a_multi_host_url(tmp_path):
             thread = threading.Thread(target=produce, daemon=True)
             thread.start()
             wait_until(lambda: len(added) > 200, timeout=30, message="jobs flow")
-            primary.kill()
-            replica.promote()
+            kill(primary)
+            promote(replica)
             promoted_at = time.time()
             first = wait_until(lambda: [t for t, _, line in workers.lines
                                         if line.startswith("STARTED") and float(line.split()[2]) > promoted_at],

@@ -19,7 +19,7 @@ from uuid import UUID
 from queuer.database.job_db import JobDB
 from queuer.errors import ConfigurationError, JobNotFoundError, JobWaitTimeoutError
 from queuer.model.job import Job, JobStatus
-from queuer.runtime.notifier import Event, Notifier
+from queuer.runtime.notifier import Event, EventKind, Notifier
 
 log = logging.getLogger("queuer")
 
@@ -30,7 +30,7 @@ WAIT_RECHECK_SECONDS = 5.0
 SESSIONLESS_RECHECK_SECONDS = 0.2
 
 # Which notification kinds each listener kind hears.
-_LISTENER_KIND = {"insert": "insert", "retry": "update", "cancel": "update", "end": "delete"}
+_LISTENER_KIND = {EventKind.INSERT: "insert", EventKind.RETRY: "update", EventKind.CANCEL: "update", EventKind.END: "delete"}
 
 
 class JobEvents:
@@ -115,7 +115,7 @@ class JobEvents:
             if not self._waiters and not any(self._listeners.values()):
                 return  # a busy worker's own batches of events: nobody here is waiting
             for event in events:
-                if event.kind == "end" and event.rid is not None:
+                if event.kind is EventKind.END and event.rid is not None:
                     for waiter in self._waiters.get(event.rid, ()):
                         waiter.set()
                 kind = _LISTENER_KIND.get(event.kind)
@@ -133,9 +133,9 @@ class JobEvents:
 
 
 def _event_job(event: Event) -> Job:
-    if event.kind == "end":
+    if event.kind is EventKind.END:
         status, task_name = JobStatus(event.detail or "SUCCEEDED"), event.extra or ""
-    elif event.kind == "cancel":
+    elif event.kind is EventKind.CANCEL:
         status, task_name = JobStatus.CANCELLED, event.extra or ""
     else:  # insert, retry
         status, task_name = JobStatus(event.extra or "QUEUED"), event.detail or ""

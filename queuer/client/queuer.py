@@ -33,9 +33,9 @@ from queuer.config.settings import WorkerSettings
 from queuer.database.attempt_db import AttemptDB
 from queuer.database.callers import check_callers_connection, on_callers_connection
 from queuer.database.connection import Database
+from queuer.database.cron_db import CronDB
 from queuer.database.job_db import JobDB
 from queuer.database.migrations import installed_version, latest_version, migrate, uninstall
-from queuer.database.schedule_db import ScheduleDB
 from queuer.database.worker_db import WorkerDB
 from queuer.errors import (
     ConfigurationError,
@@ -43,8 +43,7 @@ from queuer.errors import (
     WorkerNotFoundError,
 )
 from queuer.model.batch_job import BatchJob
-from queuer.model.cron import validate_cron, validate_timezone
-from queuer.model.cron_schedule import CronSchedule
+from queuer.model.cron import CronSchedule, validate_cron, validate_timezone
 from queuer.model.job import Job, JobStatus
 from queuer.model.options import OnError, Options
 from queuer.model.task import Task
@@ -106,7 +105,7 @@ class Queuer:
         self.job_db = JobDB(self.db, self.keyring)
         self.attempt_db = AttemptDB(self.db)
         self.worker_db = WorkerDB(self.db)
-        self.schedule_db = ScheduleDB(self.db, self.job_db)
+        self.cron_db = CronDB(self.db, self.job_db)
         self._tasks = TaskSet(registry.registered_tasks())
         self._jobs = JobBuilder(self._tasks, self.settings, self.default_on_error, self.keyring)
         self.notifier = Notifier(self.db)
@@ -249,24 +248,24 @@ class Queuer:
         validate_cron(cron)
         validate_timezone(timezone)
         task_name = self._tasks.name_of(task)
-        return self.schedule_db.upsert(
+        return self.cron_db.upsert(
             name, cron, timezone, task_name,
             to_json(list(parameters), f"a positional argument of schedule {name!r}"),
             to_json(dict(parameters_keyed), f"a keyword argument of schedule {name!r}"),
         )
 
     def get_schedules(self) -> list[CronSchedule]:
-        return self.schedule_db.list()
+        return self.cron_db.list()
 
     def pause_schedule(self, name: str) -> CronSchedule:
-        return _schedule_or_raise(name, self.schedule_db.set_paused(name, True))
+        return _schedule_or_raise(name, self.cron_db.set_paused(name, True))
 
     def resume_schedule(self, name: str) -> CronSchedule:
         """Resume from the next tick after now; ticks missed while paused do not fire."""
-        return _schedule_or_raise(name, self.schedule_db.set_paused(name, False))
+        return _schedule_or_raise(name, self.cron_db.set_paused(name, False))
 
     def remove_schedule(self, name: str) -> None:
-        if not self.schedule_db.remove(name):
+        if not self.cron_db.remove(name):
             raise LookupError(f"no schedule named {name!r}")
 
     # -- adding jobs --------------------------------------------------------------------
@@ -514,9 +513,9 @@ class Queuer:
             if not self._tasks:
                 log.warning("queuer %s starts with no tasks registered; it will claim nothing", self.name)
             self.db.role = "worker"
-            self.db.close()  # idle connections named for a producer: new ones say "worker"
+            self.db.release_idle()  # idle connections named for a producer: new ones say "worker"
             self._runtime = WorkerRuntime(
-                self.name, self.max_concurrency, self._tasks.tasks, self.attempt_db, self.worker_db, self.schedule_db,
+                self.name, self.max_concurrency, self._tasks.tasks, self.attempt_db, self.worker_db, self.cron_db,
                 self.notifier,
                 self.settings, self.default_on_error, self.resources, self._tasks.next_interval_funcs,
                 self.keyring, worker_rid=self._worker.rid, worker_options=self._worker_options(),
@@ -542,7 +541,7 @@ class Queuer:
                     log.warning("could not mark worker %s STOPPED: %s", self._worker.rid, exc)
             self.notifier.stop()
             self._events.close()
-            self.db.close()
+            self.db.release_idle()
 
     close = stop
 

@@ -144,9 +144,13 @@ class Database:
                                 self.config.describe(), now - started, wait)
                     next_report = now + REPORT_EVERY_SECONDS
 
-    def close(self) -> None:
-        """Close the idle pooled connections (the pool opens new ones if the database is used again)."""
+    def release_idle(self) -> None:
+        """Close the idle pooled connections; the pool opens new ones if the database is used again."""
         self.pool.close()
+
+    def close(self) -> None:
+        """queuerPy's name for ``release_idle``: the database stays usable."""
+        self.release_idle()
 
     # -- connections --------------------------------------------------------
 

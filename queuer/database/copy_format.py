@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from queuer.model.job import JobStatus
 from queuer.model.rows import NewJob
 
 # Lines per write: enough to amortise the call, few enough that building overlaps ingesting.
@@ -34,7 +35,7 @@ def copy_chunks(jobs: Iterable[NewJob], now: datetime, rids: list[UUID], task_na
             job.parameters_keyed if job.parameters_keyed == "{}" else _copy_text(job.parameters_keyed),
             _copy_text(job.options),
             str(job.priority),
-            "SCHEDULED" if at > now else "QUEUED",
+            JobStatus.SCHEDULED.value if at > now else JobStatus.QUEUED.value,
             now_text if at is now else str(at),
             str(job.max_attempts),
             _copy_text(job.timeout_seconds),

@@ -12,8 +12,12 @@ from __future__ import annotations
 import re
 from functools import cache
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from queuer.config.database import quote_identifier
+
+if TYPE_CHECKING:
+    from typing_extensions import LiteralString
 
 # The columns a job keeps when it moves to job_archive ({archived_columns} in
 # the SQL files); status, results and error are set by each statement, and so
@@ -71,19 +75,21 @@ def _templates() -> dict[str, str]:
 
 
 class Queries:
-    """The statements for one schema: ``Queries("app").claim_jobs`` is SQL text."""
+    """The statements for one schema: ``Queries("app").claim_jobs`` is SQL text, typed as a
+    ``LiteralString`` as psycopg asks of a query."""
 
     def __init__(self, schema: str) -> None:
         quoted = quote_identifier(schema)
         self.schema = schema
         self.schema_quoted = quoted
-        self._statements = {
+        self._statements: dict[str, LiteralString] = {
             name: body.replace("{schema}", quoted).replace("{archived_columns}", ARCHIVED_COLUMNS)
             .replace("{notify_items}", NOTIFY_ITEMS)
             for name, body in _templates().items()
         }
 
-    def __getattr__(self, name: str) -> str:
+    def __getattr__(self, name: str) -> LiteralString:
+        # Text from our own files with only our quoted schema put in: as constant as a literal.
         try:
             return self._statements[name]
         except KeyError:

@@ -1,8 +1,10 @@
-"""Cron expressions (croniter): validation and the next tick, in a time zone."""
+"""Cron schedules: the stored schedule, its expression's validation and next tick (croniter), in a time zone."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter  # type: ignore[import-untyped]
@@ -33,3 +35,30 @@ def next_tick(expression: str, timezone: str, after: datetime) -> datetime:
     local = after.astimezone(validate_timezone(timezone))
     next_at: datetime = croniter(expression, local).get_next(datetime)
     return next_at
+
+
+@dataclass
+class CronSchedule:
+    name: str
+    cron: str
+    timezone: str
+    task_name: str
+    parameters: list[Any] = field(default_factory=list)
+    parameters_keyed: dict[str, Any] = field(default_factory=dict)
+    paused: bool = False
+    next_run_at: datetime | None = None
+    last_run_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> CronSchedule:
+        return cls(
+            name=row["name"],
+            cron=row["cron"],
+            timezone=row["timezone"],
+            task_name=row["task_name"],
+            parameters=list(row.get("parameters") or []),
+            parameters_keyed=dict(row.get("parameters_keyed") or {}),
+            paused=row["paused"],
+            next_run_at=row.get("next_run_at"),
+            last_run_at=row.get("last_run_at"),
+        )

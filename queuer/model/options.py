@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from queuer.model.schedule import Schedule
+from queuer.model.interval import Schedule
 
 
 class RetryBackoff(str, Enum):

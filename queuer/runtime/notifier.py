@@ -17,6 +17,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import psycopg
@@ -34,11 +35,25 @@ log = logging.getLogger("queuer.notifier")
 MAX_BACKOFF = 1.0
 
 
+class EventKind(str, Enum):
+    """What a notification item reports (the first field of each item the SQL sends)."""
+
+    INSERT = "insert"  # a job was added
+    RETRY = "retry"  # a job is due again (retry, rescue, re-add)
+    END = "end"  # a job ended
+    CANCEL = "cancel"  # a running job was cancelled: its worker should stop it
+    STOP = "stop"  # a worker was asked to stop
+    FREE = "free"  # a serial key was freed
+
+
+_KINDS = {kind.value: kind for kind in EventKind}
+
+
 @dataclass(frozen=True)
 class Event:
-    """One job event: kind is insert, retry, end, cancel, stop or free (a serial key)."""
+    """One job event."""
 
-    kind: str
+    kind: EventKind
     rid: str | None  # text, turned into a UUID only by whoever needs one
     detail: str | None  # insert/retry: task name; end: status; cancel: worker rid; free: serial key
     extra: str | None = None  # insert/retry: status; end: task name
@@ -53,7 +68,9 @@ def parse_payload(payload: str) -> list[Event]:
     data = json.loads(payload)
     events = []
     for item in data.get("j") or []:
-        events.append(Event(*item[:4]))
+        kind = _KINDS.get(item[0])
+        if kind is not None:  # a kind a newer version sends is not ours to act on
+            events.append(Event(kind, *item[1:4]))
     return events
 
 

@@ -17,7 +17,7 @@ from uuid import UUID
 
 from queuer.config.settings import WorkerSettings
 from queuer.database.attempt_db import AttemptDB
-from queuer.database.schedule_db import ScheduleDB
+from queuer.database.cron_db import CronDB
 from queuer.database.worker_db import WorkerDB
 from queuer.model.options import OnError
 from queuer.model.task import Task
@@ -25,14 +25,14 @@ from queuer.model.worker import Worker, WorkerStatus
 from queuer.observability.metrics import WorkerCounters
 from queuer.payload.encryption import Keyring
 from queuer.runtime.completer import Completer
+from queuer.runtime.cron_loop import CronLoop
 from queuer.runtime.dispatcher import Dispatcher
 from queuer.runtime.executor import Executor
 from queuer.runtime.heartbeat import Heartbeat
 from queuer.runtime.loop import BackgroundLoop
 from queuer.runtime.master import MasterLoop
-from queuer.runtime.notifier import Event, Notifier
+from queuer.runtime.notifier import Event, EventKind, Notifier
 from queuer.runtime.poller import Poller
-from queuer.runtime.scheduler import SchedulerLoop
 from queuer.runtime.watchdog import Watchdog
 
 log = logging.getLogger("queuer.worker")
@@ -49,7 +49,7 @@ class WorkerRuntime:
         tasks: Mapping[str, Task],
         attempt_db: AttemptDB,
         worker_db: WorkerDB,
-        schedule_db: ScheduleDB,
+        cron_db: CronDB,
         notifier: Notifier,
         settings: WorkerSettings,
         default_on_error: OnError | None,
@@ -100,7 +100,7 @@ class WorkerRuntime:
         )
         self.master = MasterLoop(worker_db, attempt_db, lambda: self._worker_rid, settings)
         self.watchdog = Watchdog(self.dispatcher)
-        self.scheduler = SchedulerLoop(schedule_db)
+        self.scheduler = CronLoop(cron_db)
         self.loops: list[BackgroundLoop] = [
             self.completer, self.poller, self.watchdog, self.heartbeat, self.master, self.scheduler,
         ]
@@ -210,21 +210,21 @@ class WorkerRuntime:
     def _on_events(self, events: list[Event]) -> None:
         wake = False
         for event in events:
-            if event.kind in ("insert", "retry"):
+            if event.kind in (EventKind.INSERT, EventKind.RETRY):
                 wake = wake or event.detail is None or event.detail in self.tasks
-                if event.kind == "retry":
+                if event.kind is EventKind.RETRY:
                     self.poller.suspects_may_wait = True  # a rescue may have made suspects
                     self.poller.rewind()  # and put jobs back behind where claims go on from
-            elif event.kind == "end":
+            elif event.kind is EventKind.END:
                 wake = wake or self.poller.waiting_for_limits
-            elif event.kind == "free":
+            elif event.kind is EventKind.FREE:
                 wake = True  # a serial key's next job may be claimed now
                 self.poller.rewind()  # it may stand behind where claims go on from
-            elif event.kind == "cancel" and event.detail == str(self._worker_rid) and event.rid is not None:
+            elif event.kind is EventKind.CANCEL and event.detail == str(self._worker_rid) and event.rid is not None:
                 attempt = self.dispatcher.attempt_for_rid(UUID(event.rid))
                 if attempt is not None:
                     self.dispatcher.end_attempt(attempt.job.id, "cancelled", None)
-            elif event.kind == "stop" and event.rid == str(self._worker_rid):
+            elif event.kind is EventKind.STOP and event.rid == str(self._worker_rid):
                 self.stop_requested(graceful=event.detail == "graceful")
         if wake:
             self.poller.wake()

@@ -31,11 +31,6 @@ CONTAINER_IMAGE = "postgres:16-alpine"
 CONNECT_TIMEOUT = 10  # seconds, for the kit's own connections
 
 
-def config_from_dsn(dsn: str) -> DatabaseConfiguration:
-    """Turn a libpq conninfo string or URL (several hosts included) into a DatabaseConfiguration."""
-    return DatabaseConfiguration.from_url(dsn, DSN_VARIABLE)
-
-
 def _docker_answers() -> bool:
     """True when a Docker daemon replies within a few seconds.
 
@@ -105,7 +100,7 @@ class SessionDatabase:
     def _find(self) -> DatabaseConfiguration:
         dsn = os.environ.get(DSN_VARIABLE)
         if dsn:
-            config = config_from_dsn(dsn)
+            config = DatabaseConfiguration.from_url(dsn, DSN_VARIABLE)
             self.source = f"{DSN_VARIABLE}: {config.describe()}"
             return config
 

@@ -29,7 +29,8 @@ import psycopg
 
 from queuer.client.factory import new_queuer_with_db
 from queuer.client.queuer import Queuer
-from queuer.config.database import DatabaseConfiguration, quote_identifier
+from queuer.config.database import DatabaseConfiguration
+from queuer.database.statements import Queries
 from queuer.model.batch_job import BatchJob
 
 # The server settings of a durable PostgreSQL (its defaults), and of a fast one.
@@ -94,13 +95,15 @@ class Bench:
         self.base = config
         self.settings = settings
         self.out = out
+        # The statements for the bench's own schema, where it has only a raw connection.
+        self.queries = Queries(settings.schema)
 
     # -- helpers -----------------------------------------------------------------
 
     def fresh_config(self) -> DatabaseConfiguration:
         config = self.base.with_schema(self.settings.schema)
         with psycopg.connect(**config.connect_kwargs(), autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {quote_identifier(config.schema)} CASCADE")
+            conn.execute(self.queries.bench_drop_schema)
         return config
 
     def queuer(self, config: DatabaseConfiguration, concurrency: int | None = None) -> Queuer:
@@ -114,13 +117,11 @@ class Bench:
     def archived_since(self, q: Queuer, since: Any) -> int:
         # Only rows archived during the run, by the ended_at index: counting a
         # whole archive of a million rows would slow down what it measures.
-        row = q.db.execute_one(
-            f"SELECT count(*) AS n FROM {q.db.queries.schema_quoted}.job_archive WHERE ended_at >= %s", (since,)
-        )
+        row = q.db.execute_one(q.db.queries.bench_archived_since, {"since": since})
         return int(row["n"]) if row else 0
 
     def db_now(self, q: Queuer) -> Any:
-        row = q.db.execute_one("SELECT now() AS now")
+        row = q.db.execute_one(q.db.queries.bench_now)
         assert row is not None
         return row["now"]
 
@@ -150,10 +151,9 @@ class Bench:
             time.sleep(0.01)
 
     @staticmethod
-    def partitions_since(conn: Any, schema: str, days: int) -> None:
+    def partitions_since(conn: Any, queries: Queries, days: int) -> None:
         """Archive partitions back to ``days`` ago, for archived jobs made up with past end times."""
-        conn.execute(f"SELECT * FROM {schema}.archive_maintain(86400, 2, NULL, now() - make_interval(days => %s))",
-                     (days,))
+        conn.execute(queries.bench_partitions_since, {"days": days})
 
     def fill(self, q: Queuer, n: int, task: str = "noop", **kwargs: Any) -> None:
         for start in range(0, n, 20_000):
@@ -162,10 +162,10 @@ class Bench:
     def release_held(self, q: Queuer, task: str) -> float:
         """Give the jobs filled as "held" to ``task`` at once and wake the workers; the time they could start."""
         with q.db.connection() as conn:
-            conn.execute(f"UPDATE {q.db.queries.schema_quoted}.job SET task_name = %s", (task,))
+            conn.execute(q.db.queries.bench_release_held, {"task": task})
             started = time.perf_counter()  # committed: from now on a worker can claim them
-            conn.execute("SELECT pg_notify(%s, %s)",
-                         (q.db.channel, json.dumps({"j": [["insert", None, task]]})))
+            conn.execute(q.db.queries.bench_notify,
+                         {"channel": q.db.channel, "payload": json.dumps({"j": [["insert", None, task]]})})
         return started
 
     # -- measurements ----------------------------------------------------------------
@@ -176,22 +176,10 @@ class Bench:
         config = self.fresh_config()
         with self.queuer(config) as q:
             self.fill(q, s.jobs)
-        schema = quote_identifier(config.schema)
+        queries = self.queries
         with psycopg.connect(**config.connect_kwargs(), autocommit=True) as conn:
-            conn.execute(f"VACUUM ANALYZE {schema}.job")  # fresh statistics: the best plans
-        claim = (
-            f"WITH c AS (SELECT id FROM {schema}.job WHERE status IN ('QUEUED', 'SCHEDULED') "
-            f"AND scheduled_at <= now() ORDER BY priority DESC, scheduled_at, id LIMIT 100 FOR UPDATE SKIP LOCKED) "
-            f"UPDATE {schema}.job AS j SET status = 'RUNNING', attempts = j.attempts + 1, started_at = now() "
-            f"FROM c WHERE j.id = c.id RETURNING j.id"
-        )
-        move = (
-            f"WITH gone AS (DELETE FROM {schema}.job WHERE id = ANY(%s) RETURNING *) "
-            f"INSERT INTO {schema}.job_archive (id, rid, task_name, parameters, parameters_keyed, priority, "
-            f"scheduled_at, started_at, attempts, created_at, status) "
-            f"SELECT id, rid, task_name, parameters, parameters_keyed, priority, scheduled_at, started_at, "
-            f"attempts, created_at, 'SUCCEEDED' FROM gone"
-        )
+            conn.execute(queries.bench_vacuum_job)  # fresh statistics: the best plans
+        claim, move = queries.bench_ceiling_claim, queries.bench_ceiling_move
         batches: queue.Queue[list[int] | None] = queue.Queue()
         kwargs = config.connect_kwargs()
 
@@ -209,7 +197,7 @@ class Bench:
         thread.start()
         with psycopg.connect(**kwargs, autocommit=True) as conn:
             while (ids := batches.get()) is not None:
-                conn.execute(move, (ids,))
+                conn.execute(move, {"ids": ids})
         thread.join()
         rate = s.jobs / (time.perf_counter() - started)
         report.add("ceiling: the same work in plain SQL", rate, "jobs/s",
@@ -353,18 +341,13 @@ class Bench:
         s = self.settings
 
         def fill(q: Queuer) -> None:
-            schema = q.db.queries.schema_quoted
+            queries = q.db.queries
             with q.db.connection() as conn:
-                self.partitions_since(conn, schema, days=2)
-                conn.execute(
-                    f"INSERT INTO {schema}.job_archive (id, rid, task_name, status, scheduled_at, created_at, ended_at) "
-                    "SELECT -g, gen_random_uuid(), 'noop', 'SUCCEEDED', now(), now(), now() - interval '1 day' "
-                    "FROM generate_series(1, %s) AS g", (s.scale_rows,))
-                conn.execute(
-                    f"INSERT INTO {schema}.job (rid, task_name) SELECT gen_random_uuid(), 'noop' "
-                    "FROM generate_series(1, %s)", (s.scale_rows,))
-                conn.execute(f"VACUUM ANALYZE {schema}.job")
-                conn.execute(f"VACUUM ANALYZE {schema}.job_archive")
+                self.partitions_since(conn, queries, days=2)
+                conn.execute(queries.bench_scale_fill_archive, {"rows": s.scale_rows})
+                conn.execute(queries.bench_scale_fill_job, {"rows": s.scale_rows})
+                conn.execute(queries.bench_vacuum_job)
+                conn.execute(queries.bench_vacuum_job_archive)
 
         config = self.fresh_config()
         with self.queuer(config) as q:
@@ -404,33 +387,29 @@ class Bench:
 
     def _fill_archive(self, q: Queuer, rows: int) -> int:
         """``rows`` archived jobs, a million a day back from now, in their daily partitions; returns the days."""
-        schema = q.db.queries.schema_quoted
+        queries = q.db.queries
         days = max(1, -(-rows // 1_000_000))
         with q.db.connection() as conn:
-            self.partitions_since(conn, schema, days)
+            self.partitions_since(conn, queries, days)
             for day in range(days):
                 count = min(1_000_000, rows - day * 1_000_000)
-                conn.execute(
-                    f"INSERT INTO {schema}.job_archive (id, rid, task_name, status, scheduled_at, created_at, ended_at) "
-                    "SELECT -g, gen_random_uuid(), 'noop', 'SUCCEEDED', e.at, e.at, e.at "
-                    "FROM generate_series(%s, %s) AS g "
-                    "CROSS JOIN LATERAL (SELECT date_trunc('day', now()) - make_interval(days => %s) "
-                    "+ make_interval(secs => 86399.0 * (g - %s) / %s) AS at) AS e",
-                    (day * 1_000_000 + 1, day * 1_000_000 + count, day + 1, day * 1_000_000 + 1, count))
-            conn.execute(f"VACUUM ANALYZE {schema}.job_archive")
+                conn.execute(queries.bench_aging_fill_archive, {
+                    "first": day * 1_000_000 + 1, "last": day * 1_000_000 + count, "days_ago": day + 1,
+                    "count": count})
+            conn.execute(queries.bench_vacuum_job_archive)
         return days
 
     def _drop_oldest_day(self, q: Queuer) -> dict[str, float]:
         """Retention as the master runs it: drop every partition older than the newest full days."""
-        schema = q.db.queries.schema_quoted
+        queries = q.db.queries
         with q.db.connection() as conn:
-            oldest = _one(conn.execute(f"SELECT name, upper_bound FROM {schema}.archive_partition "
-                                       "WHERE lower_bound > '-infinity' ORDER BY lower_bound LIMIT 1"))
-            rows = _one(conn.execute(f"SELECT count(*) AS n FROM {schema}.{oldest['name']}"))["n"]
-            keep = _one(conn.execute("SELECT extract(epoch FROM now() - %s::timestamptz) AS s",
-                                     (oldest["upper_bound"],)))["s"]
+            oldest = _one(conn.execute(queries.bench_oldest_partition))
+            # The partition's rows, counted through the parent by its bounds (pruned to that partition).
+            rows = _one(conn.execute(queries.bench_archived_between,
+                                     {"lower": oldest["lower_bound"], "upper": oldest["upper_bound"]}))["n"]
+            keep = _one(conn.execute(queries.bench_seconds_since, {"at": oldest["upper_bound"]}))["s"]
             started = time.perf_counter()
-            result = _one(conn.execute(f"SELECT dropped FROM {schema}.archive_maintain(86400, 2, %s)", (keep,)))
+            result = _one(conn.execute(queries.bench_archive_prune, {"keep": keep}))
             elapsed = time.perf_counter() - started
         return {"ms": elapsed * 1000, "rows": float(rows), "partitions": float(result["dropped"])}
 
@@ -444,8 +423,8 @@ class Bench:
             self.fill(q, n)
             if hold_snapshot:
                 holder = stack.enter_context(psycopg.connect(**config.connect_kwargs()))
-                holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                holder.execute("SELECT count(*) FROM pg_class")  # the snapshot is taken: vacuum's horizon stops here
+                holder.execute(q.db.queries.bench_repeatable_read)
+                holder.execute(q.db.queries.bench_take_snapshot)  # the snapshot is taken: vacuum's horizon stops here
             started = time.perf_counter()
             q.start()
             if midway is not None:
@@ -460,7 +439,6 @@ class Bench:
         total = self.settings.soak_jobs
         config = self.fresh_config()
         with self.queuer(config) as q:
-            schema = q.db.queries.schema_quoted
             stop = threading.Event()
             added = [0]
 
@@ -485,7 +463,7 @@ class Bench:
             try:
                 while not samples or samples[-1][1] < total:
                     time.sleep(SOAK_SAMPLE_SECONDS)
-                    row = q.db.execute_one(f"SELECT pg_total_relation_size('{schema}.job') AS size")
+                    row = q.db.execute_one(q.db.queries.bench_job_table_size)
                     samples.append((time.perf_counter() - started, ended(), _rss_bytes(), int(row["size"]) if row else 0))
                     print(f"  ... {samples[-1][1]:>11,} ended after {samples[-1][0]:5.0f} s, RSS "
                           f"{samples[-1][2] / 2**20:.0f} MiB, job table {samples[-1][3] / 2**20:.0f} MiB",
@@ -528,32 +506,20 @@ class Bench:
                  "notify_slack", "export_csv"]
         config = self.fresh_config()
         with self.queuer(config) as q:
-            schema = q.db.queries.schema_quoted
+            queries = q.db.queries
             with q.db.connection() as conn:
                 # A million a day, as a busy service ends them: a larger archive is more days of
                 # history, not more jobs in the last hour (which is what the overview charts).
                 days = max(1, -(-s.scale_rows // 1_000_000))
-                self.partitions_since(conn, schema, days=days + 1)
+                self.partitions_since(conn, queries, days=days + 1)
                 # One statement: 94 % succeeded, 5 % failed, 1 % cancelled, spread evenly over those days.
-                conn.execute(
-                    f"INSERT INTO {schema}.job_archive (id, rid, task_name, status, scheduled_at, started_at, "
-                    "created_at, ended_at, attempts, error) "
-                    "SELECT -g, gen_random_uuid(), (%s::text[])[1 + g %% 8], "
-                    "CASE WHEN g %% 100 < 94 THEN 'SUCCEEDED' WHEN g %% 100 < 99 THEN 'FAILED' ELSE 'CANCELLED' END, "
-                    "e.at - interval '3 seconds', e.at - interval '1 second', e.at - interval '3 seconds', e.at, 1, "
-                    "CASE WHEN g %% 100 BETWEEN 94 AND 98 THEN 'RuntimeError: upstream timed out' END "
-                    "FROM generate_series(1, %s) AS g "
-                    "CROSS JOIN LATERAL (SELECT now() - make_interval(secs => %s * 86400.0 * g / %s) AS at) AS e",
-                    (tasks, s.scale_rows, days, s.scale_rows))
-                conn.execute(f"VACUUM ANALYZE {schema}.job_archive")
+                conn.execute(queries.bench_web_fill_archive, {"tasks": tasks, "rows": s.scale_rows, "days": days})
+                conn.execute(queries.bench_vacuum_job_archive)
             self.fill(q, 2_000, task="held")  # a queue no worker of this bench takes
             q.start()  # and a live worker on the overview
             with q.db.connection() as conn:
-                row = _one(conn.execute(
-                    f"SELECT ended_at, id, rid FROM {schema}.job_archive ORDER BY ended_at DESC, id DESC "
-                    "OFFSET 4999 LIMIT 1"))
-                failed_rid = _one(conn.execute(
-                    f"SELECT rid FROM {schema}.job_archive WHERE status = 'FAILED' LIMIT 1"))["rid"]
+                row = _one(conn.execute(queries.bench_web_page_100_row))
+                failed_rid = _one(conn.execute(queries.bench_web_failed_rid))["rid"]
             page_100 = Cursor(row["id"], row["ended_at"]).encode()
             pages = [
                 ("overview", "/"),

@@ -38,24 +38,23 @@ from __future__ import annotations
 import atexit
 import glob
 import importlib
-import inspect
 import os
 import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, Literal
 
 from queuer.config.database import DatabaseConfiguration
+from queuer.config.ports import free_port
 
 __all__ = ["FAST_SETTINGS", "Source", "TemporaryPostgres", "find_local_bin_dir"]
 
@@ -121,13 +120,6 @@ def _import_embedded() -> ModuleType | None:
         except ImportError:
             continue
     return None
-
-
-def _free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _tail(path: Path | None, lines: int = 30) -> str:
@@ -234,7 +226,7 @@ class TemporaryPostgres:
         with self._lock:
             try:
                 if self.config is not None:
-                    self._shutdown("immediate")
+                    self.shut_down("immediate")
             finally:
                 self.config = None
                 self._embedded_forget()
@@ -242,33 +234,6 @@ class TemporaryPostgres:
                     shutil.rmtree(self._tmp_dir, ignore_errors=True)
                     self._tmp_dir = None
                 atexit.unregister(self._stop_at_exit)
-
-    def restart(
-        self, mode: Literal["fast", "immediate", "smart"] = "fast", while_down: Callable[[], None] | None = None,
-    ) -> DatabaseConfiguration:
-        """Stop the server and start it again on the same data and port.
-
-        Every client connection is cut. The default is a clean shutdown.
-        ``mode="immediate"`` simulates a server crash (recovery runs on start);
-        with ``synchronous_commit=off`` (a FAST_SETTINGS default) that loses
-        transactions committed in the last few hundred milliseconds, so tests
-        that count rows across a restart should keep the default mode.
-        ``while_down`` runs while the server is stopped: an outage as long as it.
-        """
-        with self._lock:
-            if self.config is None:
-                raise RuntimeError("restart() needs a running server: call start() first")
-            self._shutdown(mode)
-            try:
-                if while_down is not None:
-                    while_down()
-            finally:
-                if self.source == "local":
-                    assert self._port is not None
-                    self._pg_ctl_start(self._port)
-                else:
-                    self._embedded_start_again()
-            return self.config
 
     def describe(self) -> str:
         """One line saying what runs where, for logs and test report headers."""
@@ -306,7 +271,7 @@ class TemporaryPostgres:
             command = [runuser, "-u", self._run_as, "--", *command]
         return command
 
-    def _run(self, tool: str, *args: str, timeout: float) -> int:
+    def run_tool(self, tool: str, *args: str, timeout: float) -> int:
         """Run a server tool; its output goes to ``commands.log`` in the temp dir.
 
         Output goes to a file, not a pipe: ``pg_ctl start`` leaves a server
@@ -387,7 +352,7 @@ class TemporaryPostgres:
     def _start_local(self) -> None:
         self._use_local(find_local_bin_dir())
         try:
-            code = self._run(
+            code = self.run_tool(
                 "initdb",
                 "-D", str(self.data_dir),
                 "--auth=trust",
@@ -403,7 +368,7 @@ class TemporaryPostgres:
             # binds it; on that race try again with another port.
             for attempt in range(1, _START_ATTEMPTS + 1):
                 try:
-                    self._pg_ctl_start(_free_port())
+                    self._pg_ctl_start(free_port())
                     break
                 except RuntimeError:
                     if attempt == _START_ATTEMPTS or not _PORT_BUSY.search(_tail(self.log_file, 10)):
@@ -411,43 +376,6 @@ class TemporaryPostgres:
         except BaseException:
             self._discard_failed_start()
             raise
-
-    def start_replica(self) -> TemporaryPostgres:
-        """A streaming replica of this (local) server, on its own port (``pg_basebackup -R``).
-
-        Stop it like any TemporaryPostgres; ``promote()`` makes it a primary.
-        """
-        if self.source != "local" or self.config is None or self._port is None:
-            raise RuntimeError("a replica needs a running server started from local binaries")
-        replica = TemporaryPostgres("local", self.settings, startup_timeout=self.startup_timeout)
-        replica._use_local(self.bin_dir)
-        try:
-            code = replica._run(
-                "pg_basebackup", "-h", "127.0.0.1", "-p", str(self._port), "-U", "postgres",
-                "-D", str(replica.data_dir), "-R", "-X", "stream", "--no-sync",
-                timeout=self.startup_timeout,
-            )
-            if code != 0:
-                raise replica._failure(f"pg_basebackup failed (exit code {code})")
-            replica._pg_ctl_start(_free_port())
-        except BaseException:
-            replica._discard_failed_start()
-            raise
-        replica._owner_pid = os.getpid()
-        atexit.register(replica._stop_at_exit)
-        return replica
-
-    def promote(self) -> None:
-        """Make a replica the primary (``pg_ctl promote``), returning once it accepts writes."""
-        assert self.data_dir is not None
-        code = self._run("pg_ctl", "promote", "-w", "-t", "30", "-D", str(self.data_dir), timeout=40)
-        if code != 0:
-            raise self._failure(f"pg_ctl promote failed (exit code {code})")
-
-    def kill(self) -> None:
-        """Stop the server at once, as a crash would (``pg_ctl stop -m immediate``); files are kept."""
-        with self._lock:
-            self._shutdown("immediate")
 
     def _pg_ctl_start(self, port: int) -> None:
         """``pg_ctl start`` on ``port``, waiting until the server accepts connections."""
@@ -458,7 +386,7 @@ class TemporaryPostgres:
             "-c listen_addresses=127.0.0.1",
             *(f"-c {shlex.quote(item)}" for item in _format_settings(self.settings)),
         ]
-        code = self._run(
+        code = self.run_tool(
             "pg_ctl", "start",
             "-w",
             "-t", str(max(1, int(self.startup_timeout))),
@@ -478,11 +406,21 @@ class TemporaryPostgres:
 
     # -- shutting down --------------------------------------------------------
 
-    def _shutdown(self, mode: str) -> None:
-        """Stop the server process but keep its data."""
+    def start_again(self) -> DatabaseConfiguration:
+        """Start a server stopped by ``shut_down`` on the same data and port."""
+        if self.source == "local":
+            assert self._port is not None
+            self._pg_ctl_start(self._port)
+        else:
+            self._embedded_start_again()
+        assert self.config is not None
+        return self.config
+
+    def shut_down(self, mode: str = "fast") -> None:
+        """Stop the server process but keep its data (``mode`` as ``pg_ctl stop -m``)."""
         if self.data_dir is None or self.bin_dir is None:
             return
-        code = self._run("pg_ctl", "stop", "-w", "-t", "30", "-m", mode, "-D", str(self.data_dir), timeout=40)
+        code = self.run_tool("pg_ctl", "stop", "-w", "-t", "30", "-m", mode, "-D", str(self.data_dir), timeout=40)
         if code != 0:
             self._kill_postmaster()
 
@@ -520,7 +458,7 @@ class TemporaryPostgres:
     def _discard_failed_start(self) -> None:
         """Undo a start that raised: no process, no files."""
         try:
-            self._shutdown("immediate")
+            self.shut_down("immediate")
         except Exception:
             self._kill_postmaster()
         self._embedded_forget()
@@ -546,28 +484,16 @@ class TemporaryPostgres:
         self.data_dir = pgdata
         self.log_file = pgdata / "log"  # where the package tells the server to log
         try:
-            get_server = module.get_server
-            if "start" in inspect.signature(get_server).parameters:
-                # Current API: create the data directory, add our settings, then start.
-                server = get_server(pgdata, cleanup_mode=None, start=False)
-                self._embedded = server
-                server.ensure_pgdata_inited()
-                with open(pgdata / "postgresql.conf", "a", encoding="utf-8") as conf:
-                    conf.write("\n# added by queuer's TemporaryPostgres\n")
-                    for item in _format_settings(self.settings):
-                        name, value = item.split("=", 1)
-                        conf.write(f"{name} = '{value.replace(chr(39), chr(39) * 2)}'\n")
-                self._embedded_locate(server)
-                server.ensure_postgres_running()
-            else:
-                # Older API: get_server() starts at once; apply settings and restart.
-                server = get_server(pgdata, cleanup_mode=None)
-                self._embedded = server
-                self._embedded_locate(server)
-                self._embedded_read_config()
-                self._embedded_alter_system()
-                self._shutdown("fast")
-                server.ensure_postgres_running()
+            server = module.get_server(pgdata, cleanup_mode=None, start=False)
+            self._embedded = server
+            server.ensure_pgdata_inited()
+            with open(pgdata / "postgresql.conf", "a", encoding="utf-8") as conf:
+                conf.write("\n# added by queuer's TemporaryPostgres\n")
+                for item in _format_settings(self.settings):
+                    name, value = item.split("=", 1)
+                    conf.write(f"{name} = '{value.replace(chr(39), chr(39) * 2)}'\n")
+            self._embedded_locate(server)
+            server.ensure_postgres_running()
             self._embedded_read_config()
         except BaseException as exc:
             error = self._failure(f"embedded server ({module.__name__}) failed to start: {exc!r}")
@@ -598,16 +524,6 @@ class TemporaryPostgres:
             password=None,
         )
 
-    def _embedded_alter_system(self) -> None:
-        """Apply our settings through ALTER SYSTEM (they take effect on the next start)."""
-        import psycopg
-        from psycopg import sql
-
-        assert self.config is not None
-        with psycopg.connect(**self.config.connect_kwargs(), autocommit=True) as conn:
-            for name, value in self.settings.items():
-                conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
-
     def _embedded_start_again(self) -> None:
         try:
             self._embedded.ensure_postgres_running()
@@ -626,19 +542,3 @@ class TemporaryPostgres:
         instances = getattr(type(server), "_instances", None)
         if isinstance(instances, dict):
             instances.pop(getattr(server, "pgdata", None), None)
-
-
-def _main(argv: Sequence[str] | None = None) -> None:
-    """``python -m queuer.tools.postgres_server``: start a server, print it, wait for Ctrl-C."""
-    prefer: Source = "embedded" if argv and "--embedded" in argv else "local"
-    with TemporaryPostgres(prefer=prefer) as pg:
-        print(pg.describe(), flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-
-
-if __name__ == "__main__":
-    _main(sys.argv[1:])

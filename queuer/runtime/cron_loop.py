@@ -1,10 +1,10 @@
-"""SchedulerLoop: fires due cron schedules (any worker may; each tick fires once)."""
+"""CronLoop: fires due cron schedules (any worker may; each tick fires once)."""
 
 from __future__ import annotations
 
 import logging
 
-from queuer.database.schedule_db import ScheduleDB
+from queuer.database.cron_db import CronDB
 from queuer.runtime.loop import BackgroundLoop
 
 log = logging.getLogger("queuer.scheduler")
@@ -13,14 +13,14 @@ log = logging.getLogger("queuer.scheduler")
 MAX_SLEEP = 5.0
 
 
-class SchedulerLoop(BackgroundLoop):
-    def __init__(self, schedule_db: ScheduleDB) -> None:
+class CronLoop(BackgroundLoop):
+    def __init__(self, cron_db: CronDB) -> None:
         super().__init__("scheduler")
-        self.schedule_db = schedule_db
+        self.cron_db = cron_db
 
     def tick(self) -> float | None:
-        fired = self.schedule_db.fire_due()
+        fired = self.cron_db.fire_due()
         if fired:
             log.debug("fired %d schedule tick(s)", fired)
-        wait = self.schedule_db.seconds_until_next()
+        wait = self.cron_db.seconds_until_next()
         return MAX_SLEEP if wait is None else min(MAX_SLEEP, wait)

@@ -1,4 +1,4 @@
-"""ScheduleDB: cron schedules, and firing their due ticks exactly once."""
+"""CronDB: cron schedules, and firing their due ticks exactly once."""
 
 from __future__ import annotations
 
@@ -8,15 +8,14 @@ from typing import Any
 
 from queuer.database.connection import Database
 from queuer.database.job_db import JobDB
-from queuer.model.cron import next_tick
-from queuer.model.cron_schedule import CronSchedule
+from queuer.model.cron import CronSchedule, next_tick
 from queuer.model.ids import new_rid
 from queuer.model.rows import NewJob
 
 log = logging.getLogger("queuer.scheduler")
 
 
-class ScheduleDB:
+class CronDB:
     def __init__(self, db: Database, job_db: JobDB) -> None:
         self.db = db
         self.job_db = job_db

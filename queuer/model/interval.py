@@ -1,4 +1,4 @@
-"""Schedules for delayed and recurring jobs (queuerPy's ``Schedule``)."""
+"""The interval schedule of a delayed or recurring job (queuerPy's ``Schedule``); cron schedules are in ``model.cron``."""
 
 from __future__ import annotations
 

@@ -1,0 +1,3 @@
+from queuer.cli import main
+
+main()
