@@ -93,7 +93,7 @@ def web_q(db_config):
 @pytest.fixture
 def web(worker, web_q):
     """(make a Web client, the worker)."""
-    from queuer.web.app import WebSettings
+    from queuer.web.settings import WebSettings
 
     def make(**settings):
         key, client = settings.pop("key", None), settings.pop("_client", {})
@@ -291,7 +291,7 @@ def _asgi(app, method: str, path: str, headers: list[tuple[bytes, bytes]], chunk
 
 
 def test_a_form_is_read_only_up_to_its_limit_before_anyone_signs_in(worker, web):
-    from queuer.web.params import MAX_FORM_BYTES
+    from queuer.web.forms import MAX_FORM_BYTES
 
     app = web(token=TOKEN).client.app
     form = (b"content-type", b"application/x-www-form-urlencoded")
@@ -516,7 +516,7 @@ def test_read_only_shows_no_action_and_refuses_every_post(worker, web, db_config
 def test_encrypted_payloads_stay_encrypted_unless_asked(db_config, web_q, make_queuer):
     from queuer import new_queuer_with_db
     from queuer.payload.encryption import generate_key
-    from queuer.web.app import WebSettings
+    from queuer.web.settings import WebSettings
 
     key = generate_key()
     make_queuer()  # installs the schema
@@ -574,7 +574,7 @@ def test_keyset_pages_cover_everything_once_in_order(worker, web, db_config):
 
 
 def test_overview_counts_per_minute_and_queue_depth(worker, web_q, db_config):
-    from queuer.web.queries import WebQueries
+    from queuer.web.reads import WebReads
 
     # Relative to the current minute's start, so that each job falls into a known minute of the chart;
     # not in a minute's last seconds, so that the overview below reads the same minute.
@@ -595,7 +595,7 @@ def test_overview_counts_per_minute_and_queue_depth(worker, web_q, db_config):
     """)
     for n in range(3):
         worker.add_job("held", n)  # waiting now
-    overview = WebQueries(web_q().db).overview()
+    overview = WebReads(web_q().db).overview()
     by_ago = {59 - i: m for i, m in enumerate(overview.minutes)}
     assert len(overview.minutes) == 60
     assert (by_ago[30].succeeded, by_ago[30].failed) == (2, 1)

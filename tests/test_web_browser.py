@@ -98,8 +98,8 @@ def seed_last_hour(db_config) -> None:
 def test_overview_live_update_and_cancel_in_a_real_browser(make_queuer, db_config, tmp_path):
     from selenium.webdriver.common.by import By
 
-    from queuer.web.app import WebSettings
     from queuer.web.server import WebServer, web_queuer
+    from queuer.web.settings import WebSettings
 
     long_started = threading.Event()
     saw_cancel = threading.Event()

@@ -153,7 +153,7 @@ def test_strangers_do_not_see_the_schema_name(worker, web, db_config):
 
 def test_printing_is_capped_and_survives_any_depth():
     from queuer.payload.serialization import Undecodable
-    from queuer.web.app import MAX_SHOWN, _capped, _pretty
+    from queuer.web.render import MAX_SHOWN, _capped, _pretty
 
     nested: list = []
     for _ in range(5000):  # deeper than any JSON printer goes

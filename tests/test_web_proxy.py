@@ -180,14 +180,14 @@ def test_security_headers_are_on_every_response(worker, web, db_config):
 
 
 def test_a_500_is_a_page_with_the_headers_and_keeps_the_connection(worker, web_q, monkeypatch, caplog):
-    from queuer.web.app import WebSettings
-    from queuer.web.queries import WebQueries
+    from queuer.web.reads import WebReads
     from queuer.web.server import WebServer
+    from queuer.web.settings import WebSettings
 
     def broken(self):
         raise RuntimeError("the overview broke: internal detail")
 
-    monkeypatch.setattr(WebQueries, "overview", broken)
+    monkeypatch.setattr(WebReads, "overview", broken)
     caplog.set_level(logging.ERROR, logger="queuer.web")
     with WebServer(web_q(), WebSettings()) as server:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
@@ -284,8 +284,8 @@ def browser(port: int):
 @needs_nginx
 def test_behind_nginx_sign_in_and_cancel_work_with_a_trusted_proxy_and_the_public_origin(worker, web_q, db_config,
                                                                                         tmp_path):
-    from queuer.web.app import WebSettings
     from queuer.web.server import WebServer, free_port
+    from queuer.web.settings import WebSettings
 
     backend_port = free_port()
     with nginx(tmp_path, backend_port) as port:
@@ -324,8 +324,8 @@ def test_behind_nginx_sign_in_and_cancel_work_with_a_trusted_proxy_and_the_publi
 
 @needs_nginx
 def test_behind_nginx_a_server_without_a_token_refuses(worker, web_q, db_config, tmp_path, caplog):
-    from queuer.web.app import WebSettings
     from queuer.web.server import WebServer, free_port
+    from queuer.web.settings import WebSettings
 
     caplog.set_level(logging.WARNING, logger="queuer.web")
     backend_port = free_port()

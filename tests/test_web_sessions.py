@@ -48,7 +48,7 @@ def test_sign_out_revokes_the_cookie_everywhere_and_the_epoch_ends_every_session
     from click.testing import CliRunner
 
     from queuer.cli import main
-    from queuer.web.app import WebSettings
+    from queuer.web.settings import WebSettings
     from tests.support import db_env
 
     a, b = web(token=TOKEN), web(token=TOKEN)

@@ -56,8 +56,8 @@ def failures_logged(caplog, what: str) -> list[logging.LogRecord]:
 
 @pytest.fixture
 def server(web_q):
-    from queuer.web.app import WebSettings
     from queuer.web.server import WebServer
+    from queuer.web.settings import WebSettings
 
     with WebServer(web_q(), WebSettings(token=TOKEN)) as running:
         yield running

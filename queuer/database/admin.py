@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import psycopg
 from psycopg.rows import tuple_row
 
 from queuer.config.database import quote_identifier
+from queuer.database.statements import Queries
 
 if TYPE_CHECKING:
     from queuer.payload.encryption import Keyring
@@ -56,11 +58,12 @@ AUTOVACUUM_SETTINGS = {
 
 def verify(conn: psycopg.Connection[Any], schema: str, expect_present: bool) -> list[str]:
     """One message per object that is missing (or present, with ``expect_present=False``)."""
+    statements = Queries(schema)
     cur = conn.cursor(row_factory=tuple_row)
     problems = []
     for kind, names in (("table", TABLES), ("index", INDEXES)):
         for name in names:
-            row = cur.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{quote_identifier(schema)}.{name}",)).fetchone()
+            row = cur.execute(statements.relation_exists, {"name": f"{quote_identifier(schema)}.{name}"}).fetchone()
             present = bool(row and row[0])
             if present != expect_present:
                 state = "missing" if expect_present else "unexpected"
@@ -74,13 +77,12 @@ def durability_statements(conn: psycopg.Connection[Any], schema: str, level: str
         raise ValueError(f"unknown durability {level!r}: use volatile, balanced or durable")
     quoted = quote_identifier(schema)
     cur = conn.cursor(row_factory=tuple_row)
+    relation_persistence = Queries(schema).relation_persistence
     statements = []
     for table in TABLES:
         want_logged = table in DURABILITY_LOGGED[level]
         for physical in _with_storage(conn, schema, table):
-            row = cur.execute(
-                "SELECT relpersistence FROM pg_class WHERE oid = to_regclass(%s)", (f"{quoted}.{physical}",)
-            ).fetchone()
+            row = cur.execute(relation_persistence, {"name": f"{quoted}.{physical}"}).fetchone()
             if row is None:
                 continue
             if (row[0] == "p") != want_logged:
@@ -94,7 +96,7 @@ def _with_storage(conn: psycopg.Connection[Any] | None, schema: str, table: str)
     if table != "job_archive" or conn is None:
         return [table]
     row = conn.cursor(row_factory=tuple_row).execute(
-        "SELECT to_regclass(%s) IS NOT NULL", (f"{quote_identifier(schema)}.archive_partition",)).fetchone()
+        Queries(schema).relation_exists, {"name": f"{quote_identifier(schema)}.archive_partition"}).fetchone()
     return archive_partitions(conn, schema) if row and row[0] else [table]
 
 
@@ -144,29 +146,23 @@ def maintain_archive(conn: psycopg.Connection[Any], schema: str, partition_secon
                      keep_seconds: float | None = None, since: Any = None) -> tuple[int, int]:
     """Create archive partitions ahead (from ``since``, default now), drop those older than
     ``keep_seconds``; return (created, dropped). One DDL statement per partition, no row deleted."""
-    row = conn.cursor(row_factory=tuple_row).execute(
-        f"SELECT created, dropped FROM {quote_identifier(schema)}.archive_maintain(%s, %s, %s, %s)",
-        (partition_seconds, ARCHIVE_PARTITIONS_AHEAD, keep_seconds, since),
-    ).fetchone()
+    row = conn.cursor(row_factory=tuple_row).execute(Queries(schema).maintain_archive, {
+        "partition_seconds": partition_seconds, "ahead": ARCHIVE_PARTITIONS_AHEAD, "keep_seconds": keep_seconds,
+        "since": since}).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
 
 
 def archive_partitions(conn: psycopg.Connection[Any], schema: str) -> list[str]:
     """The archive's partitions (the DEFAULT one included), oldest first."""
-    rows = conn.cursor(row_factory=tuple_row).execute(
-        f"SELECT name FROM {quote_identifier(schema)}.archive_partition ORDER BY lower_bound"
-    ).fetchall()
+    rows = conn.cursor(row_factory=tuple_row).execute(Queries(schema).archive_partition_names).fetchall()
     return [r[0] for r in rows] + ["job_archive_default"]
 
 
 def count_archive(conn: psycopg.Connection[Any], schema: str, older_than_seconds: float) -> tuple[int, int]:
     """(archived jobs that ended longer ago than this, all archived jobs)."""
     row = conn.cursor(row_factory=tuple_row).execute(
-        f"SELECT count(*) FILTER (WHERE ended_at < now() - make_interval(secs => %s)), count(*) "
-        f"FROM {quote_identifier(schema)}.job_archive",
-        (older_than_seconds,),
-    ).fetchone()
+        Queries(schema).count_archive, {"older_than": older_than_seconds}).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
 
@@ -186,18 +182,11 @@ def prune_archive(
     rows that went to the DEFAULT partition. ``once``: a single batch (the
     master's retention does one per tick).
     """
-    quoted = quote_identifier(schema)
+    prune_batch = Queries(schema).prune_archive_batch
     total = 0
     cur = conn.cursor(row_factory=tuple_row)
     while True:
-        # A row is (tableoid, ctid): ctids repeat from one partition to the next.
-        row = cur.execute(
-            f"WITH doomed AS (SELECT tableoid, ctid FROM {quoted}.job_archive "
-            "WHERE ended_at < now() - make_interval(secs => %s) LIMIT %s) "
-            f"DELETE FROM {quoted}.job_archive a USING doomed d WHERE a.tableoid = d.tableoid AND a.ctid = d.ctid",
-            (older_than_seconds, batch_size),
-        )
-        deleted = row.rowcount
+        deleted = cur.execute(prune_batch, {"older_than": older_than_seconds, "batch_size": batch_size}).rowcount
         total += deleted
         if progress is not None:
             progress(total)
@@ -217,34 +206,34 @@ def reencrypt(
     Each row is updated only if its blob is still the one that was read, so a
     worker writing at the same time is never overwritten.
     """
-    quoted = quote_identifier(schema)
+    statements = Queries(schema)
     changed = 0
     cur = conn.cursor(row_factory=tuple_row)
-    for table in ("job", "job_archive"):
+    for read, write in ((statements.reencrypt_read_job, statements.reencrypt_write_job),
+                        (statements.reencrypt_read_job_archive, statements.reencrypt_write_job_archive)):
         after = -(2**63)
         while True:
-            rows = cur.execute(
-                f"SELECT id, rid, origin_rid, arguments_enc, results_enc FROM {quoted}.{table} "
-                "WHERE id > %s AND (substring(arguments_enc FROM 2 FOR 4) <> %s "
-                "OR substring(results_enc FROM 2 FOR 4) <> %s) ORDER BY id LIMIT %s",
-                (after, keyring.current_id, keyring.current_id, batch_size),
-            ).fetchall()
+            rows = cur.execute(read, {"after": after, "current_key": keyring.current_id,
+                                      "batch_size": batch_size}).fetchall()
             if not rows:
                 break
             with conn.transaction():
                 for id_, rid, origin_rid, arguments, results in rows:
-                    for column, blob, binding, what in (
-                        ("arguments_enc", arguments, origin_rid or rid, "arguments"),
-                        ("results_enc", results, rid, "results"),
-                    ):
-                        if keyring.needs_rotation(blob):
-                            fresh = keyring.encrypt(keyring.decrypt(blob, binding, what), binding, what)
-                            cur.execute(
-                                f"UPDATE {quoted}.{table} SET {column} = %s WHERE id = %s AND {column} = %s",
-                                (fresh, id_, blob),
-                            )
+                    cur.execute(write, {
+                        "id": id_,
+                        "old_arguments": arguments, "new_arguments": _rotated(keyring, arguments, origin_rid or rid,
+                                                                              "arguments"),
+                        "old_results": results, "new_results": _rotated(keyring, results, rid, "results"),
+                    })
                     changed += 1
             after = rows[-1][0]
             if progress is not None:
                 progress(changed)
     return changed
+
+
+def _rotated(keyring: Keyring, blob: bytes | None, binding: UUID, what: str) -> bytes | None:
+    """The blob sealed under the newest key (itself when it already is, or None)."""
+    if blob is None or not keyring.needs_rotation(blob):
+        return blob
+    return keyring.encrypt(keyring.decrypt(blob, binding, what), binding, what)

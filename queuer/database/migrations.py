@@ -19,6 +19,7 @@ from psycopg.rows import tuple_row
 
 from queuer.config.database import quote_identifier
 from queuer.database.admin import FUNCTIONS, TABLES
+from queuer.database.statements import Queries
 
 log = logging.getLogger("queuer.migrations")
 
@@ -52,12 +53,12 @@ def latest_version() -> int:
 
 def installed_version(conn: psycopg.Connection[Any], schema: str) -> int:
     """The schema's version, 0 when queuer is not installed there."""
-    quoted = quote_identifier(schema)
+    statements = Queries(schema)
     cur = conn.cursor(row_factory=tuple_row)
-    row = cur.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{quoted}.schema_version",)).fetchone()
+    row = cur.execute(statements.relation_exists, {"name": f"{statements.schema_quoted}.schema_version"}).fetchone()
     if not row or not row[0]:
         return 0
-    row = cur.execute(f"SELECT coalesce(max(version), 0) FROM {quoted}.schema_version").fetchone()
+    row = cur.execute(statements.installed_version).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -67,26 +68,18 @@ def migrate(conn: psycopg.Connection[Any], schema: str, target: int | None = Non
     target = len(migrations) if target is None else target
     if installed_version(conn, schema) >= target:
         return []
-    quoted = quote_identifier(schema)
+    statements = Queries(schema)
     applied: list[int] = []
     with conn.transaction():
-        # Serialize installers of this schema; the lock ends with the transaction.
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('queuer.migrate'), hashtext(%s))", (schema,))
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {quoted}.schema_version ("
-            " version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
+        conn.execute(statements.lock_schema_installers, {"schema": schema})
+        conn.execute(statements.create_schema)
+        conn.execute(statements.create_schema_version)
         current = installed_version(conn, schema)
         for migration in migrations:
             if current < migration.version <= target:
                 log.info("applying migration %04d_%s to schema %s", migration.version, migration.name, schema)
-                conn.execute(migration.sql.replace("{schema}", quoted))
-                conn.execute(
-                    f"INSERT INTO {quoted}.schema_version (version, name) VALUES (%s, %s)",
-                    (migration.version, migration.name),
-                )
+                conn.execute(migration.sql.replace("{schema}", statements.schema_quoted))
+                conn.execute(statements.record_migration, {"version": migration.version, "name": migration.name})
                 applied.append(migration.version)
     return applied
 
@@ -95,7 +88,7 @@ def uninstall(conn: psycopg.Connection[Any], schema: str) -> None:
     """Drop queuer's tables from ``schema`` (the schema itself stays)."""
     quoted = quote_identifier(schema)
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('queuer.migrate'), hashtext(%s))", (schema,))
+        conn.execute(Queries(schema).lock_schema_installers, {"schema": schema})
         for table in TABLES:
             conn.execute(f"DROP TABLE IF EXISTS {quoted}.{table} CASCADE")
         for function in FUNCTIONS:

@@ -140,9 +140,9 @@ class WorkerDB:
 
     def now(self) -> datetime:
         """The database's clock."""
-        row = self.db.execute_one("SELECT now() AS now")
+        row = self.db.execute_one(self.q.db_now)
         assert row is not None
-        now: datetime = row["now"]
+        now: datetime = row["db_now"]
         return now
 
     def prune(self, older_than_seconds: float) -> None:

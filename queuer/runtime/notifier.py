@@ -171,10 +171,10 @@ class Notifier(BackgroundLoop):
         if want == self._held_lock:
             return
         if self._held_lock is not None:
-            conn.execute("SELECT pg_advisory_unlock(%s, %s)", self._held_lock)
+            conn.execute(self.db.queries.liveness_unlock, dict(zip(("space", "key"), self._held_lock)))
             self._held_lock = None
         if want is not None:
-            row = conn.execute("SELECT pg_try_advisory_lock(%s, %s) AS locked", want).fetchone()
+            row = conn.execute(self.db.queries.liveness_try_lock, dict(zip(("space", "key"), want))).fetchone()
             if not row or not row["locked"]:
                 log.warning("liveness lock %s is held by another session; retrying", want)
                 return
@@ -186,7 +186,7 @@ class Notifier(BackgroundLoop):
         # An empty notification ends the blocking read at once instead of after read_timeout.
         if self.connected.is_set():
             try:
-                self.db.execute("SELECT pg_notify(%s, '{\"j\": []}')", (self.db.channel,))
+                self.db.execute(self.db.queries.wake_listener, {"channel": self.db.channel})
             except Exception:
                 pass  # the read times out soon anyway
 

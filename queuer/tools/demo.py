@@ -74,7 +74,7 @@ def run_demo(jobs: int = 10_000, concurrency: int = 8, out: TextIO = sys.stdout)
         q.start()
         done = 0
         while done < jobs:
-            done = q.db.execute_one(f"SELECT count(*) AS n FROM {q.db.queries.schema_quoted}.job_archive")["n"]  # type: ignore[index]
+            done = q.db.execute_one(q.db.queries.count_archived)["n"]  # type: ignore[index]
             print("\r" + _bar(done, jobs), end="", file=out, flush=True)
             if done < jobs:
                 time.sleep(0.1)  # the progress bar's refresh rate

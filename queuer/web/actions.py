@@ -1,113 +1,105 @@
-"""What the page's buttons do, through the Queuer's own API (the same calls as the CLI's).
-
-Each action returns what the page shows next, or raises ``ActionError`` with
-the HTTP status and a message for the operator.
-"""
+"""The actions: the POSTs behind the pages' buttons. Each reads its form (read-only mode, readers and CSRF
+checked there), does its operation, records it in the audit log, and redirects to what it changed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import TypeVar
+from urllib.parse import urlencode
 from uuid import UUID
 
-from queuer.client.queuer import Queuer
-from queuer.errors import (
-    DuplicateJobError,
-    EncryptionError,
-    JobAlreadyEndedError,
-    JobNotFoundError,
-    QueuerError,
-    WorkerNotFoundError,
-)
-from queuer.model.job import Job
-from queuer.model.options import Options
-from queuer.model.worker import Worker
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
 
-SCHEDULE_ACTIONS = ("pause", "resume", "trigger")
+from queuer.web import operations
+from queuer.web.context import WebContext
+from queuer.web.forms import read_form
+from queuer.web.params import BadRequest, JobFilter, parse_filter, parse_name, parse_uuid
+
+T = TypeVar("T")
+FILTER_FIELDS = frozenset({"status", "task", "since", "until", "rid"})
 
 
-class ActionError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+class Actions:
+    def __init__(self, web: WebContext) -> None:
+        self.web = web
 
-
-def cancel(q: Queuer, rid: UUID) -> Job:
-    try:
-        return q.cancel_job(rid)
-    except JobNotFoundError:
-        raise ActionError(404, f"no job {rid}") from None
-    except JobAlreadyEndedError as exc:
-        raise ActionError(409, f"job {rid} has already ended ({exc}); nothing was changed") from None
-
-
-def requeue(q: Queuer, rid: UUID) -> Job:
-    """Add an ended job again, as a new job with the same task, arguments and options."""
-    try:
-        return q.readd_job_from_archive(rid)
-    except JobNotFoundError:
-        if q.job_db.status_of(rid) is not None:
-            raise ActionError(409, f"job {rid} has not ended: only ended jobs can be queued again") from None
-        raise ActionError(404, f"no job {rid}") from None
-    except EncryptionError:
-        raise ActionError(409, f"job {rid} is encrypted and this server does not hold its key "
-                               "(set QUEUER_ENCRYPTION_KEY): it cannot be queued again from here") from None
-    except DuplicateJobError as exc:
-        raise ActionError(409, f"a job with the same unique key is already queued or running ({exc})") from None
-    except ValueError as exc:  # e.g. stored arguments that cannot be decoded: re-adding would lose them
-        raise ActionError(409, str(exc)) from None
-
-
-def stop_worker(q: Queuer, rid: UUID) -> Worker:
-    """Ask a worker to finish its running jobs and stop (its row shows STOPPING at once)."""
-    try:
-        return q.stop_worker_gracefully(rid)
-    except WorkerNotFoundError:
-        raise ActionError(404, f"no worker {rid}") from None
-
-
-def schedule(q: Queuer, name: str, action: str) -> Job | None:
-    """Pause, resume or trigger a cron schedule; trigger adds its job now and returns it."""
-    if action == "pause":
-        _known(q.pause_schedule, name)
-        return None
-    if action == "resume":
-        _known(q.resume_schedule, name)
-        return None
-    found = next((s for s in q.get_schedules() if s.name == name), None)
-    if found is None:
-        raise ActionError(404, f"no schedule named {name!r}")
-    # The job records where it came from; the schedule's own next tick is unchanged.
-    options = Options(extra={"schedule": name, "triggered": "web"})
-    try:
-        return q.add_job_with_options(options, found.task_name, *found.parameters, **found.parameters_keyed)
-    except (QueuerError, ValueError, TypeError) as exc:
-        raise ActionError(409, f"schedule {name!r} could not add its job: {exc}") from None
-
-
-def _known(call: object, name: str) -> None:
-    try:
-        call(name)  # type: ignore[operator]
-    except LookupError:
-        raise ActionError(404, f"no schedule named {name!r}") from None
-
-
-@dataclass
-class BulkResult:
-    done: list[UUID] = field(default_factory=list)
-    skipped: list[tuple[UUID, str]] = field(default_factory=list)  # (rid, why): ended meanwhile, encrypted...
-
-
-def bulk(q: Queuer, action: str, rids: list[UUID]) -> BulkResult:
-    """Cancel or re-queue each job; one that changed state meanwhile is skipped, with the reason."""
-    result = BulkResult()
-    for rid in rids:
+    async def act(self, request: Request, action: str, call: Callable[[], T], target: str | None = None,
+                  rids: Sequence[UUID] = ()) -> T:
+        """Run an operation in the thread pool; one refused (404, 409...) is recorded too."""
         try:
-            if action == "cancel":
-                cancel(q, rid)
-            else:
-                requeue(q, rid)
-            result.done.append(rid)
-        except ActionError as exc:
-            result.skipped.append((rid, exc.message))
-    return result
+            return await run_in_threadpool(call)
+        except operations.ActionError as exc:
+            await self.web.audit(request, action, target, rids, f"refused ({exc.status}): {exc.message}")
+            raise
+
+    async def cancel(self, request: Request) -> Response:
+        web = self.web
+        await read_form(web, request, frozenset())
+        rid = parse_uuid(request.path_params["rid"], "the job rid")
+        await self.act(request, "cancel", lambda: operations.cancel(web.q, rid), rids=[rid])
+        await web.audit(request, "cancel", rids=[rid])
+        return web.redirect(request, f"/jobs/{rid}", notice="cancelled")
+
+    async def requeue(self, request: Request) -> Response:
+        web = self.web
+        await read_form(web, request, frozenset())
+        rid = parse_uuid(request.path_params["rid"], "the job rid")
+        new = await self.act(request, "requeue", lambda: operations.requeue(web.q, rid), rids=[rid])
+        await web.audit(request, "requeue", rids=[rid, new.rid], outcome=f"done: added again as {new.rid}")
+        return web.redirect(request, f"/jobs/{new.rid}", notice="requeued")
+
+    async def stop_worker(self, request: Request) -> Response:
+        web = self.web
+        await read_form(web, request, frozenset())
+        rid = parse_uuid(request.path_params["rid"], "the worker rid")
+        worker = await self.act(request, "stop-worker", lambda: operations.stop_worker(web.q, rid),
+                                target=f"worker {rid}")
+        await web.audit(request, "stop-worker", target=f"worker {rid} ({worker.name})")
+        return web.redirect(request, "/", notice="stopping")
+
+    async def schedule(self, request: Request) -> Response:
+        web = self.web
+        values = await read_form(web, request, frozenset({"name", "action"}))
+        name = parse_name(values.get("name", ""), "the schedule name")
+        action = values.get("action", "")
+        if action not in operations.SCHEDULE_ACTIONS:
+            raise BadRequest(f"action must be one of {', '.join(operations.SCHEDULE_ACTIONS)}")
+        what = f"schedule-{action}"
+        job = await self.act(request, what, lambda: operations.schedule(web.q, name, action), target=name)
+        if job is not None:
+            await web.audit(request, what, target=name, rids=[job.rid], outcome=f"done: added job {job.rid}")
+            return web.redirect(request, f"/jobs/{job.rid}", notice="triggered")
+        await web.audit(request, what, target=name)
+        return web.redirect(request, "/schedules", notice={"pause": "paused", "resume": "resumed"}[action])
+
+    async def bulk(self, request: Request) -> Response:
+        """Without ``confirm=yes`` a page that says how many jobs the filter covers; with it, the action."""
+        web = self.web
+        values = await read_form(web, request, FILTER_FIELDS | {"action", "confirm"})
+        action = values.pop("action", "")
+        confirmed = values.pop("confirm", "") == "yes"
+        f = parse_filter(values)
+        if action == "cancel" and f.ended:
+            raise BadRequest("ended jobs cannot be cancelled: choose an active status")
+        if action == "requeue" and not f.ended:
+            raise BadRequest("only ended jobs can be queued again: choose an ended status")
+        if action not in ("cancel", "requeue"):
+            raise BadRequest("action must be cancel or requeue")
+        limit = web.settings.bulk_limit
+        if not confirmed:
+            if f.until is None:
+                # Pin the selection: jobs that arrive after this page are not part of it.
+                now = await run_in_threadpool(web.reads.db_now)
+                f = JobFilter(f.status, f.task, f.since, now + timedelta(microseconds=1), f.rid, f.rid_range)
+            selected = await run_in_threadpool(web.reads.selection, f, limit + 1)
+            return web.views.render(request, "confirm.html", f=f, action=action, count=min(len(selected), limit),
+                                    more=len(selected) > limit, limit=limit)
+        rids = await run_in_threadpool(web.reads.selection, f, limit)
+        result = await run_in_threadpool(operations.bulk, web.q, action, rids)
+        await web.audit(request, f"bulk-{action}", target=f.describe(), rids=result.done,
+                        outcome=f"{len(result.done)} done, {len(result.skipped)} skipped")
+        return web.views.render(request, "bulk_done.html", f=f, action=action, result=result,
+                                back="/jobs?" + urlencode(f.params()))

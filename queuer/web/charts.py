@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from queuer.web.queries import Minute
+from queuer.web.overview import Minute
 
 WIDTH = 640.0
 HEIGHT = 170.0

@@ -2,7 +2,8 @@
 
 Every check fails with ``BadRequest`` and a message that says what is wrong;
 the app answers it with a 400. Values only ever travel to PostgreSQL as query
-parameters; the SQL around them is chosen from constants.
+parameters of constant statements (``database/sql/web.sql``). Reading a POSTed
+form itself (its size, encoding and CSRF field) is ``forms``'s.
 """
 
 from __future__ import annotations
@@ -11,15 +12,12 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from urllib.parse import parse_qsl
 from uuid import UUID
 
 from queuer.model.job import ACTIVE_STATUSES, ENDED_STATUSES
 
 MAX_TEXT = 200  # task and schedule names are at most 200 characters
 MAX_VALUE = 400  # any other value
-MAX_FORM_BYTES = 16 * 1024
-MAX_FORM_FIELDS = 50
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 # What the status filter accepts: one status, or every active / every ended one.
@@ -65,19 +63,6 @@ def check_names(items: Iterable[tuple[str, str]], allowed: frozenset[str]) -> di
             raise BadRequest(f"parameter {name!r} contains control characters")
         found[name] = value
     return found
-
-
-def parse_form(body: bytes, allowed: frozenset[str]) -> dict[str, str]:
-    """An application/x-www-form-urlencoded body, checked like query parameters."""
-    if len(body) > MAX_FORM_BYTES:
-        raise BadRequest(f"the form is larger than {MAX_FORM_BYTES} bytes")
-    try:
-        text = body.decode("utf-8")
-        items = parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=MAX_FORM_FIELDS,
-                          errors="strict")
-    except (UnicodeDecodeError, ValueError):
-        raise BadRequest("the form is not valid UTF-8 url-encoded data") from None
-    return check_names(items, allowed)
 
 
 def parse_uuid(value: str, what: str) -> UUID:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 from typing import Any
@@ -13,10 +12,12 @@ import uvicorn
 
 from queuer.client.queuer import Queuer
 from queuer.config.database import DatabaseConfiguration
+from queuer.config.ports import free_port
 from queuer.config.settings import WorkerSettings
-from queuer.web.app import WebSettings, create_app
+from queuer.web.app import create_app
 from queuer.web.proxy import parse_networks, parse_public_origin
 from queuer.web.security import check_tokens, is_loopback_address
+from queuer.web.settings import WebSettings
 from queuer.web.store import WebStore
 
 
@@ -58,13 +59,6 @@ def serve(q: Queuer, settings: WebSettings, host: str, port: int, log_level: str
         app_log.addHandler(handler)
         app_log.setLevel(logging.INFO)
     uvicorn.Server(_uvicorn_config(create_app(q, settings), host, port, log_level)).run()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 class WebServer:
@@ -131,9 +125,7 @@ def revoke_sessions(q: Queuer, who: str) -> int:
     """End every web session of this schema (on every server, at once); return the new sessions epoch."""
     store = WebStore(q.db)
     epoch = store.bump_epoch()
-    row = q.db.execute_one("SELECT current_user AS role")
-    role = row["role"] if row else "?"
-    store.record(who, f"command line, database role {role}", "revoke-sessions",
+    store.record(who, f"command line, database role {store.current_role()}", "revoke-sessions",
                  outcome=f"done: sessions epoch is now {epoch}")
     return epoch
 

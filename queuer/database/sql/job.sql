@@ -437,3 +437,6 @@ SELECT now() AS now
 COPY {schema}.job (rid, task_name, parameters, parameters_keyed, options, priority, status, scheduled_at,
                    max_attempts, timeout_seconds, unique_key, origin_rid, schedule_count, serial_key,
                    arguments_enc, crash_budget) FROM STDIN
+
+-- name: count_archived
+SELECT count(*) AS n FROM {schema}.job_archive

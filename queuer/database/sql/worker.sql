@@ -175,3 +175,14 @@ LIMIT 20;
 
 -- name: count_workers_by_status
 SELECT status, count(*) AS n FROM {schema}.worker GROUP BY status ORDER BY status
+
+-- name: liveness_try_lock
+-- The worker's liveness lock: a session lock that PostgreSQL frees when the session ends.
+SELECT pg_try_advisory_lock(%(space)s, %(key)s) AS locked
+
+-- name: liveness_unlock
+SELECT pg_advisory_unlock(%(space)s, %(key)s)
+
+-- name: wake_listener
+-- An empty notification: ends the listener's blocking read at once.
+SELECT pg_notify(%(channel)s, '{"j": []}')
