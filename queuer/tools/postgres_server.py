@@ -532,13 +532,8 @@ class TemporaryPostgres:
             raise self._failure(f"embedded server did not start again: {exc!r}") from exc
 
     def _embedded_forget(self) -> None:
-        """Drop the package's handle so that none of its own exit hooks touch our deleted files."""
+        """Let go of the package's handle: started with ``cleanup_mode=None``, its ``cleanup()`` only
+        forgets the server (which we stop and delete ourselves), and its exit hook then does nothing."""
         server, self._embedded = self._embedded, None
-        if server is None:
-            return
-        cleanup = getattr(server, "_cleanup", None)
-        if cleanup is not None:
-            atexit.unregister(cleanup)
-        instances = getattr(type(server), "_instances", None)
-        if isinstance(instances, dict):
-            instances.pop(getattr(server, "pgdata", None), None)
+        if server is not None:
+            server.cleanup()
