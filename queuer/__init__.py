@@ -1,9 +1,11 @@
 """queuer: a PostgreSQL job queue for Python, synchronous and thread-pooled.
 
-Everything public is importable from here::
+Everything public is importable from here:
 
-    import queuer
-    from queuer import new_queuer, Options, OnError, RetryBackoff, Schedule, BatchJob, JobStatus
+```python
+import queuer
+from queuer import new_queuer, Options, OnError, RetryBackoff, Schedule, BatchJob, JobStatus
+```
 """
 
 from queuer.client.factory import new_queuer, new_queuer_with_db

@@ -11,10 +11,10 @@ import psycopg
 
 from queuer.cli.base import CliState, main, pass_state, shown
 
-#: the partitions made ahead, if any are missing, are a day each (WorkerSettings.archive_partition)
 PRUNE_PARTITION_SECONDS = 86400.0
-#: pruning more archived jobs than this (or all of them) asks for --yes
+"""The partitions made ahead, if any are missing, are a day each (WorkerSettings.archive_partition)."""
 PRUNE_CONFIRM_ABOVE = 10_000
+"""Pruning more archived jobs than this (or all of them) asks for --yes."""
 MAX_AGE_SECONDS = 100 * 365 * 86400.0
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

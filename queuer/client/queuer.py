@@ -61,6 +61,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Queuer:
+    """A job queue on one PostgreSQL schema: a producer from the start, a worker once ``start()`` is called.
+
+    Make one with ``new_queuer`` or ``new_queuer_with_db``. Creating it installs or upgrades queuer's
+    tables when needed and registers this process's worker row, READY: a READY worker claims nothing.
+    ``start()`` makes it RUNNING, running up to ``max_concurrency`` jobs of its registered tasks in
+    threads. Use it as a context manager, or call ``stop()``, to stop the worker and release its
+    connections; a stopped queuer reopens them when used again.
+    """
+
     def __init__(
         self,
         name: str,
@@ -88,11 +97,17 @@ class Queuer:
         # Arguments and results are encrypted on this side; the database never sees a key.
         self.keyring: Keyring | None = Keyring.parse(encryption_key)
         self.name = name
+        """The name of this queuer and of its worker row."""
         self.max_concurrency = max_concurrency
+        """How many jobs its worker runs at once (threads)."""
         self.default_on_error: OnError | None = on_error[0] if on_error else None
+        """The ``OnError`` for jobs that bring none (None: no retries, no timeout)."""
         self.settings = settings or WorkerSettings.from_env()
+        """The worker's settings (given, or from ``QUEUER_<FIELD>`` variables)."""
         self.resources: Mapping[str, Any] = dict(resources or {})
+        """Shared objects a task reads from ``current_job().resources``."""
         self.db_config = db_config or DatabaseConfiguration.from_env()
+        """Where the queue lives (given, or from ``QUEUER_DB_*`` variables)."""
         self.db = Database(self.db_config, name=name)
         self.db.wait_until_reachable(self.db_config.startup_wait)
         with self.db.connection() as conn:
@@ -141,6 +156,7 @@ class Queuer:
 
     @property
     def next_interval_funcs(self) -> dict[str, NextIntervalFunc]:
+        """The registered next-interval functions by name."""
         return self._tasks.next_interval_funcs
 
     def add_task(
@@ -173,6 +189,11 @@ class Queuer:
         requests_per_second: float | None = None,
         serialized: bool = False,
     ) -> Task:
+        """Register a function as task ``name``: ``add_task`` with the name required.
+
+        Returns the Task; DuplicateTaskError when another function is registered under ``name``,
+        ValueError for an invalid name or limit, TypeError when ``task`` is not callable.
+        """
         return self.add_task(
             task, name,
             concurrency_limit=concurrency_limit, requests_per_second=requests_per_second, serialized=serialized,
@@ -202,6 +223,11 @@ class Queuer:
         return self.task(name)
 
     def add_next_interval_func(self, nif: NextIntervalFunc) -> Worker:
+        """Register a next-interval function under its own name (``Class.method`` for a method).
+
+        Returns this queuer's worker, whose ``available_next_interval_funcs`` lists it. DuplicateTaskError
+        when another function is registered under that name; see ``add_next_interval_func_with_name``.
+        """
         return self.add_next_interval_func_with_name(nif, None)
 
     def add_next_interval_func_with_name(self, nif: NextIntervalFunc, name: str | None) -> Worker:
@@ -255,9 +281,11 @@ class Queuer:
         )
 
     def get_schedules(self) -> list[CronSchedule]:
+        """Every cron schedule, paused ones included, by name."""
         return self.cron_db.list()
 
     def pause_schedule(self, name: str) -> CronSchedule:
+        """Pause the schedule ``name``: no jobs until ``resume_schedule``. Returns it; LookupError if there is none."""
         return _schedule_or_raise(name, self.cron_db.set_paused(name, True))
 
     def resume_schedule(self, name: str) -> CronSchedule:
@@ -265,6 +293,7 @@ class Queuer:
         return _schedule_or_raise(name, self.cron_db.set_paused(name, False))
 
     def remove_schedule(self, name: str) -> None:
+        """Delete the schedule ``name`` (jobs it already added stay); LookupError if there is none."""
         if not self.cron_db.remove(name):
             raise LookupError(f"no schedule named {name!r}")
 
@@ -277,6 +306,13 @@ class Queuer:
     def add_job_with_options(
         self, options: Options | None, task: Callable[..., Any] | str, /, *parameters: Any, **parameters_keyed: Any
     ) -> Job:
+        """Add one job with ``options`` (None: the worker's defaults) and return it.
+
+        Raises TaskNotRegisteredError for a function that is not registered, TypeError for arguments that
+        are not JSON (or options that are not ``Options``), ValueError for arguments larger than
+        ``WorkerSettings.max_payload_bytes``, and DuplicateJobError when a job with the same ``unique_key``
+        is queued or running (with ``on_duplicate="skip"``, that job is returned instead).
+        """
         with tracing.sending() as spans:
             new = self._jobs.build(task, parameters, parameters_keyed, options, tracing=spans)
             with duplicates_as_errors():
@@ -306,6 +342,12 @@ class Queuer:
         *parameters: Any,
         **parameters_keyed: Any,
     ) -> Job:
+        """``add_job_with_options`` on the caller's connection, inside the caller's transaction.
+
+        The job exists only if that transaction commits. TypeError or ValueError when ``conn`` is not an
+        open psycopg 3 connection; a database error raises a QueuerError (ConnectionLostError when the
+        connection broke), never the driver's.
+        """
         conn = check_callers_connection(conn)
         with tracing.sending() as spans:
             new = self._jobs.build(task, parameters, parameters_keyed, options, tracing=spans)
@@ -315,6 +357,10 @@ class Queuer:
             return job
 
     def add_jobs_tx(self, conn: psycopg.Connection[Any], batch_jobs: Iterable[BatchJob]) -> list[UUID]:
+        """``add_jobs`` on the caller's connection, inside the caller's transaction; returns the rids.
+
+        The jobs exist only if that transaction commits, and all or none of the batch is inserted.
+        """
         conn = check_callers_connection(conn)
         with on_callers_connection(conn):
             return self._insert_batch(batch_jobs, conn)
@@ -441,6 +487,7 @@ class Queuer:
 
     @property
     def running(self) -> bool:
+        """True between ``start()`` and the worker's stop."""
         self._check_fork()
         return self._runtime is not None and not self._runtime.stopped.is_set()
 
@@ -473,6 +520,10 @@ class Queuer:
         return self.worker_db.get(as_uuid(rid))
 
     def get_workers(self, status: WorkerStatus | str | None = None, limit: int = 100, offset: int = 0) -> list[Worker]:
+        """Workers of every process on this schema, oldest first, with ``status`` if given (any case).
+
+        Stopped and dead workers stay listed until they are pruned. ValueError for an unknown status.
+        """
         parsed = WorkerStatus(str(status).upper()) if status is not None and not isinstance(status, WorkerStatus) else status
         return self.worker_db.list(parsed, limit, offset)
 
@@ -544,6 +595,7 @@ class Queuer:
             self.db.release_idle()
 
     close = stop
+    """The same as ``stop()``."""
 
     def idle(self) -> bool:
         """True when this worker holds no job and none of its tasks has a job due now."""

@@ -46,34 +46,35 @@ def quote_identifier(name: str) -> str:
 class DatabaseConfiguration:
     """Where the queue lives. ``password`` never shows in repr or messages."""
 
-    #: one host, or a comma-separated list that libpq tries in order (failover)
     host: str | None = None
-    #: one port, or a comma-separated list matching the hosts
+    """One host, or a comma-separated list that libpq tries in order (failover)."""
     port: int | str | None = None
+    """One port, or a comma-separated list matching the hosts."""
     database: str | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     schema: str = DEFAULT_SCHEMA
     sslmode: str | None = None
-    #: queuerPy's switch: drop queuer's tables and make them anew when a Queuer is created
     with_table_drop: bool = False
-    #: accepted for queuerPy code; queuer needs no extension and uses plain tables either way
+    """queuerPy's switch: drop queuer's tables and make them anew when a Queuer is created."""
     with_timescale: bool = False
-    #: seconds a call (add_job, a query) waits for the server before DatabaseUnreachableError
+    """Accepted for queuerPy code; queuer needs no extension and uses plain tables either way."""
     timeout: float = 10.0
-    #: seconds creating a Queuer waits for a server that is not up yet (a container started before its database)
+    """Seconds a call (``add_job``, a query) waits for the server before ``DatabaseUnreachableError``."""
     startup_wait: float = 60.0
-    #: "transaction" when a transaction pooler (PgBouncer pool_mode=transaction) is in between
+    """Seconds creating a Queuer waits for a server that is not up yet (a container started before its database)."""
     pooler: str | None = None
-    #: a direct (or session-pooled) URL for the worker's session: LISTEN and its liveness lock
+    """``"transaction"`` when a transaction pooler (PgBouncer ``pool_mode=transaction``) is in between."""
     direct_url: str | None = field(default=None, repr=False)
-    #: connections a queuer pools (a worker has one more, its session)
+    """A direct (or session-pooled) URL for the worker's session: LISTEN and its liveness lock."""
     pool_size: int = 3
-    #: seconds a connection's peer may stay silent (no ACK, no keepalive answer) before the
-    #: connection is dropped, on both ends: a worker host that vanished frees its jobs this fast
+    """Connections a queuer pools (a worker has one more, its session)."""
     network_timeout: float = 10.0
-    # Extra libpq keywords (from QUEUER_DB_URL or given explicitly).
+    """Seconds a connection's peer may stay silent (no ACK, no keepalive answer) before the connection is dropped, on
+    both ends: a worker host that vanished frees its jobs this fast.
+    """
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    """Extra libpq keywords (from ``QUEUER_DB_URL`` or given explicitly)."""
 
     def __post_init__(self) -> None:
         validate_schema_name(self.schema)
@@ -139,6 +140,7 @@ class DatabaseConfiguration:
         return any(key.startswith(ENV_PREFIX) for key in env)
 
     def with_schema(self, schema: str) -> DatabaseConfiguration:
+        """A copy of this configuration on another schema; ConfigurationError if ``schema`` is not a valid name."""
         return replace(self, schema=schema)
 
     def connect_kwargs(self) -> dict[str, Any]:

@@ -9,41 +9,54 @@ from dataclasses import dataclass, fields
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    #: fallback poll when no NOTIFY arrives (seconds)
+    """Tuning of a worker's background loops, and the payload limit; times are in seconds.
+
+    A queuer made without ``settings=`` reads them from ``QUEUER_<FIELD>`` variables (``from_env``).
+    A value out of range (a negative one, say) raises ValueError.
+    """
+
     poll_interval: float = 2.0
-    #: jobs claimed beyond free threads, run from the local buffer; None = sized as the worker runs
+    """Fallback poll when no NOTIFY arrives (seconds)."""
     prefetch: int | None = None
+    """Jobs claimed beyond free threads, run from the local buffer; None = sized as the worker runs."""
     heartbeat_interval: float = 2.0
-    #: a worker without a session (heartbeat liveness) silent this long is declared dead
+    """Seconds between heartbeats."""
     dead_after: float = 20.0
-    #: a worker whose session is open but which has not heartbeated this long is declared
-    #: hung and dead: far above any GIL pause of a long C call
+    """A worker without a session (heartbeat liveness) silent this long is declared dead."""
     hung_after: float = 600.0
-    #: a worker whose session lock has been free (and which was silent) this long is dead
+    """A worker whose session is open but which has not heartbeated this long is declared hung and dead: far above any
+    GIL pause of a long C call.
+    """
     liveness_grace: float = 1.0
-    #: after a database restart, this long before a free lock counts (workers reconnect)
+    """A worker whose session lock has been free (and which was silent) this long is dead."""
     restart_grace: float = 10.0
-    #: how often the master checks liveness
+    """After a database restart, this long before a free lock counts (workers reconnect)."""
     liveness_interval: float = 0.25
-    #: crashes a job may cost while it runs before it ends FAILED (Options.crash_budget overrides)
+    """How often the master checks liveness."""
     crash_budget: int = 5
+    """Crashes a job may cost while it runs before it ends FAILED (``Options.crash_budget`` overrides)."""
     master_lease: float = 10.0
-    #: dead and stopped worker rows are deleted after this long
+    """Seconds the master's lease lasts (renewed every quarter of it)."""
     prune_workers_after: float = 24 * 3600.0
-    #: how long stop() lets running jobs finish before giving up on them
+    """Dead and stopped worker rows are deleted after this long."""
     shutdown_timeout: float = 30.0
-    #: add_job refuses arguments larger than this (JSON bytes, positional and keyword together),
-    #: and a task's result larger than this fails its job
+    """How long ``stop()`` lets running jobs finish before giving up on them."""
     max_payload_bytes: int = 1024 * 1024
-    #: the master deletes archived jobs older than this many seconds (None: keep them): whole
-    #: archive partitions at once, row by row only for the partition that straddles the cutoff
+    """``add_job`` refuses arguments larger than this (JSON bytes, positional and keyword together), and a task's result
+    larger than this fails its job.
+    """
     archive_retention: float | None = None
-    #: the span of one archive partition (by the time jobs ended), aligned to the epoch: a day
+    """The master deletes archived jobs older than this many seconds (None: keep them): whole archive partitions at
+    once, row by row only for the partition that straddles the cutoff.
+    """
     archive_partition: float = 86400.0
+    """The span of one archive partition (by the time jobs ended), aligned to the epoch: a day."""
     completer_batch_size: int = 200
-    #: wait this long for more outcomes before writing a batch (0: write as soon as the last write is
-    #: done; batches then grow with the load, one commit each)
+    """Outcomes written in one statement at most."""
     completer_flush_interval: float = 0.0
+    """Wait this long for more outcomes before writing a batch (0: write as soon as the last write is done; batches then
+    grow with the load, one commit each).
+    """
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -138,8 +138,8 @@ def apply(conn: psycopg.Connection[Any], statements: list[str]) -> None:
             conn.execute(statement)
 
 
-#: archive partitions kept ready beyond the current one
 ARCHIVE_PARTITIONS_AHEAD = 2
+"""Archive partitions kept ready beyond the current one."""
 
 
 def maintain_archive(conn: psycopg.Connection[Any], schema: str, partition_seconds: float,

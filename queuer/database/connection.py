@@ -63,8 +63,8 @@ class _Opener:
         self.set_statement = self.params.set_statement(settings) if settings else None
         self.own_connect_timeout = not self.params.chooses("connect_timeout")
         self.own_application_name = not self.params.chooses("application_name")
-        #: the TCP user timeout a socket keeps while idle; None when the user chose one
         self.socket_timeout_ms = None if self.params.chooses("tcp_user_timeout") else network.user_timeout_ms
+        """The TCP user timeout a socket keeps while idle; None when the user chose one."""
 
     def open(self, deadline: float, describe: str, application_name: str,
              row_factory: Any = dict_row) -> psycopg.Connection[Any]:
@@ -90,8 +90,8 @@ class Database:
         self.timeout = config.timeout
         self.name = name
         self._role = "producer"
-        #: statements may be prepared server-side (not behind a transaction pooler)
         self.prepare: bool | None = None if config.transaction_pooled else True
+        """Statements may be prepared server-side (not behind a transaction pooler)."""
         network = NetworkTimeouts(config.network_timeout)
         if config.transaction_pooled:
             # A session setting would stay on the server connection for the pooler's next client.

@@ -77,8 +77,8 @@ class WorkerHealth:
     name: str
     pid: int
     status: str
-    #: its liveness lock is held: the worker's session is up, however busy it is
     locked: bool
+    """Its liveness lock is held: the worker's session is up, however busy it is."""
     silent_seconds: float
 
 

@@ -108,14 +108,14 @@ class UserParameters:
         env = os.environ if environ is None else environ
         self.given: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         from_env = {keyword for keyword, variable in _libpq_environment_variables().items() if env.get(variable)}
-        #: every keyword the user set, directly or through libpq's environment
         self.keywords: frozenset[str] = frozenset(self.given) | from_env
+        """Every keyword the user set, directly or through libpq's environment."""
         # libpq reads PGOPTIONS only when no "options" parameter is given.
         options = self.given.get("options") if "options" in self.given else env.get("PGOPTIONS")
-        #: server settings the user put in "options" or PGOPTIONS
         self.server_settings: frozenset[str] = frozenset(_settings_in_options(str(options or "")))
-        #: a service file (service=, PGSERVICE) may set anything; what it sets cannot be seen from here
+        """Server settings the user put in "options" or PGOPTIONS."""
         self.uses_service = "service" in self.keywords
+        """A service file (service=, PGSERVICE) may set anything; what it sets cannot be seen from here."""
 
     def connect_kwargs(self, defaults: Mapping[str, Any]) -> dict[str, Any]:
         """The user's parameters, with ``defaults`` for the keywords the user left unset

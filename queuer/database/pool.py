@@ -70,9 +70,10 @@ class ConnectionPool:
 
     def __init__(self, name: str, size: int, connect: Connect, socket_timeout_ms: int | None = None) -> None:
         self.name = name
-        #: the TCP user timeout connections keep while idle; each borrow bounds it by the caller's
-        #: deadline meanwhile. None: leave the sockets alone (the user chose tcp_user_timeout).
         self.socket_timeout_ms = socket_timeout_ms
+        """The TCP user timeout connections keep while idle; each borrow bounds it by the caller's deadline meanwhile.
+        None: leave the sockets alone (the user chose tcp_user_timeout).
+        """
         self.size = size
         self.keep_idle = size  # idle connections kept once quiet
         self._connect = connect
@@ -85,10 +86,10 @@ class ConnectionPool:
         self._pid = os.getpid()
         self._inherited: list[psycopg.Connection[Any]] = []
         self._last_failure: tuple[float, str] | None = None  # (when, why) the last open failed
-        #: connections pinged before being handed out (a health figure, and what tests check)
         self.pings = 0
-        #: connections opened over the pool's life
+        """Connections pinged before being handed out (a health figure, and what tests check)."""
         self.opened = 0
+        """Connections opened over the pool's life."""
         start_over_after_fork(self)
 
     # -- borrowing --------------------------------------------------------------

@@ -35,6 +35,7 @@ class JobContext:
 
     @property
     def cancelled(self) -> threading.Event:
+        """The event set when the attempt is cancelled: wait on it, or poll ``is_cancelled()``."""
         if self._cancelled is None:
             with self._lock:
                 if self._cancelled is None:
@@ -42,6 +43,7 @@ class JobContext:
         return self._cancelled
 
     def is_cancelled(self) -> bool:
+        """True once the attempt is cancelled: the job was cancelled, timed out, or its worker lost it."""
         return self._cancelled is not None and self._cancelled.is_set()
 
     def wait_cancelled(self, timeout: float | None = None) -> bool:
@@ -49,6 +51,12 @@ class JobContext:
         return self.cancelled.wait(timeout)
 
     def cancel(self, reason: str) -> None:
+        """Mark the attempt cancelled, for ``reason``; nothing happens when it already is.
+
+        Sets ``cancel_reason`` and the ``cancelled`` event, then calls the ``on_cancel`` callbacks. The
+        worker calls this when it ends an attempt early. It changes nothing in the database (a job is
+        cancelled with ``Queuer.cancel_job``); in tests, it cancels a ``job_context``.
+        """
         with self._lock:
             if self._cancelled is None:
                 self._cancelled = threading.Event()

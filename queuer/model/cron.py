@@ -39,6 +39,12 @@ def next_tick(expression: str, timezone: str, after: datetime) -> datetime:
 
 @dataclass
 class CronSchedule:
+    """A cron schedule: at each tick of ``cron`` in ``timezone``, a job of ``task_name`` with these arguments.
+
+    Stored in the database, so each tick fires once whichever workers run; a paused schedule adds no
+    jobs. ``add_schedule``, ``get_schedules``, ``pause_schedule`` and ``resume_schedule`` return them.
+    """
+
     name: str
     cron: str
     timezone: str

@@ -13,8 +13,14 @@ from queuer.payload.serialization import Undecodable
 
 
 class JobStatus(str, Enum):
+    """Where a job is: QUEUED, SCHEDULED or RUNNING while active; SUCCEEDED, FAILED or CANCELLED once ended.
+
+    An ended job has moved to the archive. Each member is also its name as a string (``JobStatus.QUEUED == "QUEUED"``).
+    """
+
     QUEUED = "QUEUED"
-    SCHEDULED = "SCHEDULED"  # waiting for its scheduled_at
+    SCHEDULED = "SCHEDULED"
+    """Waiting for its ``scheduled_at``."""
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
@@ -22,6 +28,7 @@ class JobStatus(str, Enum):
 
     @property
     def ended(self) -> bool:
+        """True for SUCCEEDED, FAILED and CANCELLED."""
         return self in ENDED_STATUSES
 
     @classmethod
@@ -42,6 +49,13 @@ ENDED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 @dataclass
 class Job:
+    """A job: one call of a task, with its arguments, options and status.
+
+    Active jobs (queued, scheduled, running) are read from the ``job`` table, ended ones from
+    ``job_archive``. ``add_job`` and the ``get_job*`` methods return them; ``rid`` identifies a job
+    everywhere, and ``id`` is the number queuerPy's pages of ``get_jobs`` go by.
+    """
+
     rid: UUID
     task_name: str
     status: JobStatus
@@ -51,28 +65,30 @@ class Job:
     priority: int = 0
     attempts: int = 0
     max_attempts: int = 1
-    #: attempts that raised or timed out (spent from OnError.max_retries)
     failures: int = 0
-    #: times the job went back to the queue because its worker died or stopped holding it
+    """Attempts that raised or timed out (spent from ``OnError.max_retries``)."""
     rescues: int = 0
-    #: rescues charged to the job (it provably was running), bounded by its crash budget
+    """Times the job went back to the queue because its worker died or stopped holding it."""
     crashes: int = 0
+    """Rescues charged to the job (it provably was running), bounded by its crash budget."""
     scheduled_at: datetime | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
     worker_rid: UUID | None = None
     schedule_count: int = 0
-    #: what the task returned (SUCCEEDED jobs); see ``results`` for queuerPy's list form
     result: Any = None
+    """What the task returned (SUCCEEDED jobs); see ``results`` for queuerPy's list form."""
     error: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
-    origin_rid: UUID | None = None  # the archived job this one was re-added from
-    #: True when the payload is encrypted and no configured key could open it
+    origin_rid: UUID | None = None
+    """The job this one came from: the first run of its recurring series, or the archived job it was re-added from."""
     encrypted: bool = False
-    #: why stored arguments or a result could not be decoded (written by SQL or another producer);
-    #: they read as empty then, and such a job fails with InvalidJobError when it is run
+    """True when the payload is encrypted and no configured key could open it."""
     undecodable: str | None = None
+    """Why stored arguments or a result could not be decoded (written by SQL or another producer); they read as empty
+    then, and such a job fails with ``InvalidJobError`` when it is run.
+    """
     id: int | None = None
 
     @property

@@ -56,10 +56,12 @@ class OnError:
 
     @property
     def max_attempts(self) -> int:
+        """The most attempts a job runs: ``1 + max_retries``."""
         return 1 + self.max_retries
 
     @property
     def timeout_seconds(self) -> float | None:
+        """Seconds per attempt, or None for no limit (``timeout`` None or 0)."""
         return self.timeout if self.timeout else None
 
     def retry_delay_after(self, attempt: int) -> float:
@@ -97,19 +99,25 @@ class Options:
     """Options for one job. Anything left unset falls back to the worker's defaults."""
 
     on_error: OnError | None = None
+    """Retries and timeout (None: the worker's default ``OnError``)."""
     schedule: Schedule | None = None
+    """When to run, and how often to repeat (an interval ``Schedule``)."""
     priority: int = 0
+    """Jobs with a higher priority are claimed first (a 32-bit integer)."""
     unique_key: str | None = None
-    #: when a job with the same unique_key is queued or running: "error" raises
-    #: DuplicateJobError, "skip" adds nothing and returns the existing job
+    """At most one queued or running job holds this key; see ``on_duplicate``."""
     on_duplicate: str = "error"
-    #: jobs with the same serial_key run one at a time, across all workers
+    """When a job with the same ``unique_key`` is queued or running: "error" raises ``DuplicateJobError``, "skip" adds
+    nothing and returns the existing job.
+    """
     serial_key: str | None = None
-    #: not before this time (a datetime) or this long after adding (a timedelta, on the database clock)
+    """Jobs with the same ``serial_key`` run one at a time, across all workers."""
     execute_after: datetime | timedelta | None = None
-    #: how many crashes of its worker while it runs a job may cost before it ends FAILED
-    #: (None: the worker's WorkerSettings.crash_budget, 5 by default)
+    """Not before this time (a datetime) or this long after adding (a timedelta, on the database clock)."""
     crash_budget: int | None = None
+    """How many crashes of its worker while it runs a job may cost before it ends FAILED (None: the worker's
+    ``WorkerSettings.crash_budget``, 5 by default).
+    """
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

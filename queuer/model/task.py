@@ -10,12 +10,19 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Task:
+    """A registered task: the function that jobs of task ``name`` run, and its flow controls.
+
+    ``add_task`` and ``add_task_with_name`` return it; ``Queuer.tasks`` holds them by name.
+    """
+
     name: str
     fn: Callable[..., Any] = field(compare=False)
-    # Flow controls, enforced across all workers (see the README's "Limits").
     concurrency_limit: int | None = None
+    """At most this many of its jobs run at once, all workers together (None: no limit)."""
     requests_per_second: float | None = None
+    """At most this many of its jobs start per second, all workers together (None: no limit)."""
     serialized: bool = False
+    """One of its jobs runs at a time, all workers together."""
 
     @property
     def task(self) -> Callable[..., Any]:
@@ -24,6 +31,7 @@ class Task:
 
     @property
     def limited(self) -> bool:
+        """True when any flow control is set."""
         return self.concurrency_limit is not None or self.requests_per_second is not None or self.serialized
 
     @property
@@ -33,8 +41,8 @@ class Task:
             return 1 if self.concurrency_limit is None else min(1, self.concurrency_limit)
         return self.concurrency_limit
 
-    #: an ``async def`` function, run on an event loop (set from fn)
     is_async: bool = field(default=False, compare=False)
+    """True for an ``async def`` function, run on an event loop (set from ``fn``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.fn))

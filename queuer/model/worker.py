@@ -12,23 +12,37 @@ from queuer.model.options import OnError
 
 
 class WorkerStatus(str, Enum):
-    READY = "READY"  # created, not yet claiming
+    """Where a worker is in its life, from READY (registered) to STOPPED or DEAD.
+
+    Each member is also its name as a string (``WorkerStatus.READY == "READY"``).
+    """
+
+    READY = "READY"
+    """Created, not yet claiming."""
     RUNNING = "RUNNING"
-    STOPPING = "STOPPING"  # asked to stop; finishing in-flight jobs
+    STOPPING = "STOPPING"
+    """Asked to stop; finishing in-flight jobs."""
     STOPPED = "STOPPED"
-    DEAD = "DEAD"  # heartbeat went silent; its jobs were rescued
+    DEAD = "DEAD"
+    """Heartbeat went silent; its jobs were rescued."""
 
 
 @dataclass
 class Worker:
+    """A worker as stored in the ``worker`` table: one queuer's row, with the tasks it can run.
+
+    A queuer registers its row when it is created (READY) and makes it RUNNING with ``start()``.
+    ``Queuer.worker``, ``get_worker`` and ``get_workers`` return them.
+    """
+
     rid: UUID
     name: str
     status: WorkerStatus
     max_concurrency: int
     available_tasks: list[str] = field(default_factory=list)
     available_next_interval_funcs: list[str] = field(default_factory=list)
-    #: the worker's default OnError for jobs that bring none
     options: OnError | None = None
+    """The worker's default ``OnError`` for jobs that bring none."""
     host: str | None = None
     pid: int | None = None
     id: int | None = None
@@ -36,6 +50,7 @@ class Worker:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     stop_requested: str | None = None
+    """A stop asked with ``stop_worker`` ("now") or ``stop_worker_gracefully`` ("graceful"); None when none was."""
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Worker:

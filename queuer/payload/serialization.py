@@ -12,9 +12,10 @@ _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 _encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
 
-#: how deeply arguments and results may nest (lists and objects): far beyond real data, far below
-#: what any JSON reader's recursion (Python's, a web page's) survives
 MAX_NESTING = 100
+"""How deeply arguments and results may nest (lists and objects): far beyond real data, far below what any JSON reader's
+recursion (Python's, a web page's) survives.
+"""
 # What changes the depth in JSON text, and strings, which are skipped whole.
 _STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
@@ -90,8 +91,8 @@ def storable_size(text: str, what: str) -> int:
 
 
 
-#: error texts (messages and tracebacks) are stored and shown up to this many characters
 MAX_ERROR_CHARS = 64_000
+"""Error texts (messages and tracebacks) are stored and shown up to this many characters."""
 
 
 def cap_error(text: str) -> str:

@@ -18,8 +18,8 @@ MAX_ERROR_DELAY = 1.0
 
 
 class BackgroundLoop:
-    #: seconds between ticks when tick() returns None
     interval: float = 1.0
+    """Seconds between ticks when tick() returns None."""
 
     def __init__(self, name: str) -> None:
         self.name = name

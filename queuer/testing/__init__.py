@@ -2,9 +2,11 @@
 
 Fixtures (from the plugin): ``queuer_db``, a throwaway PostgreSQL with a fresh
 schema per test and ``QUEUER_DB_*`` set to it; ``queuer_server``, the
-session's server. Helpers::
+session's server. Helpers:
 
-    from queuer.testing import assert_enqueued, drain, refute_enqueued, run_task
+```python
+from queuer.testing import assert_enqueued, drain, refute_enqueued, run_task
+```
 """
 
 from queuer.testing.assertions import assert_enqueued, enqueued_jobs, refute_enqueued

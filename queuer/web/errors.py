@@ -17,8 +17,8 @@ from queuer.web.proxy import ProxyError
 
 log = logging.getLogger("queuer.web")
 
-#: what the pages expect to raise: Starlette's exception handlers answer these with their pages
 EXPECTED = (BadRequest, ActionError, HTTPException, DatabaseUnreachableError, psycopg.Error, JobNotFoundError)
+"""What the pages expect to raise: Starlette's exception handlers answer these with their pages."""
 MESSAGES = {404: "There is no such page.", 405: "This address does not take that method."}
 
 

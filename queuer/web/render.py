@@ -14,8 +14,8 @@ from starlette.responses import HTMLResponse
 from queuer.payload.serialization import Undecodable
 from queuer.web.security import READER, Guard
 
-#: the most characters of a stored error, or of printed arguments or a result, that a page shows
 MAX_SHOWN = 64_000
+"""The most characters of a stored error, or of printed arguments or a result, that a page shows."""
 ERROR_TITLES = {400: "Bad request", 401: "Sign in", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
                 409: "Conflict", 413: "Too large", 415: "Unsupported form", 429: "Too many attempts",
                 500: "Unexpected error", 503: "Database unavailable"}

@@ -20,9 +20,9 @@ from queuer.database.reading import read_transaction
 
 log = logging.getLogger("queuer.web")
 
-#: what the audit log records, as shown in its filter
 AUDIT_ACTIONS = ("sign-in", "sign-out", "cancel", "requeue", "stop-worker", "schedule-pause", "schedule-resume",
                  "schedule-trigger", "bulk-cancel", "bulk-requeue", "revoke-sessions")
+"""What the audit log records, as shown in its filter."""
 
 
 @dataclass

@@ -57,9 +57,10 @@ class Throttle:
         self.forget_after = forget_after
         self.max_backlog = max_backlog
         self.max_clients = max_clients
-        #: one client's failures hold server-wide slots for at most this far ahead, so that a
-        #: single address cannot queue enough to have every other client's attempts refused
         self.client_backlog = client_backlog
+        """One client's failures hold server-wide slots for at most this far ahead, so that a single address cannot
+        queue enough to have every other client's attempts refused.
+        """
         self.clock = clock
         # A plain lock, never held across an await: the test client may run requests on several event loops.
         self._lock = threading.Lock()
