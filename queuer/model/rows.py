@@ -83,6 +83,13 @@ class OutcomeStatus(str, Enum):
     CANCELLED = "CANCELLED"
     RETRY = "RETRY"  # failed, with a retry left: the job is scheduled again
 
+    # The string's own hash, in C: outcomes are counted by status on the hot path.
+    __hash__ = str.__hash__
+
+
+# Plain names for the hot path (reading an Enum member costs a descriptor call).
+SUCCEEDED, FAILED, RETRY = OutcomeStatus.SUCCEEDED, OutcomeStatus.FAILED, OutcomeStatus.RETRY
+
 
 @dataclass(frozen=True)
 class Outcome:

@@ -16,12 +16,17 @@ class AttemptState(Enum):
     ENDED = "ended"  # its outcome is known here (or it was taken back): nothing more counts
 
 
+# Plain names for the states: reading an Enum member costs a descriptor call, and the
+# dispatcher reads them several times per job.
+BUFFERED, RUNNING, ENDED = AttemptState.BUFFERED, AttemptState.RUNNING, AttemptState.ENDED
+
+
 @dataclass
 class Attempt:
     job: ClaimedJob
     context: JobContext
     on_error: OnError | None
-    state: AttemptState = AttemptState.BUFFERED
+    state: AttemptState = BUFFERED
     alone: bool = False  # a suspect: nothing else runs on this worker meanwhile
     deadline: float | None = None  # time.monotonic() after which it times out
     thread_busy: bool = False

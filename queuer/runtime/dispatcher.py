@@ -23,7 +23,7 @@ from queuer.model.context import JobContext
 from queuer.model.options import OnError
 from queuer.model.rows import ClaimedJob, Outcome, OutcomeStatus
 from queuer.observability.metrics import RunTimes
-from queuer.runtime.attempt import Attempt, AttemptState
+from queuer.runtime.attempt import BUFFERED, ENDED, RUNNING, Attempt
 from queuer.runtime.executor import Executor
 from queuer.runtime.prefetch import PrefetchSizer
 from queuer.runtime.retries import failure, policy_of
@@ -99,12 +99,12 @@ class Dispatcher:
     def running(self) -> list[tuple[int, int]]:
         """(job id, attempt) of every attempt running on a thread."""
         with self._lock:
-            return [(a.job.id, a.job.attempt) for a in self._attempts.values() if a.state is AttemptState.RUNNING]
+            return [(a.job.id, a.job.attempt) for a in self._attempts.values() if a.state is RUNNING]
 
     def held(self) -> list[tuple[int, int]]:
         """(job id, attempt) of every attempt buffered or running here."""
         with self._lock:
-            return [(a.job.id, a.job.attempt) for a in self._attempts.values() if a.state is not AttemptState.ENDED]
+            return [(a.job.id, a.job.attempt) for a in self._attempts.values() if a.state is not ENDED]
 
     # -- intake -----------------------------------------------------------------
 
@@ -145,9 +145,9 @@ class Dispatcher:
                     attempt = self._buffer.get_nowait()
                 except queue.Empty:
                     break
-                if attempt is None or attempt.state is not AttemptState.BUFFERED:
+                if attempt is None or attempt.state is not BUFFERED:
                     continue
-                attempt.state = AttemptState.ENDED
+                attempt.state = ENDED
                 self._forget(attempt)
                 taken.append(attempt)
         return [(a.job.id, a.job.attempt) for a in taken]
@@ -178,9 +178,9 @@ class Dispatcher:
     def _begin(self, attempt: Attempt) -> bool:
         """Mark a popped attempt running; False when it ended while it waited."""
         with self._lock:
-            if attempt.state is not AttemptState.BUFFERED:
+            if attempt.state is not BUFFERED:
                 return False  # cancelled or taken back while it waited
-            attempt.state = AttemptState.RUNNING
+            attempt.state = RUNNING
             attempt.thread_busy = True
             self._busy_threads += 1
             self.started_total += 1
@@ -226,8 +226,8 @@ class Dispatcher:
                 self.started_total -= 1  # taken from us before it began
             self._busy_threads -= 1
             attempt.thread_busy = False
-            first = attempt.state is AttemptState.RUNNING
-            attempt.state = AttemptState.ENDED
+            first = attempt.state is RUNNING
+            attempt.state = ENDED
             if self._attempts.get(attempt.job.id) is attempt:
                 self._forget(attempt)
             # Claim ahead: ask for more while half the buffer is still there to run.
@@ -258,10 +258,10 @@ class Dispatcher:
             if attempt is None:
                 return False
             self._forget(attempt)
-            if attempt.state is AttemptState.ENDED:
+            if attempt.state is ENDED:
                 return False
             still_running = attempt.thread_busy
-            attempt.state = AttemptState.ENDED
+            attempt.state = ENDED
         attempt.context.cancel(reason)
         if outcome is not None:
             self._on_outcome(outcome)
@@ -288,7 +288,7 @@ class Dispatcher:
         next_deadline: float | None = None
         with self._lock:
             for attempt in self._attempts.values():
-                if attempt.state is not AttemptState.RUNNING or attempt.deadline is None:
+                if attempt.state is not RUNNING or attempt.deadline is None:
                     continue
                 if attempt.deadline <= now:
                     expired.append(attempt)

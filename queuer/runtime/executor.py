@@ -15,7 +15,7 @@ from typing import Any
 
 from queuer.errors import EncryptionError
 from queuer.model.context import reset_current, set_current
-from queuer.model.rows import Outcome, OutcomeStatus
+from queuer.model.rows import RETRY, SUCCEEDED, Outcome
 from queuer.model.task import Task
 from queuer.observability import tracing
 from queuer.payload.encryption import Keyring
@@ -56,7 +56,7 @@ class Executor:
 
     def _outcome_of(self, attempt: Attempt) -> Outcome:
         outcome = self._execute(attempt)
-        if outcome.status is OutcomeStatus.RETRY:
+        if outcome.status is RETRY:
             return outcome
         return with_next_run(attempt.job, outcome, self.next_interval_funcs)
 
@@ -117,5 +117,5 @@ class Executor:
             return failure(job, attempt.on_error, f"{type(exc).__name__}: {exc}", retry=False)
         if self.keyring is not None:
             sealed = self.keyring.seal_results(results, job.rid)
-            return Outcome(job.id, job.attempt, OutcomeStatus.SUCCEEDED, results=None, results_enc=sealed)
-        return Outcome(job.id, job.attempt, OutcomeStatus.SUCCEEDED, results=results)
+            return Outcome(job.id, job.attempt, SUCCEEDED, results=None, results_enc=sealed)
+        return Outcome(job.id, job.attempt, SUCCEEDED, results=results)

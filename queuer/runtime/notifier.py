@@ -45,6 +45,9 @@ class EventKind(str, Enum):
     STOP = "stop"  # a worker was asked to stop
     FREE = "free"  # a serial key was freed
 
+    # The string's own hash, in C: every event is looked up by its kind.
+    __hash__ = str.__hash__
+
 
 _KINDS = {kind.value: kind for kind in EventKind}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from queuer.model.options import OnError
-from queuer.model.rows import ClaimedJob, Outcome, OutcomeStatus
+from queuer.model.rows import FAILED, RETRY, ClaimedJob, Outcome
 
 
 def policy_of(job: ClaimedJob, default: OnError | None) -> OnError | None:
@@ -20,5 +20,5 @@ def failure(job: ClaimedJob, on_error: OnError | None, error: str, retry: bool =
     failures = job.failures + 1
     if retry and failures < job.max_attempts:
         delay = on_error.retry_delay_after(failures) if on_error else 0.0
-        return Outcome(job.id, job.attempt, OutcomeStatus.RETRY, error=error, retry_delay=delay)
-    return Outcome(job.id, job.attempt, OutcomeStatus.FAILED, error=error)
+        return Outcome(job.id, job.attempt, RETRY, error=error, retry_delay=delay)
+    return Outcome(job.id, job.attempt, FAILED, error=error)
