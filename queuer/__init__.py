@@ -11,6 +11,7 @@ from queuer import new_queuer, Options, OnError, RetryBackoff, Schedule, BatchJo
 from queuer.client.factory import new_queuer, new_queuer_with_db
 from queuer.client.queuer import Queuer
 from queuer.client.registry import task, task_with_name
+from queuer.client.workflows import Workflow
 from queuer.config.database import DatabaseConfiguration
 from queuer.config.settings import WorkerSettings
 from queuer.errors import (
@@ -25,8 +26,11 @@ from queuer.errors import (
     JobOutcomeUnknownError,
     JobWaitTimeoutError,
     QueuerError,
+    StepNotSavedError,
     TaskNotRegisteredError,
+    UnknownDependencyError,
     WorkerNotFoundError,
+    WorkflowNotFoundError,
 )
 from queuer.model import (
     BatchJob,
@@ -42,6 +46,7 @@ from queuer.model import (
 )
 from queuer.model.context import JobContext, current_job
 from queuer.model.cron import CronSchedule
+from queuer.model.workflow import WorkflowInfo, WorkflowJob
 
 __version__ = "0.1.0"
 
@@ -68,12 +73,18 @@ __all__ = [
     "QueuerError",
     "RetryBackoff",
     "Schedule",
+    "StepNotSavedError",
     "Task",
     "TaskNotRegisteredError",
+    "UnknownDependencyError",
     "Worker",
     "WorkerNotFoundError",
     "WorkerSettings",
     "WorkerStatus",
+    "Workflow",
+    "WorkflowInfo",
+    "WorkflowJob",
+    "WorkflowNotFoundError",
     "current_job",
     "new_queuer",
     "new_queuer_with_db",

@@ -122,6 +122,22 @@ class WorkerNotFoundError(QueuerError, LookupError):
         """The rid looked for."""
 
 
+class WorkflowNotFoundError(QueuerError, LookupError):
+    """No job, active or archived, belongs to this workflow."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"no workflow {workflow_id!r}: no job, active or archived, belongs to it")
+        self.workflow_id = workflow_id
+
+
+class UnknownDependencyError(QueuerError, ValueError):
+    """A workflow job depends on a rid that names no job, active or archived; nothing was written."""
+
+
+class StepNotSavedError(QueuerError, RuntimeError):
+    """A step ran, but its attempt no longer holds the job (cancelled, timed out, rescued): its result was not kept."""
+
+
 class QueuerStoppedError(QueuerError, RuntimeError):
     """Deprecated, never raised: a stopped queuer reopens its connections when used again."""
 
@@ -138,6 +154,9 @@ __all__ = [
     "JobOutcomeUnknownError",
     "JobWaitTimeoutError",
     "QueuerError",
+    "StepNotSavedError",
     "TaskNotRegisteredError",
+    "UnknownDependencyError",
     "WorkerNotFoundError",
+    "WorkflowNotFoundError",
 ]

@@ -23,10 +23,11 @@ def render(snap: Snapshot) -> str:
         f"queuer dashboard · schema {snap.schema} · {time.strftime('%H:%M:%S')}"[:WIDTH],
         f"throughput {snap.jobs_per_second:,.1f} jobs/s (last minute) · failed last hour {snap.failed_1h}"[:WIDTH],
         "",
-        f"{'task':<28}{'queued':>9}{'sched':>8}{'running':>9}{'done/1m':>9}{'fail/1m':>9}",
+        f"{'task':<27}{'queued':>9}{'sched':>8}{'running':>9}{'waiting':>9}{'done/1m':>9}{'fail/1m':>9}",
     ]
     for t in snap.tasks:
-        lines.append(f"{t.task[:27]:<28}{t.queued:>9}{t.scheduled:>8}{t.running:>9}{t.succeeded_1m:>9}{t.failed_1m:>9}")
+        lines.append(f"{t.task[:26]:<27}{t.queued:>9}{t.scheduled:>8}{t.running:>9}{t.waiting:>9}{t.succeeded_1m:>9}"
+                     f"{t.failed_1m:>9}")
     if not snap.tasks:
         lines.append("(no jobs)")
     lines += ["", f"{'worker':<30}{'status':<10}{'running':>9}{'heartbeat':>12}"]

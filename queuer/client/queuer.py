@@ -28,6 +28,7 @@ from queuer.client.enqueue import JobBuilder, check_batch, duplicates_as_errors
 from queuer.client.events import JobEvents, JobListener
 from queuer.client.jobs import JobQueries, as_uuid
 from queuer.client.tasks import NextIntervalFunc, TaskSet
+from queuer.client.workflows import RunningJobServices, Workflow, validate_workflow_id
 from queuer.config.database import DatabaseConfiguration
 from queuer.config.settings import WorkerSettings
 from queuer.database.attempt_db import AttemptDB
@@ -37,10 +38,12 @@ from queuer.database.cron_db import CronDB
 from queuer.database.job_db import JobDB
 from queuer.database.migrations import installed_version, latest_version, migrate, uninstall
 from queuer.database.worker_db import WorkerDB
+from queuer.database.workflow_db import WorkflowDB
 from queuer.errors import (
     ConfigurationError,
     DatabaseUnreachableError,
     WorkerNotFoundError,
+    WorkflowNotFoundError,
 )
 from queuer.model.batch_job import BatchJob
 from queuer.model.cron import CronSchedule, validate_cron, validate_timezone
@@ -48,6 +51,7 @@ from queuer.model.job import Job, JobStatus
 from queuer.model.options import OnError, Options
 from queuer.model.task import Task
 from queuer.model.worker import Worker, WorkerStatus
+from queuer.model.workflow import WorkflowInfo
 from queuer.observability import tracing
 from queuer.observability.metrics import Scrape
 from queuer.payload.encryption import Keyring
@@ -123,6 +127,9 @@ class Queuer:
         self.cron_db = CronDB(self.db, self.job_db)
         self._tasks = TaskSet(registry.registered_tasks())
         self._jobs = JobBuilder(self._tasks, self.settings, self.default_on_error, self.keyring)
+        self.workflow_db = WorkflowDB(self.db, self.job_db)
+        self.job_services = RunningJobServices(
+            self.workflow_db, self.keyring, self._workflow_builder, lambda: self.worker.rid)
         self.notifier = Notifier(self.db)
         self._events = JobEvents(self.notifier, self.job_db)
         self._queries = JobQueries(self.job_db, self._jobs)
@@ -469,6 +476,32 @@ class Queuer:
         """Add an ended job again, as a new job with the same task, arguments and options."""
         return self._queries.readd(rid)
 
+    # -- workflows ---------------------------------------------------------------------------
+
+    def workflow(self, workflow_id: str | None = None) -> Workflow:
+        """A builder of jobs that depend on jobs (a new id when none is given); nothing is written before
+        its ``commit()``. See the Workflows guide."""
+        workflow_id = workflow_id if workflow_id is not None else str(uuid.uuid4())
+        return self._workflow_builder(validate_workflow_id(workflow_id), tracing.workflow_context(workflow_id))
+
+    def _workflow_builder(self, workflow_id: str, trace_parent: Any = None) -> Workflow:
+        return Workflow(workflow_id, self._jobs, self.job_db, self.workflow_db, trace_parent)
+
+    def add_workflow_tx(self, conn: psycopg.Connection[Any], workflow: Workflow) -> list[UUID]:
+        """Commit ``workflow`` inside the caller's transaction: its jobs exist only if that transaction commits."""
+        return workflow.commit_tx(conn)
+
+    def get_workflow(self, workflow_id: str) -> WorkflowInfo:
+        """Every job of the workflow, active and ended; WorkflowNotFoundError when it has none."""
+        jobs = self.workflow_db.jobs_of(workflow_id)
+        if not jobs:
+            raise WorkflowNotFoundError(workflow_id)
+        return WorkflowInfo(workflow_id, jobs)
+
+    def cancel_workflow(self, workflow_id: str) -> list[Job]:
+        """Cancel every job of the workflow that has not ended (waiting ones included); returns them."""
+        return self.cancel_jobs(self.workflow_db.active_rids(workflow_id))
+
     # -- workers -----------------------------------------------------------------------------
 
     @property
@@ -570,6 +603,7 @@ class Queuer:
                 self.notifier,
                 self.settings, self.default_on_error, self.resources, self._tasks.next_interval_funcs,
                 self.keyring, worker_rid=self._worker.rid, worker_options=self._worker_options(),
+                job_services=self.job_services,
             )
             self._runtime.start()
 

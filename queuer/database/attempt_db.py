@@ -67,15 +67,16 @@ class AttemptDB:
         cur = conn.cursor(row_factory=tuple_row)
         rows = cur.execute(statement, params, prepare=self.db.prepare).fetchall()
         claimed = []
-        for (id_, rid, task_name, params, params_keyed, options, priority, scheduled_at, attempt,
-             max_attempts, timeout, schedule_count, created_at, origin_rid, arguments_enc, failures, rescues) in rows:
+        for (id_, rid, task_name, params, params_keyed, options, priority, scheduled_at, attempt, max_attempts,
+             timeout, schedule_count, created_at, origin_rid, arguments_enc, failures, rescues, workflow_id,
+             depends_on, steps) in rows:
             claimed.append(
                 ClaimedJob(id_, rid, task_name,
                            [] if params == "[]" else decode_arguments(params),
                            {} if params_keyed == "{}" else decode_arguments(params_keyed),
                            options, priority, scheduled_at,
                            attempt, max_attempts, timeout, schedule_count, created_at, origin_rid, arguments_enc,
-                           failures, rescues)
+                           failures, rescues, workflow_id, depends_on, steps)
             )
         # UPDATE ... RETURNING has no order: restore claim order.
         claimed.sort(key=lambda c: (-c.priority, c.scheduled_at, c.id))

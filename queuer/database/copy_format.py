@@ -10,6 +10,7 @@ from uuid import UUID
 from queuer.model.job import JobStatus
 from queuer.model.rows import NewJob
 
+WAITING, SCHEDULED, QUEUED = JobStatus.WAITING.value, JobStatus.SCHEDULED.value, JobStatus.QUEUED.value
 # Lines per write: enough to amortise the call, few enough that building overlaps ingesting.
 CHUNK_LINES = 1000
 
@@ -35,7 +36,7 @@ def copy_chunks(jobs: Iterable[NewJob], now: datetime, rids: list[UUID], task_na
             job.parameters_keyed if job.parameters_keyed == "{}" else _copy_text(job.parameters_keyed),
             _copy_text(job.options),
             str(job.priority),
-            JobStatus.SCHEDULED.value if at > now else JobStatus.QUEUED.value,
+            WAITING if job.depends_on else SCHEDULED if at > now else QUEUED,
             now_text if at is now else str(at),
             str(job.max_attempts),
             _copy_text(job.timeout_seconds),
@@ -45,6 +46,10 @@ def copy_chunks(jobs: Iterable[NewJob], now: datetime, rids: list[UUID], task_na
             _copy_text(job.serial_key),
             "\\N" if job.arguments_enc is None else "\\\\x" + job.arguments_enc.hex(),
             _copy_text(job.crash_budget),
+            _copy_text(job.workflow_id),
+            "{" + ",".join(map(str, job.depends_on)) + "}" if job.depends_on else "\\N",
+            str(len(set(job.depends_on))),
+            "t" if job.has_dependents else "f",
         )))
         if len(lines) >= CHUNK_LINES:
             yield "\n".join(lines) + "\n"

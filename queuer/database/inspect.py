@@ -23,6 +23,7 @@ class TaskRow:
     queued: int = 0
     scheduled: int = 0
     running: int = 0
+    waiting: int = 0
     succeeded_1m: int = 0
     failed_1m: int = 0
 

@@ -7,7 +7,7 @@ is never half-written. The worker's side (claims, outcomes) is ``AttemptDB``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from uuid import UUID
 
@@ -37,7 +37,7 @@ class JobDB:
         self.q = db.queries
         self.keyring = keyring
 
-    def _job(self, row: dict[str, Any]) -> Job:
+    def open_row(self, row: dict[str, Any]) -> Job:
         """A Job from a row, its encrypted payloads opened when a configured key can."""
         job = Job.from_row(row)
         arguments, results = row.get("arguments_enc"), row.get("results_enc")
@@ -96,16 +96,17 @@ class JobDB:
     def _insert_job(self, job: NewJob, cur: psycopg.Cursor[dict[str, Any]]) -> Job:
         row = cur.execute(self.q.insert_job, self._insert_params(job)).fetchone()
         if row is not None:
-            return self._job(row)
+            return self.open_row(row)
         # ON CONFLICT on the unique key: another job with it is queued or running.
         assert job.unique_key is not None
         existing = cur.execute(self.q.get_job_by_unique_key, {"unique_key": job.unique_key}).fetchone()
         if not job.skip_duplicate or existing is None:
             raise DuplicateKeyError(job.unique_key)
-        return self._job(existing)
+        return self.open_row(existing)
 
     def insert_jobs(
-        self, jobs: Iterable[NewJob], conn: psycopg.Connection[Any] | None = None, *, unique_keys: bool = True
+        self, jobs: Iterable[NewJob], conn: psycopg.Connection[Any] | None = None, *, unique_keys: bool = True,
+        then: Callable[[psycopg.Cursor[dict[str, Any]], list[UUID]], None] | None = None,
     ) -> list[UUID]:
         """Insert many jobs with COPY and one NOTIFY, all in one transaction.
 
@@ -113,13 +114,15 @@ class JobDB:
         previous ones, and an exception while building rolls everything back.
         Pass ``unique_keys=False`` when no job has a unique key (COPY cannot skip
         a conflict, so jobs with keys are inserted row by row instead).
+        ``then(cursor, rids)`` runs in the same transaction once the rows are in
+        (a workflow's dependencies).
         """
         if conn is None:
             first: list[UUID] = []
             deadline = self.db.deadline()
             try:
                 with self.db.connection(deadline) as own:
-                    return self.insert_jobs(_noting_first(jobs, first), own, unique_keys=unique_keys)
+                    return self.insert_jobs(_noting_first(jobs, first), own, unique_keys=unique_keys, then=then)
             except ConnectionLostError as exc:
                 # All or nothing: the first job tells which.
                 if first and self._find_after_loss(first[0], deadline) is not None:
@@ -143,6 +146,8 @@ class JobDB:
                     copy.write(chunk)
             if not rids:
                 return rids
+            if then is not None:
+                then(cur, rids)
             cur.execute(self.q.notify_inserted_tasks, {"channel": self.db.channel, "task_names": sorted(task_names)})
         return rids
 
@@ -151,7 +156,7 @@ class JobDB:
     def cancel(self, rids: list[UUID], reason: str) -> list[Job]:
         """Cancel those of ``rids`` still queued or running; return them as archived."""
         rows = self.db.execute(self.q.cancel_job, {"rids": rids, "reason": reason, "channel": self.db.channel})
-        return [self._job(row) for row in rows]
+        return [self.open_row(row) for row in rows]
 
     def count_by_task_and_status(self) -> list[tuple[str, str, int]]:
         return [(r["task_name"], r["status"], r["n"]) for r in self.db.execute(self.q.count_jobs_by_task_and_status)]
@@ -170,15 +175,15 @@ class JobDB:
                     cur.execute(self.q.get_job_ended, {"rid": rid}).fetchone()
         except DatabaseUnreachableError:
             return None
-        return self._job(row) if row else None
+        return self.open_row(row) if row else None
 
     def get_job(self, rid: UUID) -> Job | None:
         row = self.db.execute_one(self.q.get_job, {"rid": rid})
-        return self._job(row) if row else None
+        return self.open_row(row) if row else None
 
     def get_job_ended(self, rid: UUID) -> Job | None:
         row = self.db.execute_one(self.q.get_job_ended, {"rid": rid})
-        return self._job(row) if row else None
+        return self.open_row(row) if row else None
 
     def get_jobs(
         self,
@@ -202,7 +207,7 @@ class JobDB:
                 "after_id": after_id,
             },
         )
-        return [self._job(r) for r in rows]
+        return [self.open_row(r) for r in rows]
 
     def get_jobs_newest(
         self, *, ended: bool, before_id: int | None, limit: int, worker_rid: UUID | None = None,
@@ -212,7 +217,7 @@ class JobDB:
             self.q.get_jobs_ended_newest if ended else self.q.get_jobs_newest,
             {"before_id": before_id, "limit": limit, "worker_rid": worker_rid},
         )
-        return [self._job(r) for r in rows]
+        return [self.open_row(r) for r in rows]
 
 
 def _outcome_unknown(rid: UUID | None, count: int) -> str:

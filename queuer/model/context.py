@@ -6,8 +6,23 @@ import contextvars
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
+
+if TYPE_CHECKING:
+    from queuer.model.job import Job
+
+
+class JobServices(Protocol):
+    """What a running job may ask of the queuer that runs it (the worker sets them)."""
+
+    def dependencies(self, context: JobContext) -> list[Job]: ...
+
+    def store_step(self, context: JobContext, name: str, value: Any) -> Any: ...
+
+    def stored_step(self, context: JobContext, name: str) -> tuple[bool, Any]: ...
+
+    def workflow(self, context: JobContext) -> Any: ...
 
 
 @dataclass
@@ -27,6 +42,14 @@ class JobContext:
     parameters_keyed: dict[str, Any]
     resources: Mapping[str, Any] = field(default_factory=dict)
     cancel_reason: str | None = None
+    workflow_id: str | None = None
+    """The workflow this job belongs to, if any."""
+    depends_on: list[UUID] = field(default_factory=list)
+    """The rids of the jobs this one waited for, in the order they were given."""
+    steps: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Results of the job's steps so far, as stored (see ``step``)."""
+    services: JobServices | None = field(default=None, repr=False)
+    _workflow: Any = field(default=None, repr=False)
     # Made on first use: most jobs never look at it, and an Event is not free.
     _cancelled: threading.Event | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -75,6 +98,47 @@ class JobContext:
                 self._on_cancel.append(callback)
                 return
         callback()
+
+
+    # -- workflows and steps ---------------------------------------------------
+
+    def dependencies(self) -> list[Job]:
+        """The jobs this one depends on, ended, in ``depends_on`` order, each with its ``status`` and ``result``."""
+        if not self.depends_on:
+            return []
+        return self._services("dependencies()").dependencies(self)
+
+    @property
+    def workflow(self) -> Any:
+        """The workflow of this job, to add jobs to it (``add_job``, ``add_jobs``, then ``commit()``).
+
+        A job added here may depend on this job or on jobs added with it. RuntimeError for a job of no workflow.
+        """
+        if self.workflow_id is None:
+            raise RuntimeError(f"job {self.rid} belongs to no workflow: add it with q.workflow(...) to use this")
+        if self._workflow is None:
+            self._workflow = self._services("workflow").workflow(self)
+        return self._workflow
+
+    def step(self, name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` once for this job and keep its result (JSON) with the job.
+
+        A later attempt of the same job (after a crash or a retry) gets the kept result back without
+        running ``fn`` again, so only the step that was interrupted runs twice. The first run returns
+        the result as it comes back from JSON too (a tuple as a list), so both runs see the same value.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a step needs a name (a non-empty string), not {name!r}")
+        services = self._services("step()")
+        found, value = services.stored_step(self, name)
+        if found:
+            return value
+        return services.store_step(self, name, fn(*args, **kwargs))
+
+    def _services(self, what: str) -> JobServices:
+        if self.services is None:
+            raise RuntimeError(f"{what} needs the queuer that runs this job (not available in run_task)")
+        return self.services
 
 
 _current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(

@@ -13,7 +13,7 @@ from queuer.payload.serialization import Undecodable
 
 
 class JobStatus(str, Enum):
-    """Where a job is: QUEUED, SCHEDULED or RUNNING while active; SUCCEEDED, FAILED or CANCELLED once ended.
+    """Where a job is: QUEUED, SCHEDULED, RUNNING or WAITING while active; SUCCEEDED, FAILED or CANCELLED once ended.
 
     An ended job has moved to the archive. Each member is also its name as a string (``JobStatus.QUEUED == "QUEUED"``).
     """
@@ -22,6 +22,8 @@ class JobStatus(str, Enum):
     SCHEDULED = "SCHEDULED"
     """Waiting for its ``scheduled_at``."""
     RUNNING = "RUNNING"
+    WAITING = "WAITING"
+    """A workflow job waiting for the jobs it depends on to end."""
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
@@ -43,7 +45,7 @@ class JobStatus(str, Enum):
             raise ValueError(f"unknown job status {value!r}: use one of {choices}") from None
 
 
-ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RUNNING)
+ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RUNNING, JobStatus.WAITING)
 ENDED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
@@ -89,6 +91,10 @@ class Job:
     """Why stored arguments or a result could not be decoded (written by SQL or another producer); they read as empty
     then, and such a job fails with ``InvalidJobError`` when it is run.
     """
+    workflow_id: str | None = None
+    """The workflow this job belongs to, if any."""
+    depends_on: list[UUID] = field(default_factory=list)
+    """The rids of the jobs this one waits for (a workflow job), in the order they were given."""
     id: int | None = None
 
     @property
@@ -124,6 +130,8 @@ class Job:
             created_at=row.get("created_at"),
             updated_at=row.get("updated_at"),
             origin_rid=row.get("origin_rid"),
+            workflow_id=row.get("workflow_id"),
+            depends_on=list(row.get("depends_on") or ()),
             undecodable="; ".join(undecodable) or None,
         )
 

@@ -32,6 +32,10 @@ class NewJob:
     arguments_enc: bytes | None = None  # encrypted {"p": parameters, "k": parameters_keyed}
     skip_duplicate: bool = False  # with a unique_key: return the existing job instead of failing
     crash_budget: int | None = None  # None: the claiming worker's default
+    workflow_id: str | None = None
+    depends_on: tuple[UUID, ...] = ()  # parents in the order given; WAITING until every one has ended
+    has_dependents: bool = False  # some job of the same insert depends on this one
+    on_dependency_failure: str = "cancel"  # or "run": what a parent that did not succeed does to this job
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,9 @@ class ClaimedJob:
     arguments_enc: bytes | None = None
     failures: int = 0  # earlier attempts that raised or timed out
     rescues: int = 0  # times put back after a crash: then its start is recorded before it runs
+    workflow_id: str | None = None
+    depends_on: list[UUID] | None = None
+    steps: dict[str, Any] | None = None  # results of the job's steps from earlier attempts
 
     @property
     def claim_key(self) -> ClaimKey:

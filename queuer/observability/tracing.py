@@ -71,17 +71,18 @@ def _tracer() -> Any:
 class Sending:
     """The PRODUCER spans of one add_job or add_jobs call: one per job, ended once the insert is done."""
 
-    def __init__(self) -> None:
+    def __init__(self, parent: Any = None) -> None:
         self._spans: list[Any] = []
         self.enabled = active()  # asked once per call, not once per job of a batch
         self._tracer = _tracer() if self.enabled else None
+        self._parent = parent  # a context the spans continue (a workflow's); None: the current one
 
     def start(self, task_name: str) -> dict[str, str] | None:
         """Start a job's span; return the trace context to store with it (None when not traced)."""
         if not self.enabled or self._tracer is None:
             return None
         span = self._tracer.start_span(
-            f"send {task_name}", kind=SpanKind.PRODUCER, attributes={
+            f"send {task_name}", context=self._parent, kind=SpanKind.PRODUCER, attributes={
                 "messaging.system": SYSTEM,
                 "messaging.operation.type": "send",
                 "messaging.operation.name": "send",
@@ -110,10 +111,21 @@ class Sending:
         self._spans = []
 
 
+def workflow_context(workflow_id: str) -> Any:
+    """The trace a new workflow's jobs continue: a span "workflow <id>" (ended at once; its
+    jobs' spans are its children). None when not traced."""
+    if not active():
+        return None
+    span = _tracer().start_span(f"workflow {workflow_id}", kind=SpanKind.PRODUCER,
+                                attributes={"messaging.system": SYSTEM, "queuer.workflow.id": workflow_id})
+    span.end()
+    return trace.set_span_in_context(span)
+
+
 @contextlib.contextmanager
-def sending() -> Iterator[Sending]:
+def sending(parent: Any = None) -> Iterator[Sending]:
     """Spans for the jobs added inside the block; on an exception they end with it recorded."""
-    spans = Sending()
+    spans = Sending(parent)
     try:
         yield spans
     except BaseException as exc:

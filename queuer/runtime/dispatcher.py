@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from uuid import UUID
 
-from queuer.model.context import JobContext
+from queuer.model.context import JobContext, JobServices
 from queuer.model.options import OnError
 from queuer.model.rows import ClaimedJob, Outcome, OutcomeStatus
 from queuer.observability.metrics import RunTimes
@@ -43,6 +43,7 @@ class Dispatcher:
         resources: Mapping[str, Any],
         confirm_start: Callable[[int, int, bool], bool] | None = None,
         threads: bool = True,
+        services: JobServices | None = None,
     ) -> None:
         self.executor = executor
         self.max_concurrency = max_concurrency
@@ -52,6 +53,7 @@ class Dispatcher:
         self.default_on_error = default_on_error
         self.resources = resources
         self._confirm_start = confirm_start
+        self.services = services
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         # The buffer is a SimpleQueue: a job thread waits on it in C, holding no
@@ -127,6 +129,10 @@ class Dispatcher:
                 parameters=job.parameters,
                 parameters_keyed=job.parameters_keyed,
                 resources=self.resources,
+                workflow_id=job.workflow_id,
+                depends_on=job.depends_on or [],
+                steps=job.steps or {},
+                services=self.services,
             )
             attempts.append(Attempt(job, ctx, on_error, alone=alone))
         with self._lock:

@@ -19,6 +19,7 @@ from queuer.config.settings import WorkerSettings
 from queuer.database.attempt_db import AttemptDB
 from queuer.database.cron_db import CronDB
 from queuer.database.worker_db import WorkerDB
+from queuer.model.context import JobServices
 from queuer.model.options import OnError
 from queuer.model.task import Task
 from queuer.model.worker import Worker, WorkerStatus
@@ -59,6 +60,7 @@ class WorkerRuntime:
         on_stopped: Callable[[], None] | None = None,
         worker_rid: UUID | None = None,
         worker_options: dict[str, Any] | None = None,
+        job_services: JobServices | None = None,
     ) -> None:
         self.name = name
         self.max_concurrency = max_concurrency
@@ -80,7 +82,7 @@ class WorkerRuntime:
         executor = Executor(tasks, keyring, next_interval_funcs, max_result_bytes=settings.max_payload_bytes)
         self.dispatcher = Dispatcher(
             executor, max_concurrency, settings.prefetch, self.completer.add, self._wake_poller, default_on_error,
-            resources, confirm_start=self._confirm_start,
+            resources, confirm_start=self._confirm_start, services=job_services,
         )
         self.poller = Poller(
             attempt_db,

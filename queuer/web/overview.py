@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-STATUS_ORDER = ("QUEUED", "SCHEDULED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+STATUS_ORDER = ("QUEUED", "SCHEDULED", "RUNNING", "WAITING", "SUCCEEDED", "FAILED", "CANCELLED")
 
 
 @dataclass

@@ -19,10 +19,12 @@ SELECT count(*) FILTER (WHERE ended_at < now() - make_interval(secs => %(older_t
 FROM {schema}.job_archive
 
 -- name: prune_archive_batch
--- A row is (tableoid, ctid): ctids repeat from one partition to the next.
+-- A row is (tableoid, ctid): ctids repeat from one partition to the next. A job
+-- that a job still in the queue depends on is kept.
 WITH doomed AS (
-    SELECT tableoid, ctid FROM {schema}.job_archive
+    SELECT tableoid, ctid FROM {schema}.job_archive AS a
     WHERE ended_at < now() - make_interval(secs => %(older_than)s)
+      AND NOT EXISTS (SELECT 1 FROM {schema}.job_dependency AS d WHERE d.parent_rid = a.rid)
     LIMIT %(batch_size)s
 )
 DELETE FROM {schema}.job_archive AS a USING doomed AS d WHERE a.tableoid = d.tableoid AND a.ctid = d.ctid

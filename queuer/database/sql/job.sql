@@ -92,7 +92,7 @@ WHERE j.id = picked.id
 -- Arguments come back as text: most jobs have none, and "[]" needs no JSON parser.
 RETURNING j.id, j.rid, j.task_name, j.parameters::text, j.parameters_keyed::text, j.options, j.priority,
           j.scheduled_at, j.attempts, j.max_attempts, j.timeout_seconds, j.schedule_count,
-          j.created_at, j.origin_rid, j.arguments_enc, j.failures, j.rescues
+          j.created_at, j.origin_rid, j.arguments_enc, j.failures, j.rescues, j.workflow_id, j.depends_on, j.steps
 
 -- name: claim_jobs
 -- One statement: pick the next claimable rows in claim order, skipping rows
@@ -436,7 +436,7 @@ SELECT now() AS now
 -- The columns in the order copy_format.copy_chunks writes them.
 COPY {schema}.job (rid, task_name, parameters, parameters_keyed, options, priority, status, scheduled_at,
                    max_attempts, timeout_seconds, unique_key, origin_rid, schedule_count, serial_key,
-                   arguments_enc, crash_budget) FROM STDIN
+                   arguments_enc, crash_budget, workflow_id, depends_on, waiting_for, has_dependents) FROM STDIN
 
 -- name: count_archived
 SELECT count(*) AS n FROM {schema}.job_archive

@@ -1,0 +1,246 @@
+"""Workflows: a builder of jobs that depend on jobs, and what a running workflow job may ask for.
+
+``q.workflow(id)`` gives a ``Workflow``: ``add_job`` / ``add_jobs`` hand out
+``WorkflowJob`` handles (rids known at once) that later jobs may depend on;
+``commit()`` writes everything added since the last commit in one transaction.
+A handle can only name a job added before it, so a workflow cannot hold a cycle.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from queuer.client.enqueue import JobBuilder, check_batch
+from queuer.database.callers import check_callers_connection, on_callers_connection
+from queuer.database.job_db import JobDB
+from queuer.database.workflow_db import WorkflowDB
+from queuer.errors import StepNotSavedError
+from queuer.model.batch_job import BatchJob
+from queuer.model.context import JobContext
+from queuer.model.job import Job
+from queuer.model.options import Options
+from queuer.model.rows import NewJob
+from queuer.model.workflow import WorkflowJob
+from queuer.observability import tracing
+from queuer.payload.encryption import Keyring
+from queuer.payload.serialization import storable_size, to_json
+
+ON_DEPENDENCY_FAILURE = ("cancel", "run")
+MAX_WORKFLOW_ID_LENGTH = 200
+
+Dependency = WorkflowJob | UUID | str
+
+
+class Workflow:
+    """Jobs that depend on jobs, added together: build with ``add_job`` / ``add_jobs``, write with ``commit``."""
+
+    def __init__(self, workflow_id: str, builder: JobBuilder, job_db: JobDB, workflow_db: WorkflowDB,
+                 trace_parent: Any = None) -> None:
+        self.id = validate_workflow_id(workflow_id)
+        self._builder = builder
+        self._job_db = job_db
+        self._workflow_db = workflow_db
+        self._trace_parent = trace_parent
+        self._pending: list[NewJob] = []
+        self._spans: tracing.Sending | None = None
+        self._known: set[UUID] = set()  # every job this builder handed out, committed or not
+        self._committed: set[UUID] = set()
+
+    def __repr__(self) -> str:
+        return f"<Workflow {self.id!r}: {len(self._pending)} job(s) to commit, {len(self._committed)} committed>"
+
+    def add_job(
+        self,
+        task: Callable[..., Any] | str,
+        /,
+        *parameters: Any,
+        depends_on: Sequence[Dependency] = (),
+        on_dependency_failure: str = "cancel",
+        options: Options | None = None,
+        **parameters_keyed: Any,
+    ) -> WorkflowJob:
+        """Add a job that runs once every job of ``depends_on`` has ended; nothing is written before ``commit``.
+
+        ``on_dependency_failure``: "cancel" (a parent that did not succeed cancels this job, and its
+        own dependents in turn) or "run" (it runs anyway and sees the parent in ``dependencies()``).
+        """
+        return self._add([(task, parameters, parameters_keyed, options)], depends_on, on_dependency_failure)[0]
+
+    def add_jobs(
+        self, batch_jobs: Iterable[BatchJob], *, depends_on: Sequence[Dependency] = (),
+        on_dependency_failure: str = "cancel",
+    ) -> list[WorkflowJob]:
+        """Add many jobs (a fan-out), each depending on ``depends_on``; one COPY at ``commit``."""
+        batch = list(batch_jobs)
+        check_batch(batch)
+        items = []
+        for item in batch:
+            options = item.options
+            if item.execute_after is not None:
+                options = replace(options or Options(), execute_after=item.execute_after)
+            items.append((item.task, item.parameters or (), item.parameters_keyed or {}, options))
+        return self._add(items, depends_on, on_dependency_failure)
+
+    def _add(self, items: Sequence[tuple[Any, Sequence[Any], Mapping[str, Any], Options | None]],
+             depends_on: Sequence[Dependency], on_dependency_failure: str) -> list[WorkflowJob]:
+        if on_dependency_failure not in ON_DEPENDENCY_FAILURE:
+            raise ValueError(f"on_dependency_failure must be 'cancel' or 'run', not {on_dependency_failure!r}")
+        parents = self._parents(depends_on)
+        if self._spans is None:
+            self._spans = tracing.Sending(self._trace_parent)
+        built: list[NewJob] = []
+        for index, (task, parameters, parameters_keyed, options) in enumerate(items):
+            try:
+                _check_options(options)
+                new = self._builder.build(task, parameters, parameters_keyed, options, tracing=self._spans)
+            except (TypeError, ValueError, LookupError) as exc:
+                if len(items) > 1:
+                    exc.args = (f"batch item {index}: {exc}",)
+                raise
+            new.workflow_id = self.id
+            new.depends_on = parents
+            new.on_dependency_failure = on_dependency_failure
+            if on_dependency_failure != "cancel":  # read by the database when a parent fails
+                stored = {**(json.loads(new.options) if new.options else {}), "on_dependency_failure": "run"}
+                new.options = to_json(stored, "the options of a workflow job")
+                storable_size(new.options, "the options of a workflow job")
+            built.append(new)
+        self._pending.extend(built)
+        self._known.update(new.rid for new in built)
+        return [WorkflowJob(new.rid, new.task_name, self.id, parents) for new in built]
+
+    def _parents(self, depends_on: Sequence[Dependency]) -> tuple[UUID, ...]:
+        if isinstance(depends_on, (str, bytes, WorkflowJob, UUID)):
+            depends_on = [depends_on]
+        parents: dict[UUID, None] = {}
+        for parent in depends_on:
+            if isinstance(parent, WorkflowJob):
+                if parent.rid not in self._known:
+                    raise ValueError(f"job {parent.rid} belongs to workflow {parent.workflow_id!r} and was not added "
+                                     f"by this builder of {self.id!r}: depend on its rid once it is committed")
+                parents[parent.rid] = None
+            elif isinstance(parent, UUID):
+                parents[parent] = None
+            elif isinstance(parent, str):
+                try:
+                    parents[UUID(parent)] = None
+                except ValueError:
+                    raise ValueError(f"depends_on takes job handles or rids, not {parent!r}") from None
+            else:
+                raise TypeError(f"depends_on takes job handles or rids, not {type(parent).__name__}")
+        return tuple(parents)
+
+    def commit(self) -> list[UUID]:
+        """Write every job added since the last commit, in one transaction; return their rids.
+
+        UnknownDependencyError (a ValueError) when a job depends on a rid of no job: then nothing is written.
+        """
+        return self._commit(None)
+
+    def commit_tx(self, conn: psycopg.Connection[Any]) -> list[UUID]:
+        """``commit`` inside the caller's transaction: the jobs exist only if it commits."""
+        conn = check_callers_connection(conn)
+        with on_callers_connection(conn):
+            return self._commit(conn)
+
+    def _commit(self, conn: psycopg.Connection[Any] | None) -> list[UUID]:
+        pending, spans = self._pending, self._spans
+        if not pending:
+            return []
+        in_batch = {new.rid for new in pending}
+        earlier: dict[UUID, None] = {}
+        for new in pending:
+            for parent in new.depends_on:
+                if parent not in in_batch:
+                    earlier[parent] = None
+        for new in pending:
+            new.has_dependents = False
+        by_rid = {new.rid: new for new in pending}
+        for new in pending:
+            for parent in new.depends_on:
+                if parent in by_rid:
+                    by_rid[parent].has_dependents = True
+
+        def settle(cur: psycopg.Cursor[dict[str, Any]], rids: list[UUID]) -> None:
+            self._workflow_db.settle(cur, pending, list(earlier))
+
+        try:
+            rids = self._job_db.insert_jobs(iter(pending), conn, unique_keys=False, then=settle)
+        except BaseException as exc:
+            if spans is not None:
+                spans.failed(exc)
+                self._spans = None
+            raise
+        if spans is not None:
+            spans.sent(rids)
+        self._spans = None
+        self._pending = []
+        self._committed.update(rids)
+        return rids
+
+
+def _check_options(options: Options | None) -> None:
+    if options is None:
+        return
+    if options.schedule is not None:
+        raise ValueError("a workflow job runs once: it cannot have a schedule (add a recurring job outside it)")
+    if options.unique_key is not None:
+        raise ValueError("a workflow job cannot have a unique_key: the workflow's id names the whole set")
+
+
+def validate_workflow_id(workflow_id: str) -> str:
+    if not isinstance(workflow_id, str) or not workflow_id or len(workflow_id) > MAX_WORKFLOW_ID_LENGTH \
+            or not workflow_id.isprintable() or workflow_id != workflow_id.strip():
+        raise ValueError(f"a workflow id is 1 to {MAX_WORKFLOW_ID_LENGTH} printable characters without leading or "
+                         f"trailing spaces, not {workflow_id!r}")
+    return workflow_id
+
+
+class RunningJobServices:
+    """What a running job may ask for (``JobServices``): its dependencies, its steps, its workflow."""
+
+    def __init__(self, workflow_db: WorkflowDB, keyring: Keyring | None,
+                 new_workflow: Callable[[str], Workflow], worker_rid: Callable[[], UUID]) -> None:
+        self.workflow_db = workflow_db
+        self.keyring = keyring
+        self.new_workflow = new_workflow
+        self.worker_rid = worker_rid
+
+    def dependencies(self, context: JobContext) -> list[Job]:
+        return self.workflow_db.dependencies(context.depends_on)
+
+    def workflow(self, context: JobContext) -> Workflow:
+        assert context.workflow_id is not None
+        return self.new_workflow(context.workflow_id)
+
+    def stored_step(self, context: JobContext, name: str) -> tuple[bool, Any]:
+        stored = context.steps.get(name)
+        if not isinstance(stored, dict):
+            return False, None
+        if "e" in stored and self.keyring is not None:
+            # Sealed to its job and its name: it cannot be moved to another job or step.
+            plain = self.keyring.decrypt(base64.b64decode(stored["e"]), context.rid, f"step {name}")
+            return True, json.loads(plain)
+        return ("v" in stored), stored.get("v")
+
+    def store_step(self, context: JobContext, name: str, value: Any) -> Any:
+        text = to_json(value, f"the result of step {name!r}")
+        if self.keyring is not None:
+            sealed = self.keyring.encrypt(text.encode(), context.rid, f"step {name}")
+            stored: dict[str, Any] = {"e": base64.b64encode(sealed).decode()}
+        else:
+            stored = {"v": json.loads(text)}
+        if not self.workflow_db.save_step(context.id, context.attempt, self.worker_rid(), name, json.dumps(stored)):
+            raise StepNotSavedError(
+                f"step {name!r} of job {context.rid} ran, but its result could not be kept: this attempt no "
+                "longer holds the job (it was cancelled, timed out or given to another worker)")
+        context.steps[name] = stored
+        return json.loads(text)
+
