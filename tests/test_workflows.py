@@ -10,7 +10,7 @@ import pytest
 
 import queuer
 from queuer import BatchJob, JobStatus, OnError, UnknownDependencyError, WorkflowNotFoundError
-from tests.support import count, wait_until
+from tests.support import count, sql, start_worker_process, stop_process, wait_until
 
 RUNS: list[tuple[str, object]] = []
 _lock = threading.Lock()
@@ -251,3 +251,84 @@ def test_a_step_result_is_encrypted_with_the_job(make_queuer, db_config):
         assert count(db_config, "SELECT count(*) FROM {schema}.job_archive WHERE steps ? 'secret'") == 1
     finally:
         q.stop(timeout=5)
+
+
+# -- across worker processes ---------------------------------------------------------------------
+
+
+def _run_log(path) -> list[list[str]]:
+    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.load
+def test_a_fan_in_over_10000_children_on_3_processes_runs_once_after_the_last(make_queuer, db_config, tmp_path):
+    log = tmp_path / "runs.log"
+    producer = make_queuer()
+    wf = producer.workflow("fan")
+    children = wf.add_jobs([BatchJob(task="noop", parameters=[i]) for i in range(10_000)])
+    fan_in = wf.add_job("gather", depends_on=children)
+    wf.commit()
+    workers = [start_worker_process(db_config, "--concurrency", "8", "--drain", QUEUER_TEST_RUN_LOG=str(log))
+               for _ in range(3)]
+    try:
+        done = producer.wait_for_job_finished(fan_in.rid, 300)
+    finally:
+        for w in workers:
+            stop_process(w)
+    assert done.status is JobStatus.SUCCEEDED and done.result == 10_000
+    assert [line[0] for line in _run_log(log)] == ["gather"]
+    last_child = sql(db_config, "SELECT max(ended_at) FROM {schema}.job_archive WHERE task_name = 'noop'")[0][0]
+    assert done.started_at >= last_child
+    assert count(db_config, "SELECT count(DISTINCT rid) FROM {schema}.job_archive") == 10_001
+    assert count(db_config, "SELECT count(*) FROM {schema}.job_dependency") == 0
+
+
+@pytest.mark.crash
+@pytest.mark.load
+def test_kill_9_in_the_middle_of_a_workflow_ends_every_job_once_and_the_fan_in_once(make_queuer, db_config,
+                                                                                      tmp_path):
+    log = tmp_path / "runs.log"
+    producer = make_queuer()
+    wf = producer.workflow("killed")
+    start = wf.add_job("noop", "start")
+    children = wf.add_jobs([BatchJob(task="sleepy", parameters=[i], parameters_keyed={"seconds": 0.01})
+                            for i in range(2_000)], depends_on=[start])
+    fan_in = wf.add_job("gather", depends_on=children)
+    wf.commit()
+    env = {"QUEUER_TEST_RUN_LOG": str(log)}
+    workers = [start_worker_process(db_config, "--concurrency", "4", **env) for _ in range(3)]
+    try:
+        wait_until(lambda: count(db_config, "SELECT count(*) FROM {schema}.job_archive") > 500, timeout=120,
+                   message="a quarter of the workflow ran")
+        for victim in (0, 1):
+            workers[victim].kill()  # SIGKILL: no cleanup at all
+            workers[victim].wait()
+            workers[victim] = start_worker_process(db_config, "--concurrency", "4", **env)
+        done = producer.wait_for_job_finished(fan_in.rid, 240)
+    finally:
+        for w in workers:
+            stop_process(w)
+    assert done.status is JobStatus.SUCCEEDED and done.result == 2_000
+    assert [line[0] for line in _run_log(log)] == ["gather"]
+    assert count(db_config, "SELECT count(*) FROM {schema}.job") == 0
+    assert count(db_config, "SELECT count(*) FROM {schema}.job_archive") == 2_002
+    assert count(db_config, "SELECT count(DISTINCT rid) FROM {schema}.job_archive WHERE status = 'SUCCEEDED'") == 2_002
+
+
+@pytest.mark.crash
+def test_a_five_step_job_killed_in_step_4_runs_only_step_4_again(make_queuer, db_config, tmp_path):
+    log = tmp_path / "runs.log"
+    producer = make_queuer()
+    job = producer.add_job("five_steps")
+    worker = start_worker_process(db_config, "--concurrency", "2", QUEUER_TEST_RUN_LOG=str(log))
+    try:
+        wait_until(lambda: any(line[0] == "step4" for line in _run_log(log)), timeout=60, message="step 4 began")
+        worker.kill()
+        worker.wait()
+        worker = start_worker_process(db_config, "--concurrency", "2", QUEUER_TEST_RUN_LOG=str(log))
+        done = producer.wait_for_job_finished(job.rid, 60)
+    finally:
+        stop_process(worker)
+    assert done.status is JobStatus.SUCCEEDED and done.result == [10, 20, 30, 40, 50]
+    assert [(line[0], line[2]) for line in _run_log(log)] == [
+        ("step1", "1"), ("step2", "1"), ("step3", "1"), ("step4", "1"), ("step4", "2"), ("step5", "2")]

@@ -2,7 +2,7 @@
 
 Usage: worker_process.py [--concurrency N] [--sleep SECONDS] [--drain]
 Registers ``noop`` (returns its argument), ``sleepy`` (sleeps, then returns
-its argument), ``timed`` and ``watched`` (logs its runs, see there). With --drain it
+its argument), ``timed``, ``watched``, ``gather`` and ``five_steps`` (log their runs, see there). With --drain it
 exits when no job is left; otherwise it runs until
 SIGTERM/SIGINT. Prints READY <worker rid> once claiming.
 """
@@ -51,6 +51,30 @@ def watched(tag: str = "", first_attempt_seconds: float = 60.0) -> str:
     return tag
 
 
+def gather() -> int:
+    """A fan-in: logs its run, returns how many of its dependencies succeeded."""
+    import queuer
+
+    job = queuer.current_job()
+    _log_run("gather", job)
+    return sum(parent.status.value == "SUCCEEDED" for parent in job.dependencies())
+
+
+def five_steps() -> list:
+    """Five steps, each logged when it runs; step 4 of the first attempt waits to be killed."""
+    import queuer
+
+    job = queuer.current_job()
+
+    def step(i: int) -> int:
+        _log_run(f"step{i}", job)
+        if i == 4 and job.attempt == 1:
+            time.sleep(120)
+        return i * 10
+
+    return [job.step(f"s{i}", step, i) for i in range(1, 6)]
+
+
 def _log_run(event: str, job: object) -> None:
     path = os.environ["QUEUER_TEST_RUN_LOG"]
     line = f"{event} {job.rid} {job.attempt} {os.getpid()} {time.time():.3f}\n"  # type: ignore[attr-defined]
@@ -80,6 +104,8 @@ def main() -> int:
     q.add_task(sleepy)
     q.add_task(timed)
     q.add_task(watched)
+    q.add_task(gather)
+    q.add_task(five_steps)
     q.add_task_with_name(timed, "limited_to_2", concurrency_limit=2)
     q.add_task_with_name(timed, "serial", serialized=True)
     q.add_task_with_name(timed, "rated_20", requests_per_second=20)
