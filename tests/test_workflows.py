@@ -332,3 +332,26 @@ def test_a_five_step_job_killed_in_step_4_runs_only_step_4_again(make_queuer, db
     assert done.status is JobStatus.SUCCEEDED and done.result == [10, 20, 30, 40, 50]
     assert [(line[0], line[2]) for line in _run_log(log)] == [
         ("step1", "1"), ("step2", "1"), ("step3", "1"), ("step4", "1"), ("step4", "2"), ("step5", "2")]
+
+
+def test_the_command_line_shows_and_cancels_a_workflow(make_queuer, db_config):
+    from click.testing import CliRunner
+
+    from queuer.cli import main
+    from tests.support import db_env
+
+    q = _queuer(make_queuer)
+    wf = q.workflow("cli-wf")
+    a = wf.add_job(record, "a")
+    wf.add_job(record, "b", depends_on=[a])
+    wf.commit()
+    runner, env = CliRunner(), db_env(db_config)
+    shown = runner.invoke(main, ["workflow", "cli-wf"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "cli-wf: RUNNING (1 queued, 1 waiting)" in shown.output
+    rows = [line.split() for line in shown.output.splitlines() if str(a.rid) in line or "WAITING" in line]
+    assert rows[0][2] == "QUEUED" and rows[0][-1] == "-" and rows[1][2] == "WAITING" and rows[1][-1] == "1"
+    cancelled = runner.invoke(main, ["workflow", "cli-wf", "--cancel"], env=env)
+    assert cancelled.exit_code == 0 and "2 job(s) cancelled" in cancelled.output
+    missing = runner.invoke(main, ["workflow", "no-such"], env=env)
+    assert missing.exit_code == 1 and "no workflow 'no-such'" in missing.output

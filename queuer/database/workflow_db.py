@@ -76,10 +76,10 @@ class WorkflowDB:
         return [by_rid[rid] for rid in rids if rid in by_rid]
 
     def jobs_of(self, workflow_id: str) -> list[Job]:
-        """Every job of a workflow: the active ones, then the ended ones."""
+        """Every job of a workflow, active or ended, in the order they were added."""
         params = {"workflow_id": workflow_id}
         rows = self.db.execute(self.q.workflow_active_jobs, params) + self.db.execute(self.q.workflow_ended_jobs, params)
-        return [self.job_db.open_row(row) for row in rows]
+        return sorted(map(self.job_db.open_row, rows), key=lambda job: job.id or 0)
 
     def active_rids(self, workflow_id: str) -> list[UUID]:
         return [row["rid"] for row in self.db.execute(self.q.workflow_active_rids, {"workflow_id": workflow_id})]
