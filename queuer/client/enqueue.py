@@ -51,6 +51,7 @@ class JobBuilder:
         options: Options | None,
         origin_rid: UUID | None = None,
         tracing: Sending | None = None,
+        rid: UUID | None = None,
     ) -> NewJob:
         name = self.tasks.name_of(task)
         if options is not None and not isinstance(options, Options):
@@ -93,7 +94,7 @@ class JobBuilder:
         schedule = options.schedule
         after = options.execute_after
         scheduled_at = after if isinstance(after, datetime) else (schedule.start if schedule is not None else None)
-        rid = new_rid()
+        rid = rid or new_rid()
         sealed = None
         if self.keyring is not None:
             sealed = self.keyring.seal_arguments(params, keyed, origin_rid or rid)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
 
@@ -20,10 +20,11 @@ import psycopg
 from queuer.client.enqueue import JobBuilder, check_batch
 from queuer.database.callers import check_callers_connection, on_callers_connection
 from queuer.database.job_db import JobDB
-from queuer.database.workflow_db import WorkflowDB
+from queuer.database.workflow_db import Link, WorkflowDB
 from queuer.errors import StepNotSavedError
 from queuer.model.batch_job import BatchJob
 from queuer.model.context import JobContext
+from queuer.model.ids import new_rid
 from queuer.model.job import Job
 from queuer.model.options import Options
 from queuer.model.rows import NewJob
@@ -38,6 +39,19 @@ MAX_WORKFLOW_ID_LENGTH = 200
 Dependency = WorkflowJob | UUID | str
 
 
+@dataclass
+class _Pending:
+    """A job added and not committed yet: its row is built while the COPY runs."""
+
+    link: Link
+    task: Any
+    task_name: str
+    parameters: Sequence[Any]
+    parameters_keyed: Mapping[str, Any]
+    options: Options | None
+    index: int  # its place in its add_jobs call, for error messages
+
+
 class Workflow:
     """Jobs that depend on jobs, added together: build with ``add_job`` / ``add_jobs``, write with ``commit``."""
 
@@ -48,13 +62,12 @@ class Workflow:
         self._job_db = job_db
         self._workflow_db = workflow_db
         self._trace_parent = trace_parent
-        self._pending: list[NewJob] = []
-        self._spans: tracing.Sending | None = None
+        self._pending: list[_Pending] = []
         self._known: set[UUID] = set()  # every job this builder handed out, committed or not
-        self._committed: set[UUID] = set()
+        self._committed = 0
 
     def __repr__(self) -> str:
-        return f"<Workflow {self.id!r}: {len(self._pending)} job(s) to commit, {len(self._committed)} committed>"
+        return f"<Workflow {self.id!r}: {len(self._pending)} job(s) to commit, {self._committed} committed>"
 
     def add_job(
         self,
@@ -70,54 +83,73 @@ class Workflow:
 
         ``on_dependency_failure``: "cancel" (a parent that did not succeed cancels this job, and its
         own dependents in turn) or "run" (it runs anyway and sees the parent in ``dependencies()``).
+        Everything wrong with the job is raised here, as ``add_job`` does; its arguments are
+        serialized again at ``commit`` (with its trace), so pass values that do not change meanwhile.
         """
-        return self._add([(task, parameters, parameters_keyed, options)], depends_on, on_dependency_failure)[0]
+        pending = self._add([(task, parameters, parameters_keyed, options)], depends_on, on_dependency_failure)
+        try:
+            self._build(pending[0], None)  # checked now, not at commit
+        except BaseException:
+            self._pending.pop()
+            self._known.discard(pending[0].link.rid)
+            raise
+        return self._handle(pending[0])
 
     def add_jobs(
         self, batch_jobs: Iterable[BatchJob], *, depends_on: Sequence[Dependency] = (),
         on_dependency_failure: str = "cancel",
     ) -> list[WorkflowJob]:
-        """Add many jobs (a fan-out), each depending on ``depends_on``; one COPY at ``commit``."""
+        """Add many jobs (a fan-out), each depending on ``depends_on``.
+
+        As with ``add_jobs``, the arguments are serialized while the COPY runs: an item that cannot be
+        (not JSON, too large) makes ``commit`` raise, and then nothing is written.
+        """
         batch = list(batch_jobs)
         check_batch(batch)
         items = []
         for item in batch:
             options = item.options
+            _check_options(options)
             if item.execute_after is not None:
                 options = replace(options or Options(), execute_after=item.execute_after)
             items.append((item.task, item.parameters or (), item.parameters_keyed or {}, options))
-        return self._add(items, depends_on, on_dependency_failure)
+        return [self._handle(pending) for pending in self._add(items, depends_on, on_dependency_failure)]
 
     def _add(self, items: Sequence[tuple[Any, Sequence[Any], Mapping[str, Any], Options | None]],
-             depends_on: Sequence[Dependency], on_dependency_failure: str) -> list[WorkflowJob]:
+             depends_on: Sequence[Dependency], on_dependency_failure: str) -> list[_Pending]:
         if on_dependency_failure not in ON_DEPENDENCY_FAILURE:
             raise ValueError(f"on_dependency_failure must be 'cancel' or 'run', not {on_dependency_failure!r}")
         parents = self._parents(depends_on)
-        if self._spans is None:
-            self._spans = tracing.Sending(self._trace_parent)
-        built: list[NewJob] = []
-        for index, (task, parameters, parameters_keyed, options) in enumerate(items):
-            try:
-                _check_options(options)
-                new = self._builder.build(task, parameters, parameters_keyed, options, tracing=self._spans)
-            except (TypeError, ValueError, LookupError) as exc:
-                if len(items) > 1:
-                    exc.args = (f"batch item {index}: {exc}",)
-                raise
-            new.workflow_id = self.id
-            new.depends_on = parents
-            new.on_dependency_failure = on_dependency_failure
-            if on_dependency_failure != "cancel":  # read by the database when a parent fails
-                stored = {**(json.loads(new.options) if new.options else {}), "on_dependency_failure": "run"}
-                new.options = to_json(stored, "the options of a workflow job")
-                storable_size(new.options, "the options of a workflow job")
-            built.append(new)
-        self._pending.extend(built)
-        self._known.update(new.rid for new in built)
-        return [WorkflowJob(new.rid, new.task_name, self.id, parents) for new in built]
+        name_of = self._builder.tasks.name_of  # an unknown task fails here, not at commit
+        added = [_Pending(Link(new_rid(), parents, on_dependency_failure), task, name_of(task), parameters,
+                          parameters_keyed, options, index if len(items) > 1 else -1)
+                 for index, (task, parameters, parameters_keyed, options) in enumerate(items)]
+        self._pending.extend(added)
+        self._known.update(pending.link.rid for pending in added)
+        return added
+
+    def _handle(self, pending: _Pending) -> WorkflowJob:
+        return WorkflowJob(pending.link.rid, pending.task_name, self.id, pending.link.depends_on)
+
+    def _build(self, pending: _Pending, spans: tracing.Sending | None) -> NewJob:
+        _check_options(pending.options)
+        try:
+            new = self._builder.build(pending.task, pending.parameters, pending.parameters_keyed, pending.options,
+                                      tracing=spans, rid=pending.link.rid)
+        except (TypeError, ValueError, LookupError) as exc:
+            if pending.index >= 0:
+                exc.args = (f"batch item {pending.index}: {exc}",)
+            raise
+        new.workflow_id = self.id
+        new.depends_on = pending.link.depends_on
+        if pending.link.on_dependency_failure != "cancel":  # read by the database when a parent fails
+            stored = {**(json.loads(new.options) if new.options else {}), "on_dependency_failure": "run"}
+            new.options = to_json(stored, "the options of a workflow job")
+            storable_size(new.options, "the options of a workflow job")
+        return new
 
     def _parents(self, depends_on: Sequence[Dependency]) -> tuple[UUID, ...]:
-        if isinstance(depends_on, (str, bytes, WorkflowJob, UUID)):
+        if isinstance(depends_on, (str, WorkflowJob, UUID)):
             depends_on = [depends_on]
         parents: dict[UUID, None] = {}
         for parent in depends_on:
@@ -151,38 +183,31 @@ class Workflow:
             return self._commit(conn)
 
     def _commit(self, conn: psycopg.Connection[Any] | None) -> list[UUID]:
-        pending, spans = self._pending, self._spans
+        pending = self._pending
         if not pending:
             return []
-        in_batch = {new.rid for new in pending}
-        earlier: dict[UUID, None] = {}
-        for new in pending:
-            for parent in new.depends_on:
-                if parent not in in_batch:
-                    earlier[parent] = None
-        for new in pending:
-            new.has_dependents = False
-        by_rid = {new.rid: new for new in pending}
-        for new in pending:
-            for parent in new.depends_on:
-                if parent in by_rid:
-                    by_rid[parent].has_dependents = True
+        in_batch = {p.link.rid for p in pending}
+        earlier = list(dict.fromkeys(parent for p in pending for parent in p.link.depends_on if parent not in in_batch))
+        dependents: dict[UUID, list[UUID]] = {}
+        for p in pending:
+            for parent in p.link.depends_on:
+                if parent in in_batch:
+                    dependents.setdefault(parent, []).append(p.link.rid)
+
+        def rows(spans: tracing.Sending) -> Iterator[NewJob]:
+            for p in pending:
+                new = self._build(p, spans)
+                new.dependents = dependents.get(new.rid)
+                yield new
 
         def settle(cur: psycopg.Cursor[dict[str, Any]], rids: list[UUID]) -> None:
-            self._workflow_db.settle(cur, pending, list(earlier))
+            self._workflow_db.settle(cur, [p.link for p in pending], earlier)
 
-        try:
-            rids = self._job_db.insert_jobs(iter(pending), conn, unique_keys=False, then=settle)
-        except BaseException as exc:
-            if spans is not None:
-                spans.failed(exc)
-                self._spans = None
-            raise
-        if spans is not None:
+        with tracing.sending(self._trace_parent) as spans:
+            rids = self._job_db.insert_jobs(rows(spans), conn, unique_keys=False, then=settle)
             spans.sent(rids)
-        self._spans = None
         self._pending = []
-        self._committed.update(rids)
+        self._committed += len(rids)
         return rids
 
 

@@ -23,14 +23,19 @@ def copy_chunks(jobs: Iterable[NewJob], now: datetime, rids: list[UUID], task_na
     """
     now_text = str(now)
     lines: list[str] = []
+    # A workflow names its jobs' rids again in each other's depends_on / dependents: text made once.
+    rid_text: dict[UUID, str] = {}
     for job in jobs:
         rids.append(job.rid)
         task_names.add(job.task_name)
         at = job.scheduled_at
         if at is None:
             at = now + timedelta(seconds=job.delay_seconds) if job.delay_seconds else now
+        rid = str(job.rid)
+        if job.workflow_id is not None:
+            rid_text[job.rid] = rid
         lines.append("\t".join((
-            str(job.rid),
+            rid,
             _copy_text(job.task_name),
             job.parameters if job.parameters == "[]" else _copy_text(job.parameters),
             job.parameters_keyed if job.parameters_keyed == "{}" else _copy_text(job.parameters_keyed),
@@ -47,15 +52,26 @@ def copy_chunks(jobs: Iterable[NewJob], now: datetime, rids: list[UUID], task_na
             "\\N" if job.arguments_enc is None else "\\\\x" + job.arguments_enc.hex(),
             _copy_text(job.crash_budget),
             _copy_text(job.workflow_id),
-            "{" + ",".join(map(str, job.depends_on)) + "}" if job.depends_on else "\\N",
+            _uuid_array(job.depends_on, rid_text) if job.depends_on else "\\N",
             str(len(set(job.depends_on))),
-            "t" if job.has_dependents else "f",
+            _uuid_array(job.dependents, rid_text) if job.dependents else "\\N",
         )))
         if len(lines) >= CHUNK_LINES:
             yield "\n".join(lines) + "\n"
             lines.clear()
     if lines:
         yield "\n".join(lines) + "\n"
+
+
+def _uuid_array(rids: Iterable[UUID], known: dict[UUID, str]) -> str:
+    """A uuid[] in COPY's text format (uuids need no escaping)."""
+    texts = []
+    for rid in rids:
+        text = known.get(rid)
+        if text is None:
+            text = known[rid] = str(rid)
+        texts.append(text)
+    return "{" + ",".join(texts) + "}"
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

@@ -1,14 +1,15 @@
 """WorkflowDB: jobs that depend on jobs, and the steps of a job.
 
-Adding a workflow's jobs is ``JobDB.insert_jobs`` (one COPY) followed, in the
-same transaction, by ``settle``: the edges, and the parents added earlier. What
-happens when a parent ends is the archive's trigger (migration 0009).
+Adding a workflow's jobs is ``JobDB.insert_jobs`` (one COPY: each job with the
+parents it waits for and the dependents it has in the same insert) followed, in
+the same transaction, by ``settle`` for parents added earlier. What happens when
+a parent ends is the archive's trigger (migration 0009).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import psycopg
@@ -17,7 +18,14 @@ from queuer.database.connection import Database
 from queuer.database.job_db import JobDB
 from queuer.errors import UnknownDependencyError
 from queuer.model.job import Job, JobStatus
-from queuer.model.rows import NewJob
+
+
+class Link(NamedTuple):
+    """A job of a workflow as its dependencies see it."""
+
+    rid: UUID
+    depends_on: tuple[UUID, ...]
+    on_dependency_failure: str  # "cancel" or "run"
 
 
 class WorkflowDB:
@@ -26,20 +34,21 @@ class WorkflowDB:
         self.q = db.queries
         self.job_db = job_db
 
-    def settle(self, cur: psycopg.Cursor[dict[str, Any]], jobs: Sequence[NewJob], earlier: Sequence[UUID]) -> None:
-        """Make the edges of ``jobs`` (just copied in), and count down what ``earlier`` parents allow.
+    def settle(self, cur: psycopg.Cursor[dict[str, Any]], jobs: Sequence[Link], earlier: Sequence[UUID]) -> None:
+        """Count down what ``earlier`` parents allow for ``jobs`` (just copied in, with their parents
+        in the same insert already counted).
 
-        ``earlier`` are parents added before: those still active are held until the transaction
-        ends (so none ends unseen), those that already ended count as ended now; a failed one
-        cancels the children that run only after success. UnknownDependencyError for a rid of no job.
+        ``earlier`` are parents added before: those still active are given their new dependents and
+        held until the transaction ends (so none ends unseen), those that already ended count as ended
+        now, and a failed one cancels the children that run only after success.
+        UnknownDependencyError for a rid of no job.
         """
-        children = [job for job in jobs if job.depends_on]
-        if not children:
-            return
-        cur.execute(self.q.insert_dependencies, {"rids": [job.rid for job in children]})
         if not earlier:
             return
-        held = cur.execute(self.q.hold_parents, {"rids": list(earlier)}).fetchone()
+        wanted = set(earlier)
+        edges = [(parent, job.rid) for job in jobs for parent in job.depends_on if parent in wanted]
+        held = cur.execute(self.q.hold_parents, {
+            "parents": [parent for parent, _ in edges], "children": [child for _, child in edges]}).fetchone()
         active = set(held["active"]) if held else set()
         gone = [rid for rid in earlier if rid not in active]
         if not gone:
@@ -52,8 +61,8 @@ class WorkflowDB:
                 "or on jobs that were added before it")
         counted: dict[UUID, int] = {}
         doomed: list[UUID] = []
-        for job in children:
-            ended = [statuses[rid] for rid in set(job.depends_on) if rid in statuses]
+        for job in jobs:
+            ended = [statuses[rid] for rid in job.depends_on if rid in statuses]
             if not ended:
                 continue
             if job.on_dependency_failure == "cancel" and any(s != JobStatus.SUCCEEDED.value for s in ended):

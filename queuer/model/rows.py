@@ -34,7 +34,7 @@ class NewJob:
     crash_budget: int | None = None  # None: the claiming worker's default
     workflow_id: str | None = None
     depends_on: tuple[UUID, ...] = ()  # parents in the order given; WAITING until every one has ended
-    has_dependents: bool = False  # some job of the same insert depends on this one
+    dependents: list[UUID] | None = None  # jobs of the same insert that depend on this one
     on_dependency_failure: str = "cancel"  # or "run": what a parent that did not succeed does to this job
 
 

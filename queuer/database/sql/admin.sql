@@ -20,11 +20,15 @@ FROM {schema}.job_archive
 
 -- name: prune_archive_batch
 -- A row is (tableoid, ctid): ctids repeat from one partition to the next. A job
--- that a job still in the queue depends on is kept.
-WITH doomed AS (
+-- that a job still in the queue depends on is kept (few jobs wait at a time).
+WITH needed AS (
+    SELECT DISTINCT p.rid
+    FROM {schema}.job AS j CROSS JOIN LATERAL unnest(j.depends_on) AS p (rid)
+    WHERE j.workflow_id IS NOT NULL AND j.depends_on IS NOT NULL
+), doomed AS (
     SELECT tableoid, ctid FROM {schema}.job_archive AS a
     WHERE ended_at < now() - make_interval(secs => %(older_than)s)
-      AND NOT EXISTS (SELECT 1 FROM {schema}.job_dependency AS d WHERE d.parent_rid = a.rid)
+      AND (a.dependents IS NULL OR a.rid NOT IN (SELECT rid FROM needed))
     LIMIT %(batch_size)s
 )
 DELETE FROM {schema}.job_archive AS a USING doomed AS d WHERE a.tableoid = d.tableoid AND a.ctid = d.ctid

@@ -436,7 +436,7 @@ SELECT now() AS now
 -- The columns in the order copy_format.copy_chunks writes them.
 COPY {schema}.job (rid, task_name, parameters, parameters_keyed, options, priority, status, scheduled_at,
                    max_attempts, timeout_seconds, unique_key, origin_rid, schedule_count, serial_key,
-                   arguments_enc, crash_budget, workflow_id, depends_on, waiting_for, has_dependents) FROM STDIN
+                   arguments_enc, crash_budget, workflow_id, depends_on, waiting_for, dependents) FROM STDIN
 
 -- name: count_archived
 SELECT count(*) AS n FROM {schema}.job_archive

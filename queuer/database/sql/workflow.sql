@@ -2,31 +2,24 @@
 -- that releases and cancels dependents as their parents end), and the steps
 -- of a job, kept with it across attempts.
 
--- name: insert_dependencies
--- The edges of jobs just added (their rids): one row per (parent, child).
-INSERT INTO {schema}.job_dependency (parent_rid, child_id)
-SELECT DISTINCT p.parent_rid, j.id
-FROM {schema}.job AS j
-CROSS JOIN LATERAL unnest(j.depends_on) AS p (parent_rid)
-WHERE j.rid = ANY(%(rids)s::uuid[])
-ON CONFLICT DO NOTHING
-
 -- name: hold_parents
--- Parents added earlier, locked so that none of them can end unseen while
--- their new children are added: a parent that ends after this commits finds
--- the new edges. Returns the rids of those still active.
+-- Parents added earlier, given their new dependents and locked, so that none of
+-- them can end unseen while its children are added: a parent that ends after
+-- this commits finds them. Returns the rids of those still active.
 WITH wanted AS (
-    SELECT unnest(%(rids)s::uuid[]) AS rid
+    SELECT parent, array_agg(child) AS children
+    FROM unnest(%(parents)s::uuid[], %(children)s::uuid[]) AS edge (parent, child)
+    GROUP BY parent
 ), held AS (
-    SELECT j.id, j.rid FROM {schema}.job AS j JOIN wanted USING (rid)
+    SELECT j.id, w.children FROM {schema}.job AS j JOIN wanted AS w ON w.parent = j.rid
     ORDER BY j.id
     FOR NO KEY UPDATE OF j
-), flagged AS (
-    UPDATE {schema}.job AS j SET has_dependents = true
-    FROM held WHERE j.id = held.id AND NOT j.has_dependents
-    RETURNING j.id
+), given AS (
+    UPDATE {schema}.job AS j SET dependents = coalesce(j.dependents, '{}') || held.children
+    FROM held WHERE j.id = held.id
+    RETURNING j.rid
 )
-SELECT coalesce(array_agg(held.rid), '{}') AS active, (SELECT count(*) FROM flagged) AS flagged FROM held
+SELECT coalesce(array_agg(rid), '{}') AS active FROM given
 
 -- name: ended_parents
 SELECT rid, status FROM {schema}.job_archive WHERE rid = ANY(%(rids)s::uuid[])

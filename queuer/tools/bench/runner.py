@@ -10,7 +10,7 @@ from dataclasses import asdict
 from typing import TextIO
 
 from queuer.config.database import DatabaseConfiguration
-from queuer.tools.bench import aging, throughput, web_pages
+from queuer.tools.bench import aging, throughput, web_pages, workflows
 from queuer.tools.bench.harness import BenchSettings, Harness, Report
 
 # The server settings of a durable PostgreSQL (its defaults), and of a fast one.
@@ -18,7 +18,8 @@ from queuer.tools.bench.harness import BenchSettings, Harness, Report
 # of postgres_server, which --fast keeps).
 DURABLE_SETTINGS = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 
-MEASUREMENTS = ("ceiling", "drain", "work", "latency", "processes", "enqueue", "scale", "web", "aging", "soak")
+MEASUREMENTS = ("ceiling", "drain", "work", "latency", "processes", "enqueue", "scale", "web", "workflow", "aging",
+                "soak")
 # Measurements that take long or need much disk: run only when asked for with --only.
 ON_REQUEST = ("aging", "soak")
 
@@ -45,6 +46,8 @@ def measure(bench: Harness, which: set[str]) -> Report:
         throughput.scale(bench, report, drain_rate)
     if "web" in which:
         web_pages.web(bench, report)
+    if "workflow" in which:
+        workflows.workflows(bench, report)
     if "aging" in which:
         aging.aging(bench, report)
     if "soak" in which:
