@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import FrameType, TracebackType
@@ -42,6 +43,7 @@ from queuer.database.workflow_db import WorkflowDB
 from queuer.errors import (
     ConfigurationError,
     DatabaseUnreachableError,
+    JobWaitTimeoutError,
     WorkerNotFoundError,
     WorkflowNotFoundError,
 )
@@ -128,7 +130,7 @@ class Queuer:
         self._tasks = TaskSet(registry.registered_tasks())
         self._jobs = JobBuilder(self._tasks, self.settings, self.default_on_error, self.keyring)
         self.workflow_db = WorkflowDB(self.db, self.job_db)
-        self.job_services = RunningJobServices(
+        self._job_services = RunningJobServices(
             self.workflow_db, self.keyring, self._workflow_builder, lambda: self.worker.rid)
         self.notifier = Notifier(self.db)
         self._events = JobEvents(self.notifier, self.job_db)
@@ -498,6 +500,23 @@ class Queuer:
             raise WorkflowNotFoundError(workflow_id)
         return WorkflowInfo(workflow_id, jobs)
 
+    def wait_for_workflow(self, workflow_id: str, timeout_seconds: float = 30.0) -> WorkflowInfo:
+        """Wait until every job of the workflow has ended; JobWaitTimeoutError when one is still active then.
+
+        It waits on the jobs it finds active, one after another, so jobs added meanwhile by running
+        jobs are waited for too.
+        """
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            info = self.get_workflow(workflow_id)
+            active = [job for job in info.jobs if not job.status.ended]
+            if not active:
+                return info
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise JobWaitTimeoutError(active[0].rid, timeout_seconds, active[0].status.value)
+            self.wait_for_job_finished(active[-1].rid, left)
+
     def cancel_workflow(self, workflow_id: str) -> list[Job]:
         """Cancel every job of the workflow that has not ended (waiting ones included); returns them."""
         return self.cancel_jobs(self.workflow_db.active_rids(workflow_id))
@@ -603,7 +622,7 @@ class Queuer:
                 self.notifier,
                 self.settings, self.default_on_error, self.resources, self._tasks.next_interval_funcs,
                 self.keyring, worker_rid=self._worker.rid, worker_options=self._worker_options(),
-                job_services=self.job_services,
+                job_services=self._job_services,
             )
             self._runtime.start()
 

@@ -52,7 +52,7 @@ def drain(q: Queuer, timeout: float = 10.0, *, with_scheduled: bool = False, in_
     executor = Executor(tasks, q.keyring, q._tasks.next_interval_funcs, max_result_bytes=q.settings.max_payload_bytes,
                         passthrough=_interruptions())
     dispatcher = Dispatcher(executor, 1, 1, ended.append, lambda: None, q.default_on_error, q.resources, threads=False,
-                            services=q.job_services)
+                            services=q._job_services)
     worker_rid = q.worker.rid
     q.worker_db.set_status(worker_rid, WorkerStatus.RUNNING)  # claims are for running workers only
     finished: list[Job] = []
