@@ -165,3 +165,37 @@ def test_without_opentelemetry_nothing_is_traced_and_jobs_still_run(db_config):
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["4", "None"]
+
+
+def test_a_workflow_is_one_trace_including_the_jobs_its_jobs_add(make_queuer, spans):
+    def grow() -> str:
+        job = queuer.current_job()
+        job.workflow.add_job("leaf", depends_on=[job.rid])
+        job.workflow.commit()
+        return "grew"
+
+    def leaf() -> str:
+        return "leaf"
+
+    q = make_queuer()
+    q.add_task(grow)
+    q.add_task(leaf)
+    wf = q.workflow("traced")
+    root = wf.add_job(grow)
+    wf.add_job(leaf, depends_on=[root])
+    wf.commit()
+    q.start()
+    info = q.wait_for_workflow("traced", 20)
+    assert info.status is JobStatus.SUCCEEDED and len(info.jobs) == 3
+    rids = {str(job.rid) for job in info.jobs}
+
+    def of_the_workflow(kind: SpanKind) -> list:
+        return [s for s in spans.get_finished_spans() if s.kind == kind and s.attributes.get("queuer.job.rid") in rids]
+
+    consumers = wait_until(lambda: len(of_the_workflow(SpanKind.CONSUMER)) == 3 and of_the_workflow(SpanKind.CONSUMER),
+                           timeout=10)
+    producers = of_the_workflow(SpanKind.PRODUCER)
+    workflow_span = [s for s in spans.get_finished_spans() if s.name == "workflow traced"]
+    assert len(producers) == 3 and len(workflow_span) == 1
+    assert {s.context.trace_id for s in [*consumers, *producers, *workflow_span]} == {
+        workflow_span[0].context.trace_id}
