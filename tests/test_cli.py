@@ -160,13 +160,15 @@ def test_dashboard_shows_the_numbers(cli, make_queuer, db_config):
         q.wait_for_job_finished(q.add_job(len, "ab").rid, 10)
     sql(db_config, "INSERT INTO {schema}.job (rid, task_name) SELECT gen_random_uuid(), 'idle-task' "
                    "FROM generate_series(1, 7)")
+    sql(db_config, "INSERT INTO {schema}.job (rid, task_name, status, waiting_for) "
+                   "SELECT gen_random_uuid(), 'idle-task', 'WAITING', 1 FROM generate_series(1, 2)")
     frame = cli("dashboard", "--once").output
     lines = frame.splitlines()
     assert all(len(line) <= 80 for line in lines)
     idle = next(line for line in lines if line.startswith("idle-task"))
-    assert idle.split()[1:] == ["7", "0", "0", "0", "0"]
+    assert idle.split()[1:] == ["7", "0", "0", "2", "0", "0"]  # queued, scheduled, running, waiting, done, failed
     done = next(line for line in lines if line.startswith("len "))
-    assert done.split()[4] == "3"  # succeeded in the last minute
+    assert done.split()[5] == "3"  # succeeded in the last minute
     assert "throughput 0.1 jobs/s" in frame
     worker = next(line for line in lines if line.startswith("dash-worker"))
     assert "RUNNING" in worker
