@@ -246,7 +246,7 @@ class RunningJobServices:
         return self.new_workflow(context.workflow_id)
 
     def stored_step(self, context: JobContext, name: str) -> tuple[bool, Any]:
-        stored = context.steps.get(name)
+        stored = context.steps.get(name) if context.steps else None
         if not isinstance(stored, dict):
             return False, None
         if "e" in stored and self.keyring is not None:
@@ -266,6 +266,8 @@ class RunningJobServices:
             raise StepNotSavedError(
                 f"step {name!r} of job {context.rid} ran, but its result could not be kept: this attempt no "
                 "longer holds the job (it was cancelled, timed out or given to another worker)")
+        if context.steps is None:
+            context.steps = {}
         context.steps[name] = stored
         return json.loads(text)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
@@ -44,10 +44,10 @@ class JobContext:
     cancel_reason: str | None = None
     workflow_id: str | None = None
     """The workflow this job belongs to, if any."""
-    depends_on: list[UUID] = field(default_factory=list)
+    depends_on: Sequence[UUID] = ()
     """The rids of the jobs this one waited for, in the order they were given."""
-    steps: dict[str, Any] = field(default_factory=dict, repr=False)
-    """Results of the job's steps so far, as stored (see ``step``)."""
+    steps: dict[str, Any] | None = field(default=None, repr=False)
+    """Results of the job's steps so far, as stored (see ``step``); None before the first."""
     services: JobServices | None = field(default=None, repr=False)
     _workflow: Any = field(default=None, repr=False)
     # Made on first use: most jobs never look at it, and an Event is not free.

@@ -130,8 +130,8 @@ class Dispatcher:
                 parameters_keyed=job.parameters_keyed,
                 resources=self.resources,
                 workflow_id=job.workflow_id,
-                depends_on=job.depends_on or [],
-                steps=job.steps or {},
+                depends_on=job.depends_on or (),
+                steps=job.steps,
                 services=self.services,
             )
             attempts.append(Attempt(job, ctx, on_error, alone=alone))
