@@ -138,6 +138,17 @@ class StepNotSavedError(QueuerError, RuntimeError):
     """A step ran, but its attempt no longer holds the job (cancelled, timed out, rescued): its result was not kept."""
 
 
+class Snooze(Exception):
+    """Raised by a task: put the job back as SCHEDULED ``seconds`` from now, spending no retry.
+
+    The job's ``snoozes`` counts them; past ``WorkerSettings.max_snoozes`` the job ends FAILED.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"snooze for {seconds} s")
+        self.seconds = seconds
+
+
 class QueuerStoppedError(QueuerError, RuntimeError):
     """Deprecated, never raised: a stopped queuer reopens its connections when used again."""
 
@@ -154,6 +165,7 @@ __all__ = [
     "JobOutcomeUnknownError",
     "JobWaitTimeoutError",
     "QueuerError",
+    "Snooze",
     "StepNotSavedError",
     "TaskNotRegisteredError",
     "UnknownDependencyError",

@@ -41,6 +41,8 @@ class WorkerSettings:
     """Dead and stopped worker rows are deleted after this long."""
     shutdown_timeout: float = 30.0
     """How long ``stop()`` lets running jobs finish before giving up on them."""
+    max_snoozes: int = 100
+    """A job that snoozes (``raise queuer.Snooze(seconds)``) more often than this ends FAILED: a bound on a runaway."""
     max_payload_bytes: int = 1024 * 1024
     """``add_job`` refuses arguments larger than this (JSON bytes, positional and keyword together), and a task's result
     larger than this fails its job.
@@ -79,7 +81,7 @@ class WorkerSettings:
             raw = env.get("QUEUER_" + f.name.upper())
             if raw:
                 try:
-                    integer = f.name in ("prefetch", "completer_batch_size", "max_payload_bytes", "crash_budget")
+                    integer = f.type in ("int", "int | None")  # the annotations are text here
                     values[f.name] = int(raw) if integer else float(raw)
                 except ValueError:
                     raise ValueError(f"QUEUER_{f.name.upper()} must be a number, not {raw!r}") from None

@@ -69,14 +69,14 @@ class AttemptDB:
         claimed = []
         for (id_, rid, task_name, params, params_keyed, options, priority, scheduled_at, attempt, max_attempts,
              timeout, schedule_count, created_at, origin_rid, arguments_enc, failures, rescues, workflow_id,
-             depends_on, steps) in rows:
+             depends_on, steps, snoozes) in rows:
             claimed.append(
                 ClaimedJob(id_, rid, task_name,
                            [] if params == "[]" else decode_arguments(params),
                            {} if params_keyed == "{}" else decode_arguments(params_keyed),
                            options, priority, scheduled_at,
                            attempt, max_attempts, timeout, schedule_count, created_at, origin_rid, arguments_enc,
-                           failures, rescues, workflow_id, depends_on, steps)
+                           failures, rescues, workflow_id, depends_on, steps, snoozes)
             )
         # UPDATE ... RETURNING has no order: restore claim order.
         claimed.sort(key=lambda c: (-c.priority, c.scheduled_at, c.id))

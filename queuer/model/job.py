@@ -73,6 +73,8 @@ class Job:
     """Times the job went back to the queue because its worker died or stopped holding it."""
     crashes: int = 0
     """Rescues charged to the job (it provably was running), bounded by its crash budget."""
+    snoozes: int = 0
+    """Times the task put the job back for later with ``raise queuer.Snooze(seconds)`` (no retry spent)."""
     scheduled_at: datetime | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
@@ -120,6 +122,7 @@ class Job:
             failures=row.get("failures", 0),
             rescues=row.get("rescues", 0),
             crashes=row.get("crashes", 0),
+            snoozes=row.get("snoozes", 0),
             scheduled_at=row.get("scheduled_at"),
             started_at=row.get("started_at"),
             ended_at=row.get("ended_at"),

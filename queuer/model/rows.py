@@ -71,6 +71,7 @@ class ClaimedJob:
     workflow_id: str | None = None
     depends_on: list[UUID] | None = None
     steps: dict[str, Any] | None = None  # results of the job's steps from earlier attempts
+    snoozes: int = 0  # times the task snoozed it
 
     @property
     def claim_key(self) -> ClaimKey:
@@ -89,13 +90,14 @@ class OutcomeStatus(str, Enum):
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
     RETRY = "RETRY"  # failed, with a retry left: the job is scheduled again
+    SNOOZE = "SNOOZE"  # the task asked to run again later: scheduled again, no retry spent
 
     # The string's own hash, in C: outcomes are counted by status on the hot path.
     __hash__ = str.__hash__
 
 
 # Plain names for the hot path (reading an Enum member costs a descriptor call).
-SUCCEEDED, FAILED, RETRY = OutcomeStatus.SUCCEEDED, OutcomeStatus.FAILED, OutcomeStatus.RETRY
+SUCCEEDED, FAILED, RETRY, SNOOZE = OutcomeStatus.SUCCEEDED, OutcomeStatus.FAILED, OutcomeStatus.RETRY, OutcomeStatus.SNOOZE
 
 
 @dataclass(frozen=True)

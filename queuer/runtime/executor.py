@@ -13,9 +13,9 @@ import traceback
 from collections.abc import Mapping
 from typing import Any
 
-from queuer.errors import EncryptionError
+from queuer.errors import EncryptionError, Snooze
 from queuer.model.context import reset_current, set_current
-from queuer.model.rows import RETRY, SUCCEEDED, Outcome
+from queuer.model.rows import RETRY, SNOOZE, SUCCEEDED, Outcome
 from queuer.model.task import Task
 from queuer.observability import tracing
 from queuer.payload.encryption import Keyring
@@ -24,6 +24,9 @@ from queuer.runtime.async_runner import ThreadLoops
 from queuer.runtime.attempt import Attempt
 from queuer.runtime.next_run import NextIntervalFunc, with_next_run
 from queuer.runtime.retries import failure
+
+# The longest a job may snooze at once.
+MAX_SNOOZE_SECONDS = 10 * 365 * 86400.0
 
 
 class Executor:
@@ -34,11 +37,13 @@ class Executor:
         next_interval_funcs: Mapping[str, NextIntervalFunc] | None = None,
         max_result_bytes: int = 1024 * 1024,
         passthrough: tuple[type[BaseException], ...] = (),
+        max_snoozes: int = 100,
     ) -> None:
         self.tasks = tasks
         self.keyring = keyring
         self.next_interval_funcs = next_interval_funcs if next_interval_funcs is not None else {}
         self.max_result_bytes = max_result_bytes
+        self.max_snoozes = max_snoozes
         # Exceptions a task raises that end the caller's run instead of failing the job
         # (the test kit's drain: Ctrl-C, a pytest timeout).
         self._passthrough = passthrough
@@ -56,7 +61,7 @@ class Executor:
 
     def _outcome_of(self, attempt: Attempt) -> Outcome:
         outcome = self._execute(attempt)
-        if outcome.status is RETRY:
+        if outcome.status is RETRY or outcome.status is SNOOZE:
             return outcome
         return with_next_run(attempt.job, outcome, self.next_interval_funcs)
 
@@ -90,6 +95,8 @@ class Executor:
             # Not only ``async def``: a decorated coroutine function returns a coroutine too.
             if asyncio.iscoroutine(result):
                 result = self.loops.run(attempt.context, result)
+        except Snooze as snooze:
+            return self._snoozed(attempt, snooze)
         except BaseException as exc:
             if isinstance(exc, self._passthrough):
                 raise
@@ -102,6 +109,19 @@ class Executor:
         finally:
             reset_current(token)
         return self._success(attempt, result)
+
+    def _snoozed(self, attempt: Attempt, snooze: Snooze) -> Outcome:
+        job = attempt.job
+        seconds = snooze.seconds
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= MAX_SNOOZE_SECONDS:
+            error = (f"ValueError: Snooze takes a number of seconds from 0 to {MAX_SNOOZE_SECONDS:.0f} (10 years), "
+                     f"not {seconds!r}")
+            return failure(job, attempt.on_error, error, retry=False)
+        if job.snoozes >= self.max_snoozes:
+            error = (f"SnoozeLimitError: the job snoozed {job.snoozes} times, the most a job may "
+                     f"(WorkerSettings.max_snoozes)")
+            return failure(job, attempt.on_error, error, retry=False)
+        return Outcome(job.id, job.attempt, SNOOZE, retry_delay=float(seconds))
 
     def _success(self, attempt: Attempt, result: Any) -> Outcome:
         job = attempt.job

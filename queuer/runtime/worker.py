@@ -79,7 +79,8 @@ class WorkerRuntime:
         self.completer = Completer(
             attempt_db, lambda: self._worker_rid, settings.completer_batch_size, settings.completer_flush_interval
         )
-        executor = Executor(tasks, keyring, next_interval_funcs, max_result_bytes=settings.max_payload_bytes)
+        executor = Executor(tasks, keyring, next_interval_funcs, max_result_bytes=settings.max_payload_bytes,
+                            max_snoozes=settings.max_snoozes)
         self.dispatcher = Dispatcher(
             executor, max_concurrency, settings.prefetch, self.completer.add, self._wake_poller, default_on_error,
             resources, confirm_start=self._confirm_start, services=job_services,

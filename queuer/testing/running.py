@@ -50,7 +50,7 @@ def drain(q: Queuer, timeout: float = 10.0, *, with_scheduled: bool = False, in_
     tasks = q._tasks.tasks
     ended: list[Outcome] = []
     executor = Executor(tasks, q.keyring, q._tasks.next_interval_funcs, max_result_bytes=q.settings.max_payload_bytes,
-                        passthrough=_interruptions())
+                        passthrough=_interruptions(), max_snoozes=q.settings.max_snoozes)
     dispatcher = Dispatcher(executor, 1, 1, ended.append, lambda: None, q.default_on_error, q.resources, threads=False,
                             services=q._job_services)
     worker_rid = q.worker.rid
@@ -74,7 +74,8 @@ def drain(q: Queuer, timeout: float = 10.0, *, with_scheduled: bool = False, in_
             applied = q.attempt_db.record_outcomes(worker_rid, ended)
             claimed = []
             finished += [q.get_job_ended(rids[o.id]) for o in ended
-                         if o.status is not OutcomeStatus.RETRY and o.id in applied]
+                         if o.status is not OutcomeStatus.RETRY and o.status is not OutcomeStatus.SNOOZE
+                         and o.id in applied]
             ended.clear()
     except BaseException:
         _put_back(q, worker_rid, claimed)

@@ -92,7 +92,8 @@ WHERE j.id = picked.id
 -- Arguments come back as text: most jobs have none, and "[]" needs no JSON parser.
 RETURNING j.id, j.rid, j.task_name, j.parameters::text, j.parameters_keyed::text, j.options, j.priority,
           j.scheduled_at, j.attempts, j.max_attempts, j.timeout_seconds, j.schedule_count,
-          j.created_at, j.origin_rid, j.arguments_enc, j.failures, j.rescues, j.workflow_id, j.depends_on, j.steps
+          j.created_at, j.origin_rid, j.arguments_enc, j.failures, j.rescues, j.workflow_id, j.depends_on, j.steps,
+          j.snoozes
 
 -- name: claim_jobs
 -- One statement: pick the next claimable rows in claim order, skipping rows
@@ -179,18 +180,20 @@ WITH outcome AS (
     SET status = CASE WHEN o.delay > 0 THEN 'SCHEDULED' ELSE 'QUEUED' END,
         scheduled_at = now() + make_interval(secs => o.delay),
         worker_rid = NULL,
-        failures = j.failures + 1,
-        error = o.error,
+        -- A snooze is no failure: it spends no retry and keeps the last error.
+        failures = j.failures + (o.status = 'RETRY')::integer,
+        snoozes = j.snoozes + (o.status = 'SNOOZE')::integer,
+        error = CASE WHEN o.status = 'RETRY' THEN o.error ELSE j.error END,
         updated_at = now()
     FROM outcome AS o
-    WHERE o.status = 'RETRY'
+    WHERE o.status IN ('RETRY', 'SNOOZE')
       AND j.id = o.id AND j.attempts = o.attempt
       AND j.worker_rid = %(worker_rid)s
     RETURNING j.id, j.rid, j.task_name, j.serial_key, j.status
 ), ended AS (
     DELETE FROM {schema}.job AS j
     USING outcome AS o
-    WHERE o.status <> 'RETRY'
+    WHERE o.status NOT IN ('RETRY', 'SNOOZE')
       AND j.id = o.id AND j.attempts = o.attempt
       AND j.worker_rid = %(worker_rid)s
     RETURNING j.*, o.status AS final_status, o.results AS final_results, o.error AS final_error,
