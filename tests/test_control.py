@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+import pytest
+
 import queuer
-from queuer import JobStatus, OnError, Snooze
-from tests.support import FAST
+from queuer import BatchJob, JobStatus, OnError, Snooze
+from tests.support import FAST, count, start_worker_process, stop_process, wait_until
 
 
 def test_a_job_that_snoozes_three_times_then_succeeds_spends_no_retry(make_queuer):
@@ -64,3 +66,100 @@ def test_a_snooze_of_no_number_fails_the_job_with_a_clear_error(make_queuer):
     done = q.wait_for_job_finished(q.add_job(odd).rid, 20)
     assert done.status is JobStatus.FAILED and "Snooze takes a number of seconds" in done.error
     assert done.attempts == 1  # not retried: it fails the same way every time
+
+
+# -- pausing a task everywhere, limits at runtime --------------------------------------------------
+
+
+def test_pause_stops_new_starts_keeps_running_jobs_and_holds_for_new_workers(make_queuer, db_config):
+    started: list[str] = []
+
+    def slow(tag: str) -> str:
+        started.append(tag)
+        time.sleep(0.3)
+        return tag
+
+    first = make_queuer(max_concurrency=2, name="first")
+    first.add_task(slow)
+    first.start()
+    running = first.add_job(slow, "running")
+    wait_until(lambda: "running" in started, message="the first job started")
+    first.pause_task("slow")
+    paused_at = time.monotonic()
+    waiting = [first.add_job(slow, f"w{i}") for i in range(5)]
+    assert first.wait_for_job_finished(running.rid, 10).status is JobStatus.SUCCEEDED  # running ones finish
+    later = make_queuer(max_concurrency=2, name="later")  # a worker started during the pause
+    later.add_task(slow)
+    later.start()
+    wait_until(lambda: time.monotonic() - paused_at > 1.5, timeout=5)
+    assert started == ["running"]
+    assert all(first.get_job(job.rid).status is JobStatus.QUEUED for job in waiting)
+    controls = first.task_controls()
+    assert [(c.task_name, c.paused) for c in controls] == [("slow", True)]
+    first.resume_task("slow")
+    resumed_at = time.monotonic()
+    wait_until(lambda: len(started) > 1, timeout=5, message="a job started after resume")
+    assert time.monotonic() - resumed_at < 1.0
+    for job in waiting:
+        assert first.wait_for_job_finished(job.rid, 20).status is JobStatus.SUCCEEDED
+
+
+def test_set_task_limits_changes_a_limit_on_running_workers(make_queuer):
+    import threading
+
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def counted() -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+
+    q = make_queuer(max_concurrency=8)
+    q.add_task(counted)
+    q.start()
+    q.set_task_limits("counted", concurrency_limit=2)
+    jobs = [q.add_job(counted) for _ in range(20)]
+    for job in jobs:
+        q.wait_for_job_finished(job.rid, 20)
+    assert most[0] == 2
+    q.reset_task_limits("counted")
+    most[0] = 0
+    jobs = [q.add_job(counted) for _ in range(20)]
+    for job in jobs:
+        q.wait_for_job_finished(job.rid, 20)
+    assert most[0] > 2
+    with pytest.raises(ValueError, match="concurrency_limit"):
+        q.set_task_limits("counted", concurrency_limit=0)
+
+
+@pytest.mark.load
+def test_pause_under_load_reaches_3_worker_processes_within_a_second(make_queuer, db_config):
+    producer = make_queuer()
+    producer.add_jobs([BatchJob(task="timed", parameters_keyed={"seconds": 0.02}) for _ in range(3000)])
+    workers = [start_worker_process(db_config, "--concurrency", "4") for _ in range(3)]
+    late = None
+    try:
+        wait_until(lambda: count(db_config, "SELECT count(*) FROM {schema}.job_archive") > 200, timeout=60,
+                   message="the workers are busy")
+        paused_at = time.time()
+        producer.pause_task("timed")
+        late = start_worker_process(db_config, "--concurrency", "4")  # started during the pause
+        wait_until(lambda: time.time() - paused_at > 2.5, timeout=10)
+        ended = producer.get_jobs_ended(limit=5000)
+        starts = sorted(job.result["start"] for job in ended if job.result)
+        assert starts and starts[-1] < paused_at + 1.0, starts[-1] - paused_at
+        waiting = count(db_config, "SELECT count(*) FROM {schema}.job WHERE status = 'QUEUED'")
+        assert waiting > 1000 and count(db_config, "SELECT count(*) FROM {schema}.job WHERE status = 'RUNNING'") == 0
+        resumed_at = time.time()
+        producer.resume_task("timed")
+        wait_until(lambda: count(db_config, "SELECT count(*) FROM {schema}.job_archive") > len(ended), timeout=10)
+        restarted = min(job.result["start"] for job in producer.get_jobs_ended(limit=10_000)
+                        if job.result and job.result["start"] > resumed_at)
+        assert restarted - resumed_at < 1.0
+    finally:
+        for w in [*workers, *([late] if late else [])]:
+            stop_process(w)

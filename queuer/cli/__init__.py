@@ -6,7 +6,7 @@ traceback. The group is in ``base``; each other module holds the commands of one
 """
 
 # Imported for what importing them does: each module adds its commands to the group.
-from queuer.cli import dashboard, jobs, keys, prune, schema, serve, tools, workers, workflows  # noqa: F401
+from queuer.cli import dashboard, jobs, keys, prune, schema, serve, tasks, tools, workers, workflows  # noqa: F401
 from queuer.cli.base import main
 
 __all__ = ["main"]

@@ -35,6 +35,7 @@ from queuer.config.settings import WorkerSettings
 from queuer.database.attempt_db import AttemptDB
 from queuer.database.callers import check_callers_connection, on_callers_connection
 from queuer.database.connection import Database
+from queuer.database.control_db import ControlDB
 from queuer.database.cron_db import CronDB
 from queuer.database.job_db import JobDB
 from queuer.database.migrations import installed_version, latest_version, migrate, uninstall
@@ -48,6 +49,7 @@ from queuer.errors import (
     WorkflowNotFoundError,
 )
 from queuer.model.batch_job import BatchJob
+from queuer.model.control import TaskControl
 from queuer.model.cron import CronSchedule, validate_cron, validate_timezone
 from queuer.model.job import Job, JobStatus
 from queuer.model.options import OnError, Options
@@ -130,6 +132,7 @@ class Queuer:
         self._tasks = TaskSet(registry.registered_tasks())
         self._jobs = JobBuilder(self._tasks, self.settings, self.default_on_error, self.keyring)
         self.workflow_db = WorkflowDB(self.db, self.job_db)
+        self.control_db = ControlDB(self.db)
         self._job_services = RunningJobServices(
             self.workflow_db, self.keyring, self._workflow_builder, lambda: self.worker.rid)
         self.notifier = Notifier(self.db)
@@ -478,6 +481,37 @@ class Queuer:
         """Add an ended job again, as a new job with the same task, arguments and options."""
         return self._queries.readd(rid)
 
+    # -- steering tasks at runtime ------------------------------------------------------------
+
+    def pause_task(self, name: str) -> TaskControl:
+        """Stop every worker from starting jobs of task ``name`` (within a second); running ones finish.
+
+        Kept in the database: it holds across restarts and for workers started later, until ``resume_task``.
+        """
+        return self.control_db.set_paused(registry.validate_task_name(name), True)
+
+    def resume_task(self, name: str) -> TaskControl:
+        """Let every worker start jobs of task ``name`` again."""
+        return self.control_db.set_paused(registry.validate_task_name(name), False)
+
+    def set_task_limits(self, name: str, *, concurrency_limit: int | None = None,
+                        requests_per_second: float | None = None) -> TaskControl:
+        """Replace task ``name``'s limits on every worker, without a redeploy (None: no such limit).
+
+        They hold until ``reset_task_limits``; a task with no limits in the code can be given some too.
+        """
+        _check_limits(concurrency_limit, requests_per_second)
+        return self.control_db.set_limits(registry.validate_task_name(name), True, concurrency_limit,
+                                          requests_per_second)
+
+    def reset_task_limits(self, name: str) -> TaskControl:
+        """Give task ``name`` back the limits its code sets."""
+        return self.control_db.set_limits(registry.validate_task_name(name), False, None, None)
+
+    def task_controls(self) -> list[TaskControl]:
+        """Every task with stored controls (paused, or with limits set at runtime), by name."""
+        return self.control_db.all()
+
     # -- workflows ---------------------------------------------------------------------------
 
     def workflow(self, workflow_id: str | None = None) -> Workflow:
@@ -619,7 +653,7 @@ class Queuer:
             self.db.release_idle()  # idle connections named for a producer: new ones say "worker"
             self._runtime = WorkerRuntime(
                 self.name, self.max_concurrency, self._tasks.tasks, self.attempt_db, self.worker_db, self.cron_db,
-                self.notifier,
+                self.control_db, self.notifier,
                 self.settings, self.default_on_error, self.resources, self._tasks.next_interval_funcs,
                 self.keyring, worker_rid=self._worker.rid, worker_options=self._worker_options(),
                 job_services=self._job_services,
@@ -689,3 +723,13 @@ def _check_installed(conn: psycopg.Connection[Any], schema: str) -> None:
             f"queuer's tables in schema {schema} are at version {installed}, this queuer needs {latest}: "
             "run `queuer upgrade`"
         )
+
+
+def _check_limits(concurrency_limit: int | None, requests_per_second: float | None) -> None:
+    if concurrency_limit is not None and (isinstance(concurrency_limit, bool) or not isinstance(concurrency_limit, int)
+                                          or concurrency_limit < 1):
+        raise ValueError(f"concurrency_limit must be a whole number of at least 1 (or None), not {concurrency_limit!r}")
+    if requests_per_second is not None and (isinstance(requests_per_second, bool)
+                                            or not isinstance(requests_per_second, (int, float))
+                                            or not 0 < requests_per_second < float("inf")):
+        raise ValueError(f"requests_per_second must be a positive number (or None), not {requests_per_second!r}")

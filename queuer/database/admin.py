@@ -15,8 +15,8 @@ from queuer.database.statements import Queries
 if TYPE_CHECKING:
     from queuer.payload.encryption import Keyring
 
-TABLES = ("job", "job_archive", "archive_partition", "worker", "master", "task_rate", "schedule", "web_state",
-          "web_session_revoked", "web_audit", "schema_version")
+TABLES = ("job", "job_archive", "archive_partition", "worker", "master", "task_rate", "task_control", "schedule",
+          "web_state", "web_session_revoked", "web_audit", "schema_version")
 # With their argument types, as DROP FUNCTION and GRANT EXECUTE name them.
 FUNCTIONS = ("archive_maintain(double precision, integer, double precision, timestamptz)", "settle_dependents()")
 INDEXES = (

@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -142,9 +142,18 @@ class Dispatcher:
         for attempt in attempts:
             self._buffer.put(attempt)
 
-    def take_back_unstarted(self) -> list[tuple[int, int]]:
-        """Remove every attempt that has not started; return their fencing identities."""
+    def take_back_unstarted(self, task_names: Collection[str] | None = None) -> list[tuple[int, int]]:
+        """Remove every attempt that has not started (of these tasks only, when given); return their fencing
+        identities."""
         taken: list[Attempt] = []
+        if task_names is not None:
+            with self._lock:
+                for held in list(self._attempts.values()):
+                    if held.state is BUFFERED and held.job.task_name in task_names:
+                        held.state = ENDED  # it stays in the buffer, marked: a thread skips it
+                        self._forget(held)
+                        taken.append(held)
+            return [(a.job.id, a.job.attempt) for a in taken]
         with self._lock:
             while True:
                 try:

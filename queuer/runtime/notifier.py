@@ -44,6 +44,7 @@ class EventKind(str, Enum):
     CANCEL = "cancel"  # a running job was cancelled: its worker should stop it
     STOP = "stop"  # a worker was asked to stop
     FREE = "free"  # a serial key was freed
+    CONTROL = "control"  # a task was paused, resumed or given new limits
 
     # The string's own hash, in C: every event is looked up by its kind.
     __hash__ = str.__hash__
@@ -64,7 +65,7 @@ class Event:
 
 Subscriber = Callable[[list[Event]], None]
 
-_NOT_END_MARKERS = ('"insert"', '"retry"', '"cancel"', '"stop"', '"free"')
+_NOT_END_MARKERS = tuple(f'"{kind.value}"' for kind in EventKind if kind is not EventKind.END)
 
 
 def parse_payload(payload: str) -> list[Event]:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 from uuid import UUID
 
 from queuer.config.settings import WorkerSettings
 from queuer.database.attempt_db import AttemptDB
+from queuer.database.control_db import ControlDB
 from queuer.database.cron_db import CronDB
 from queuer.database.worker_db import WorkerDB
 from queuer.model.context import JobServices
@@ -26,6 +27,7 @@ from queuer.model.worker import Worker, WorkerStatus
 from queuer.observability.metrics import WorkerCounters
 from queuer.payload.encryption import Keyring
 from queuer.runtime.completer import Completer
+from queuer.runtime.controls import TaskControls
 from queuer.runtime.cron_loop import CronLoop
 from queuer.runtime.dispatcher import Dispatcher
 from queuer.runtime.executor import Executor
@@ -51,6 +53,7 @@ class WorkerRuntime:
         attempt_db: AttemptDB,
         worker_db: WorkerDB,
         cron_db: CronDB,
+        control_db: ControlDB,
         notifier: Notifier,
         settings: WorkerSettings,
         default_on_error: OnError | None,
@@ -85,11 +88,12 @@ class WorkerRuntime:
             executor, max_concurrency, settings.prefetch, self.completer.add, self._wake_poller, default_on_error,
             resources, confirm_start=self._confirm_start, services=job_services,
         )
+        self.controls = TaskControls(control_db, self._release_unstarted)
         self.poller = Poller(
             attempt_db,
             self.dispatcher,
             lambda: self._worker_rid,
-            lambda: self.tasks,
+            lambda: self.controls.effective(self.tasks),
             settings.poll_interval if attempt_db.db.has_session else min(settings.poll_interval, SESSIONLESS_POLL),
             default_on_error.max_attempts if default_on_error else 1,
             default_on_error.timeout_seconds if default_on_error else None,
@@ -189,8 +193,8 @@ class WorkerRuntime:
     def _confirm_start(self, job_id: int, attempt: int, alone: bool) -> bool:
         return self.attempt_db.confirm_start(self._worker_rid, job_id, attempt, alone)
 
-    def _release_unstarted(self) -> None:
-        unstarted = self.dispatcher.take_back_unstarted()
+    def _release_unstarted(self, task_names: Collection[str] | None = None) -> None:
+        unstarted = self.dispatcher.take_back_unstarted(task_names)
         if unstarted:
             try:
                 released = self.attempt_db.release(self._worker_rid, unstarted)
@@ -227,6 +231,9 @@ class WorkerRuntime:
                 attempt = self.dispatcher.attempt_for_rid(UUID(event.rid))
                 if attempt is not None:
                     self.dispatcher.end_attempt(attempt.job.id, "cancelled", None)
+            elif event.kind is EventKind.CONTROL:
+                self.controls.mark_stale()
+                wake = True  # paused jobs are given back, resumed ones claimed, by the next claim round
             elif event.kind is EventKind.STOP and event.rid == str(self._worker_rid):
                 self.stop_requested(graceful=event.detail == "graceful")
         if wake:

@@ -3,3 +3,14 @@
 
 ALTER TABLE {schema}.job ADD COLUMN snoozes integer NOT NULL DEFAULT 0;
 ALTER TABLE {schema}.job_archive ADD COLUMN snoozes integer NOT NULL DEFAULT 0;
+
+-- Tasks as operators steer them, on every worker: paused (no new job starts),
+-- and limits that replace the ones in the code until reset.
+CREATE TABLE {schema}.task_control (
+    task_name           text        PRIMARY KEY,
+    paused              boolean     NOT NULL DEFAULT false,
+    limits_set          boolean     NOT NULL DEFAULT false,
+    concurrency_limit   integer     CHECK (concurrency_limit > 0),
+    requests_per_second double precision CHECK (requests_per_second > 0),
+    updated_at          timestamptz NOT NULL DEFAULT now()
+);
