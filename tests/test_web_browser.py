@@ -201,3 +201,79 @@ def test_overview_live_update_and_cancel_in_a_real_browser(make_queuer, db_confi
     for name in ("overview", "jobs", "job-failed", "schedules", "job-cancelled"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000, name
     print(f"\nscreenshots in {tmp_path}")
+
+
+def step(name: str) -> str:
+    return name
+
+
+def test_a_workflow_page_in_a_real_browser(make_queuer, db_config, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from queuer.web.server import WebServer, web_queuer
+    from queuer.web.settings import WebSettings
+
+    # Nothing runs: the root stays QUEUED and the others WAITING until the page cancels them.
+    q = make_queuer(name="producer")
+    q.add_task(step)
+    workflow_id = "nightly/report 100%"  # "/" and "%" reach the page through Uvicorn's decoding as they are
+    wf = q.workflow(workflow_id)
+    a = wf.add_job(step, "a")
+    b = wf.add_job(step, "b", depends_on=[a])
+    c = wf.add_job(step, "c", depends_on=[a])
+    d = wf.add_job(step, "d", depends_on=[b, c])
+    wf.commit()
+
+    web_q = web_queuer(db_config, None)
+    server = WebServer(web_q, WebSettings()).start()
+    driver = chrome(tmp_path / "chromium-profile")
+    try:
+        # From a job's page to its workflow's, by its link.
+        driver.get(server.url + f"/jobs/{d.rid}")
+        assert driver.find_element(By.ID, "job-depends-on").text.count("WAITING") == 2
+        driver.find_element(By.ID, "job-workflow").click()
+        wait_until(lambda: driver.find_elements(By.ID, "workflow-graph"), timeout=15, message="the workflow page")
+        assert workflow_id in driver.find_element(By.TAG_NAME, "h1").text
+
+        nodes = driver.find_elements(By.CSS_SELECTOR, "svg#workflow-graph a.node")
+        edges = driver.find_elements(By.CSS_SELECTOR, "svg#workflow-graph path.edge")
+        assert len(nodes) == 4 and len(edges) == 4
+        assert all(n.is_displayed() for n in nodes) and all(e.is_displayed() for e in edges)
+        # Laid out left to right: the root, then B over C, then D; each node is a box of its own.
+        boxes = {n.get_attribute("data-rid"): n.rect for n in nodes}
+        ra, rb, rc, rd = (boxes[str(j.rid)] for j in (a, b, c, d))
+        assert ra["x"] < rb["x"] == rc["x"] < rd["x"] and rb["y"] < rc["y"]
+        assert all(r["width"] > 100 and r["height"] > 30 for r in boxes.values())
+        # Coloured by status from the stylesheet (the CSP allows no inline style).
+        fill = driver.execute_script(
+            "return getComputedStyle(document.querySelector('a.node.waiting rect')).fill")
+        assert fill == "rgb(251, 240, 220)"
+        assert "1 queued" in driver.find_element(By.ID, "workflow-counts").text
+        screenshot(driver, tmp_path / "workflow.png")
+
+        # A node is a link to its job's page.
+        next(n for n in nodes if n.get_attribute("data-rid") == str(b.rid)).click()
+        wait_until(lambda: driver.current_url.endswith(f"/jobs/{b.rid}"), timeout=15, message="B's page")
+        assert text_of(driver, "job-status") == "WAITING"
+        driver.back()
+        wait_until(lambda: driver.find_elements(By.ID, "cancel-workflow"), timeout=15, message="the workflow page")
+
+        # Cancel the workflow (the page asks first): every job ends CANCELLED.
+        driver.find_element(By.ID, "cancel-workflow").click()
+        alert = driver.switch_to.alert
+        assert workflow_id in alert.text
+        alert.accept()
+        wait_until(lambda: text_of(driver, "workflow-status") == "CANCELLED", timeout=15,
+                   message="the workflow page to show CANCELLED")
+        assert "were cancelled" in driver.page_source
+        statuses = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#workflow-jobs .badge")]
+        assert statuses == ["CANCELLED"] * 4
+        assert len(driver.find_elements(By.CSS_SELECTOR, "svg#workflow-graph a.node.cancelled")) == 4
+        assert not driver.find_elements(By.ID, "cancel-workflow")
+        assert q.get_workflow(workflow_id).counts() == {queuer.JobStatus.CANCELLED: 4}
+        screenshot(driver, tmp_path / "workflow-cancelled.png")
+    finally:
+        driver.quit()
+        server.stop()
+        web_q.stop()
+    print(f"\nscreenshots in {tmp_path}")

@@ -9,12 +9,13 @@ on the server. Modules:
 - ``headers``: the security headers on every response;
 - ``guard``: forwarding headers, who is asking and whether they may (a 401/403 otherwise);
 - ``pages``: the read-only views; ``actions``: the POSTs behind the buttons; ``signin``: sign in and out;
+- ``graph``: a workflow's jobs as SVG shapes, layered by their longest path from a root;
 - ``errors``: an exception as its page; ``render``: templates and their filters;
 - ``params``: every query parameter and form field, validated (a 400 otherwise);
 - ``forms``: a POSTed form read within its limit, its Origin and CSRF field checked;
 - ``reads``: what the pages read (keyset pagination, no count over the archive; the SQL in
   ``database/sql/web.sql``); ``overview``: what the overview shows;
-- ``operations``: cancel, re-queue, stop, schedules, bulk, through the Queuer's own API;
+- ``operations``: cancel, re-queue, stop, schedules, bulk, a workflow's cancel, through the Queuer's own API;
 - ``security``: the tokens, the session cookie, CSRF, loopback-only without a token;
 - ``throttle``: failed tokens answered late, per client and server-wide;
 - ``proxy``: X-Forwarded-* from trusted proxies only, the public origin;

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TypeVar
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 from uuid import UUID
 
 from starlette.concurrency import run_in_threadpool
@@ -16,7 +16,7 @@ from starlette.responses import Response
 from queuer.web import operations
 from queuer.web.context import WebContext
 from queuer.web.forms import read_form
-from queuer.web.params import BadRequest, JobFilter, parse_filter, parse_name, parse_uuid
+from queuer.web.params import BadRequest, JobFilter, parse_filter, parse_name, parse_uuid, parse_workflow_id
 
 T = TypeVar("T")
 FILTER_FIELDS = frozenset({"status", "task", "since", "until", "rid"})
@@ -42,6 +42,18 @@ class Actions:
         await self.act(request, "cancel", lambda: operations.cancel(web.q, rid), rids=[rid])
         await web.audit(request, "cancel", rids=[rid])
         return web.redirect(request, f"/jobs/{rid}", notice="cancelled")
+
+    async def cancel_workflow(self, request: Request) -> Response:
+        web = self.web
+        await read_form(web, request, frozenset())
+        workflow_id = parse_workflow_id(request.path_params["workflow_id"])
+        target = f"workflow {workflow_id}"
+        cancelled = await self.act(request, "cancel-workflow",
+                                   lambda: operations.cancel_workflow(web.q, workflow_id, web.reads.workflow_exists),
+                                   target=target)
+        await web.audit(request, "cancel-workflow", target=target, rids=[job.rid for job in cancelled],
+                        outcome=f"done: {len(cancelled)} job{'' if len(cancelled) == 1 else 's'} cancelled")
+        return web.redirect(request, f"/workflows/{quote(workflow_id, safe='')}", notice="workflow-cancelled")
 
     async def requeue(self, request: Request) -> Response:
         web = self.web

@@ -38,6 +38,9 @@ def create_app(q: Queuer, settings: WebSettings | None = None) -> Starlette:
         Route("/jobs/{rid}/cancel", actions.cancel, methods=["POST"]),
         Route("/jobs/{rid}/requeue", actions.requeue, methods=["POST"]),
         Route("/workers/{rid}/stop", actions.stop_worker, methods=["POST"]),
+        # A workflow id may hold "/": the path converter takes it whole (its links encode it as %2F).
+        Route("/workflows/{workflow_id:path}/cancel", actions.cancel_workflow, methods=["POST"]),
+        Route("/workflows/{workflow_id:path}", pages.workflow, methods=["GET"]),
         Route("/schedules", pages.schedules, methods=["GET"]),
         Route("/schedules/action", actions.schedule, methods=["POST"]),
         Route("/audit", pages.audit, methods=["GET"]),

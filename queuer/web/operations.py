@@ -6,6 +6,7 @@ the HTTP status and a message for the operator.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -39,6 +40,17 @@ def cancel(q: Queuer, rid: UUID) -> Job:
         raise ActionError(404, f"no job {rid}") from None
     except JobAlreadyEndedError as exc:
         raise ActionError(409, f"job {rid} has already ended ({exc}); nothing was changed") from None
+
+
+def cancel_workflow(q: Queuer, workflow_id: str, exists: Callable[[str], bool]) -> list[Job]:
+    """Cancel every job of the workflow that has not ended; returns them (at least one)."""
+    cancelled = q.cancel_workflow(workflow_id)
+    if cancelled:
+        return cancelled
+    # Nothing was active: an unknown workflow, or one whose jobs have all ended.
+    if not exists(workflow_id):
+        raise ActionError(404, f"no workflow {workflow_id!r}: no job, active or archived, belongs to it")
+    raise ActionError(409, f"every job of workflow {workflow_id!r} has already ended; nothing was changed")
 
 
 def requeue(q: Queuer, rid: UUID) -> Job:

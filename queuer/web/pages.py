@@ -1,17 +1,22 @@
-"""The pages: what the queue, a job, the schedules and the audit log look like now. They only read."""
+"""The pages: what the queue, a job, a workflow, the schedules and the audit log look like now. They only read."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
+from uuid import UUID
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from queuer.model.job import Job, JobStatus
+from queuer.model.workflow import WorkflowInfo
 from queuer.web import charts
 from queuer.web.context import WebContext
+from queuer.web.graph import layout, ordered_counts
 from queuer.web.overview import STATUS_ORDER, Overview
 from queuer.web.params import (
     AUDIT_PARAMS,
@@ -22,12 +27,15 @@ from queuer.web.params import (
     parse_filter,
     parse_notice,
     parse_uuid,
+    parse_workflow_id,
 )
+from queuer.web.reads import MAX_RELATED
 from queuer.web.store import AUDIT_ACTIONS
 
 NOTICE = frozenset({"notice"})
 TABS = (("active", "Active"), ("queued", "Queued"), ("scheduled", "Scheduled"), ("running", "Running"),
-        ("ended", "Ended"), ("succeeded", "Succeeded"), ("failed", "Failed"), ("cancelled", "Cancelled"))
+        ("waiting", "Waiting"), ("ended", "Ended"), ("succeeded", "Succeeded"), ("failed", "Failed"),
+        ("cancelled", "Cancelled"))
 
 
 def origin(options: Any) -> dict[str, Any]:
@@ -38,6 +46,17 @@ def origin(options: Any) -> dict[str, Any]:
     cron = extra.get("schedule")
     return {"cron": str(cron) if cron else None, "triggered": bool(extra.get("triggered")),
             "recurring": (recurring if isinstance(recurring, dict) else {}) if recurring else None}
+
+
+WORKFLOW_TABLE_ROWS = 500  # the jobs a workflow's table lists (its graph covers them all)
+MAX_AFTER = 10  # the parents a row of that table names
+
+
+def workflow_status(counts: Mapping[str, int]) -> str:
+    """The workflow's status by WorkflowInfo's own rule, which depends only on which statuses occur:
+    one stand-in job per status is enough."""
+    stand_ins = [Job(UUID(int=0), "", JobStatus(status)) for status in counts if status in JobStatus.__members__]
+    return WorkflowInfo("", stand_ins).status.value
 
 
 def worker_liveness(w: dict[str, Any]) -> tuple[str, str]:
@@ -118,8 +137,25 @@ class Pages:
                     payload = {"state": "decrypted", "parameters": opened.parameters,
                                "parameters_keyed": opened.parameters_keyed, "result": opened.result}
         return web.views.render(request, "job.html", notice=notice, d=detail, job=row, payload=payload,
+                                max_related=MAX_RELATED,
                                 origin=origin(row.get("options")), undecodable=detail.undecodable,
                                 ended=row["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"))
+
+    async def workflow(self, request: Request) -> Response:
+        web = self.web
+        notice = parse_notice(check_names(request.query_params.multi_items(), NOTICE))
+        workflow_id = parse_workflow_id(request.path_params["workflow_id"])
+        detail = await run_in_threadpool(web.reads.workflow, workflow_id)
+        if detail is None:
+            return web.views.error(request, 404, f"No workflow {workflow_id!r}: no job, active or archived, belongs "
+                                                 "to it (its jobs may have been pruned from the archive).")
+        graph = await run_in_threadpool(layout, detail.jobs)  # thousands of jobs: off the event loop
+        by_rid = {job["rid"]: job for job in detail.jobs}
+        return web.views.render(request, "workflow.html", notice=notice, w=detail, graph=graph,
+                                workflow_status=workflow_status(detail.counts),
+                                counts=ordered_counts(detail.counts), by_rid=by_rid,
+                                rows=detail.jobs[:WORKFLOW_TABLE_ROWS], max_after=MAX_AFTER,
+                                active=any(s not in ("SUCCEEDED", "FAILED", "CANCELLED") for s in detail.counts))
 
     async def schedules(self, request: Request) -> Response:
         notice = parse_notice(check_names(request.query_params.multi_items(), NOTICE))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from uuid import UUID
 
+from queuer.client.workflows import MAX_WORKFLOW_ID_LENGTH, validate_workflow_id
 from queuer.model.job import ACTIVE_STATUSES, ENDED_STATUSES
 
 MAX_TEXT = 200  # task and schedule names are at most 200 characters
@@ -36,6 +37,7 @@ NOTICES = {
     "resumed": "The schedule runs again from its next tick.",
     "triggered": "The schedule's task was added as a job now.",
     "bulk": "The bulk action is done.",
+    "workflow-cancelled": "The workflow's jobs that had not ended were cancelled.",
     "signed-out": "Signed out.",
 }
 _CURSOR_ACTIVE = re.compile(r"[0-9]{1,19}")
@@ -79,6 +81,15 @@ def parse_name(value: str, what: str) -> str:
     if not value or len(value) > MAX_TEXT:
         raise BadRequest(f"{what} must be 1 to {MAX_TEXT} characters")
     return value
+
+
+def parse_workflow_id(value: str) -> str:
+    """A workflow id as the Queuer accepts one (never shown back: it may be anything a URL can carry)."""
+    try:
+        return validate_workflow_id(value)
+    except ValueError:
+        raise BadRequest(f"the workflow id must be 1 to {MAX_WORKFLOW_ID_LENGTH} printable characters, without "
+                         "spaces at either end") from None
 
 
 def parse_time(value: str, what: str) -> datetime:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
@@ -33,6 +33,8 @@ SMALL_COUNT_LIMIT = 10_000  # before the first ANALYZE the overview counts the a
 # more than 4,300 digits: no value shorter than this can be one, so a list decodes (once per job,
 # remembered) only the arguments and results of jobs whose stored size reaches it.
 SUSPECT_SIZE = 1000
+MAX_RELATED = 50  # parents and dependents a job's page lists (a fan-in may have thousands)
+MAX_WORKFLOW_JOBS = 20_000  # jobs a workflow's page reads to draw; its counts are always exact
 
 Rows = list[dict[str, Any]]
 
@@ -49,6 +51,8 @@ class JobDetail:
     row: dict[str, Any]
     worker: dict[str, Any] | None
     now: datetime
+    related: dict[UUID, dict[str, Any]] = field(default_factory=dict)
+    """The task and status of the parents and dependents the page links to, by rid (pruned ones are absent)."""
 
     @property
     def encrypted(self) -> bool:
@@ -60,6 +64,21 @@ class JobDetail:
         reasons = [v.reason for v in (self.row.get("parameters"), self.row.get("parameters_keyed"),
                                       self.row.get("results")) if isinstance(v, Undecodable)]
         return "; ".join(reasons) or None
+
+
+@dataclass
+class WorkflowDetail:
+    id: str
+    counts: dict[str, int]  # every job of it, per status
+    jobs: Rows  # in the order added, at most MAX_WORKFLOW_JOBS
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > len(self.jobs)
 
 
 def _one(cur: psycopg.Cursor[dict[str, Any]]) -> dict[str, Any]:
@@ -193,4 +212,26 @@ class WebReads:
             worker = None
             if row.get("worker_rid") is not None:
                 worker = cur.execute(sql.web_worker_by_rid, {"rid": row["worker_rid"]}).fetchone()
-        return JobDetail(row, worker, now)
+            shown = [*(row.get("depends_on") or [])[:MAX_RELATED], *(row.get("dependents") or [])[:MAX_RELATED]]
+            related = {}
+            if shown:
+                related = {r["rid"]: r for r in cur.execute(sql.web_jobs_brief, {"rids": shown})}
+        return JobDetail(row, worker, now, related)
+
+    # -- one workflow ---------------------------------------------------------------
+
+    def workflow(self, workflow_id: str, limit: int = MAX_WORKFLOW_JOBS) -> WorkflowDetail | None:
+        """Its counts and its first ``limit`` jobs, or None when no job belongs to it."""
+        sql = self.sql
+        params = {"workflow_id": workflow_id}
+        with read_transaction(self.db) as cur:
+            cur.execute(sql.web_snapshot)
+            counts = {r["status"]: r["n"] for r in cur.execute(sql.web_workflow_counts, params)}
+            if not counts:
+                return None
+            jobs = cur.execute(sql.web_workflow_jobs, {**params, "limit": limit}).fetchall()
+        return WorkflowDetail(workflow_id, counts, jobs)
+
+    def workflow_exists(self, workflow_id: str) -> bool:
+        row = self.db.execute_one(self.sql.web_workflow_exists, {"workflow_id": workflow_id})
+        return bool(row and row["found"])

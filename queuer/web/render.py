@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
 from starlette.requests import Request
@@ -66,6 +66,12 @@ def _pretty(value: Any) -> str:
     return _capped(text)
 
 
+def _tail(rid: object) -> str:
+    """A rid's last 8 hex digits: its random part. Jobs added together (a workflow's) share their first
+    digits, which are the time they were made, so only the end tells them apart."""
+    return "…" + str(rid)[-8:]
+
+
 def _first_line(text: str | None) -> str:
     return (text or "").strip().splitlines()[0][:200] if (text or "").strip() else ""
 
@@ -79,7 +85,9 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(when=_when, pretty=_pretty, first_line=_first_line, short=lambda rid: str(rid)[:8],
-                       number=lambda n: f"{n:,}", capped=_capped)
+                       number=lambda n: f"{n:,}", capped=_capped, tail=_tail,
+                       # a path segment: a workflow id may hold "/", "?", "#" or "%"
+                       segment=lambda value: quote(str(value), safe=""))
     env.globals.update(ago=_ago, urlencode=urlencode)
     return env
 

@@ -42,6 +42,8 @@ WITH win AS MATERIALIZED (
            date_part('epoch', greatest(j.created_at, j.scheduled_at)),
            CASE WHEN j.status = 'RUNNING' THEN date_part('epoch', j.started_at) END
     FROM {schema}.job AS j
+    -- A job waiting for its parents is not due: its release sets scheduled_at to when it became due.
+    WHERE j.status <> 'WAITING'
 ), placed AS (
     SELECT s.status,
            floor((s.ended - w.start) / 60)::int AS ended_in,
@@ -163,6 +165,41 @@ SELECT *, NULL::timestamptz AS ended_at FROM {schema}.job WHERE rid = %(rid)s;
 
 -- name: web_job_ended
 SELECT * FROM {schema}.job_archive WHERE rid = %(rid)s;
+
+-- name: web_jobs_brief
+-- The task and status of a job's parents and dependents, for its page's links.
+SELECT rid, task_name, status FROM {schema}.job WHERE rid = ANY(%(rids)s::uuid[])
+UNION ALL
+SELECT rid, task_name, status FROM {schema}.job_archive WHERE rid = ANY(%(rids)s::uuid[]);
+
+-- name: web_snapshot
+-- A workflow's page reads its counts and its jobs in one snapshot (a job that ends
+-- between the two statements would otherwise be counted in one status and drawn in another).
+SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
+
+-- name: web_workflow_counts
+-- Its jobs per status, active and ended, on both tables' workflow_id indexes.
+SELECT status, count(*) AS n FROM (
+    SELECT status FROM {schema}.job WHERE workflow_id = %(workflow_id)s
+    UNION ALL
+    SELECT status FROM {schema}.job_archive WHERE workflow_id = %(workflow_id)s
+) AS jobs
+GROUP BY status;
+
+-- name: web_workflow_jobs
+-- Its jobs in the order they were added (a job keeps its id in the archive), at most
+-- the parameter limit: what the graph and its table show, never the payloads.
+SELECT rid, id, task_name, status, depends_on, attempts, max_attempts, left(error, 300) AS error
+FROM {schema}.job WHERE workflow_id = %(workflow_id)s
+UNION ALL
+SELECT rid, id, task_name, status, depends_on, attempts, max_attempts, left(error, 300) AS error
+FROM {schema}.job_archive WHERE workflow_id = %(workflow_id)s
+ORDER BY id
+LIMIT %(limit)s;
+
+-- name: web_workflow_exists
+SELECT EXISTS (SELECT 1 FROM {schema}.job WHERE workflow_id = %(workflow_id)s)
+    OR EXISTS (SELECT 1 FROM {schema}.job_archive WHERE workflow_id = %(workflow_id)s) AS found;
 
 -- name: web_worker_by_rid
 SELECT rid, name, host, pid, status FROM {schema}.worker WHERE rid = %(rid)s;
