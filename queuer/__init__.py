@@ -15,6 +15,7 @@ from queuer.client.workflows import Workflow
 from queuer.config.database import DatabaseConfiguration
 from queuer.config.settings import WorkerSettings
 from queuer.errors import (
+    CompletionRefusedError,
     ConfigurationError,
     ConnectionLostError,
     DatabaseUnreachableError,
@@ -53,6 +54,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BatchJob",
+    "CompletionRefusedError",
     "ConfigurationError",
     "ConnectionLostError",
     "CronSchedule",

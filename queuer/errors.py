@@ -138,6 +138,11 @@ class StepNotSavedError(QueuerError, RuntimeError):
     """A step ran, but its attempt no longer holds the job (cancelled, timed out, rescued): its result was not kept."""
 
 
+class CompletionRefusedError(QueuerError, RuntimeError):
+    """``complete_tx`` on an attempt that no longer holds its job (rescued, cancelled, timed out): the caller's
+    transaction is aborted, so nothing of it commits."""
+
+
 class Snooze(Exception):
     """Raised by a task: put the job back as SCHEDULED ``seconds`` from now, spending no retry.
 
@@ -154,6 +159,7 @@ class QueuerStoppedError(QueuerError, RuntimeError):
 
 
 __all__ = [
+    "CompletionRefusedError",
     "ConfigurationError",
     "ConnectionLostError",
     "DatabaseUnreachableError",

@@ -9,7 +9,7 @@ import pytest
 
 import queuer
 from queuer import BatchJob, JobStatus, OnError, Snooze
-from tests.support import FAST, count, start_worker_process, stop_process, wait_until
+from tests.support import FAST, count, sql, start_worker_process, stop_process, wait_until
 
 
 def test_a_job_that_snoozes_three_times_then_succeeds_spends_no_retry(make_queuer):
@@ -163,3 +163,57 @@ def test_pause_under_load_reaches_3_worker_processes_within_a_second(make_queuer
     finally:
         for w in [*workers, *([late] if late else [])]:
             stop_process(w)
+
+
+# -- completing a job inside the task's own transaction -------------------------------------------
+
+
+@pytest.mark.crash
+@pytest.mark.parametrize("die", ["after", "before"])
+def test_complete_tx_is_exactly_once_on_the_tasks_own_table(make_queuer, db_config, tmp_path, die):
+    sql(db_config, "CREATE TABLE {schema}.ledger (tag text NOT NULL)")
+    log = tmp_path / "runs.log"
+    producer = make_queuer()
+    job = producer.add_job("ledger", "order-7", die=die)
+    env = {"QUEUER_TEST_RUN_LOG": str(log)}
+    worker = start_worker_process(db_config, "--concurrency", "2", **env)
+    try:
+        assert worker.wait(60) == -9  # it killed itself, as asked
+        if die == "before":  # nothing of the first attempt stayed; the job runs again elsewhere
+            worker = start_worker_process(db_config, "--concurrency", "2", **env)
+        done = producer.wait_for_job_finished(job.rid, 60)
+    finally:
+        stop_process(worker)
+    assert done.status is JobStatus.SUCCEEDED and done.result == "booked order-7"
+    assert count(db_config, "SELECT count(*) FROM {schema}.ledger WHERE tag = 'order-7'") == 1
+    assert count(db_config, "SELECT count(*) FROM {schema}.job_archive WHERE rid = %s", (job.rid,)) == 1
+    runs = log.read_text().split("\n")
+    assert len([line for line in runs if line.startswith("ledger")]) == (1 if die == "after" else 2)
+
+
+def test_complete_tx_from_an_attempt_that_lost_its_job_aborts_the_transaction(make_queuer, db_config):
+    import psycopg
+
+    from queuer import CompletionRefusedError
+
+    seen: list[str] = []
+
+    def late() -> None:
+        job = queuer.current_job()
+        q.cancel_job(job.rid)  # the attempt no longer holds the job
+        with psycopg.connect(**db_config.connect_kwargs()) as conn:
+            try:
+                with conn.transaction():
+                    conn.execute(f'INSERT INTO "{db_config.schema}".ledger (tag) VALUES (%s)', ("late",))
+                    job.complete_tx(conn, "too late")
+            except CompletionRefusedError as exc:
+                seen.append(str(exc))
+
+    sql(db_config, "CREATE TABLE {schema}.ledger (tag text NOT NULL)")
+    q = make_queuer()
+    q.add_task(late)
+    q.start()
+    ended = q.wait_for_job_finished(q.add_job(late).rid, 20)
+    wait_until(lambda: seen, timeout=10)
+    assert ended.status is JobStatus.CANCELLED and "no longer holds the job" in seen[0]
+    assert count(db_config, "SELECT count(*) FROM {schema}.ledger") == 0

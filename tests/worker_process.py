@@ -75,6 +75,30 @@ def five_steps() -> list:
     return [job.step(f"s{i}", step, i) for i in range(1, 6)]
 
 
+def ledger(tag: str, die: str = "") -> str:
+    """Insert a row and complete the job in one transaction; on the first attempt, die (SIGKILL) "before"
+    or "after" that transaction commits, as ``die`` says."""
+    import signal
+
+    import psycopg
+
+    import queuer
+    from queuer import DatabaseConfiguration
+
+    job = queuer.current_job()
+    _log_run("ledger", job)
+    config = DatabaseConfiguration.from_env()
+    with psycopg.connect(**config.connect_kwargs()) as conn:
+        with conn.transaction():
+            conn.execute(f'INSERT INTO "{config.schema}".ledger (tag) VALUES (%s)', (tag,))
+            job.complete_tx(conn, f"booked {tag}")
+            if die == "before" and job.attempt == 1:
+                os.kill(os.getpid(), signal.SIGKILL)
+    if die == "after" and job.attempt == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "not this one: the job was completed in its transaction"
+
+
 def _log_run(event: str, job: object) -> None:
     path = os.environ["QUEUER_TEST_RUN_LOG"]
     line = f"{event} {job.rid} {job.attempt} {os.getpid()} {time.time():.3f}\n"  # type: ignore[attr-defined]
@@ -106,6 +130,7 @@ def main() -> int:
     q.add_task(watched)
     q.add_task(gather)
     q.add_task(five_steps)
+    q.add_task(ledger)
     q.add_task_with_name(timed, "limited_to_2", concurrency_limit=2)
     q.add_task_with_name(timed, "serial", serialized=True)
     q.add_task_with_name(timed, "rated_20", requests_per_second=20)

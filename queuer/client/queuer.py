@@ -28,8 +28,9 @@ from queuer.client import registry
 from queuer.client.enqueue import JobBuilder, check_batch, duplicates_as_errors
 from queuer.client.events import JobEvents, JobListener
 from queuer.client.jobs import JobQueries, as_uuid
+from queuer.client.running_job import RunningJobServices
 from queuer.client.tasks import NextIntervalFunc, TaskSet
-from queuer.client.workflows import RunningJobServices, Workflow, validate_workflow_id
+from queuer.client.workflows import Workflow, validate_workflow_id
 from queuer.config.database import DatabaseConfiguration
 from queuer.config.settings import WorkerSettings
 from queuer.database.attempt_db import AttemptDB
@@ -134,7 +135,8 @@ class Queuer:
         self.workflow_db = WorkflowDB(self.db, self.job_db)
         self.control_db = ControlDB(self.db)
         self._job_services = RunningJobServices(
-            self.workflow_db, self.keyring, self._workflow_builder, lambda: self.worker.rid)
+            self.workflow_db, self.attempt_db, self.keyring, self._workflow_builder, lambda: self.worker.rid,
+            self.settings.max_payload_bytes)
         self.notifier = Notifier(self.db)
         self._events = JobEvents(self.notifier, self.job_db)
         self._queries = JobQueries(self.job_db, self._jobs)

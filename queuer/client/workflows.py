@@ -8,7 +8,6 @@ A handle can only name a job added before it, so a workflow cannot hold a cycle.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -21,16 +20,12 @@ from queuer.client.enqueue import JobBuilder, check_batch
 from queuer.database.callers import check_callers_connection, on_callers_connection
 from queuer.database.job_db import JobDB
 from queuer.database.workflow_db import Link, WorkflowDB
-from queuer.errors import StepNotSavedError
 from queuer.model.batch_job import BatchJob
-from queuer.model.context import JobContext
 from queuer.model.ids import new_rid
-from queuer.model.job import Job
 from queuer.model.options import Options
 from queuer.model.rows import NewJob
 from queuer.model.workflow import WorkflowJob
 from queuer.observability import tracing
-from queuer.payload.encryption import Keyring
 from queuer.payload.serialization import storable_size, to_json
 
 ON_DEPENDENCY_FAILURE = ("cancel", "run")
@@ -226,48 +221,3 @@ def validate_workflow_id(workflow_id: str) -> str:
         raise ValueError(f"a workflow id is 1 to {MAX_WORKFLOW_ID_LENGTH} printable characters without leading or "
                          f"trailing spaces, not {workflow_id!r}")
     return workflow_id
-
-
-class RunningJobServices:
-    """What a running job may ask for (``JobServices``): its dependencies, its steps, its workflow."""
-
-    def __init__(self, workflow_db: WorkflowDB, keyring: Keyring | None,
-                 new_workflow: Callable[[str], Workflow], worker_rid: Callable[[], UUID]) -> None:
-        self.workflow_db = workflow_db
-        self.keyring = keyring
-        self.new_workflow = new_workflow
-        self.worker_rid = worker_rid
-
-    def dependencies(self, context: JobContext) -> list[Job]:
-        return self.workflow_db.dependencies(context.depends_on)
-
-    def workflow(self, context: JobContext) -> Workflow:
-        assert context.workflow_id is not None
-        return self.new_workflow(context.workflow_id)
-
-    def stored_step(self, context: JobContext, name: str) -> tuple[bool, Any]:
-        stored = context.steps.get(name) if context.steps else None
-        if not isinstance(stored, dict):
-            return False, None
-        if "e" in stored and self.keyring is not None:
-            # Sealed to its job and its name: it cannot be moved to another job or step.
-            plain = self.keyring.decrypt(base64.b64decode(stored["e"]), context.rid, f"step {name}")
-            return True, json.loads(plain)
-        return ("v" in stored), stored.get("v")
-
-    def store_step(self, context: JobContext, name: str, value: Any) -> Any:
-        text = to_json(value, f"the result of step {name!r}")
-        if self.keyring is not None:
-            sealed = self.keyring.encrypt(text.encode(), context.rid, f"step {name}")
-            stored: dict[str, Any] = {"e": base64.b64encode(sealed).decode()}
-        else:
-            stored = {"v": json.loads(text)}
-        if not self.workflow_db.save_step(context.id, context.attempt, self.worker_rid(), name, json.dumps(stored)):
-            raise StepNotSavedError(
-                f"step {name!r} of job {context.rid} ran, but its result could not be kept: this attempt no "
-                "longer holds the job (it was cancelled, timed out or given to another worker)")
-        if context.steps is None:
-            context.steps = {}
-        context.steps[name] = stored
-        return json.loads(text)
-

@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from psycopg.rows import tuple_row
+from psycopg.rows import dict_row, tuple_row
 
 from queuer.database import admin
 from queuer.database.connection import Database
@@ -139,17 +139,24 @@ class AttemptDB:
 
     def record_outcomes(self, worker_rid: UUID, outcomes: Sequence[Outcome]) -> set[int]:
         """Apply a batch of outcomes; return the job ids whose outcome was applied."""
-        outcomes = sorted(outcomes, key=lambda o: o.id)  # one lock order for every writer
-        batch = json.dumps([
-            [o.id, o.attempt, o.status, o.results, o.error and _storable_text(o.error), o.retry_delay,
-             o.next_at.isoformat() if o.next_at else None,
-             base64.b64encode(o.results_enc).decode() if o.results_enc else None]
-            for o in outcomes
-        ], separators=(",", ":"))
-        params = {"outcomes": batch, "worker_rid": worker_rid, "channel": self.db.channel}
+        params = {"outcomes": _outcomes_json(outcomes), "worker_rid": worker_rid, "channel": self.db.channel}
         with self.db.connection() as conn:
             row = conn.execute(self.q.record_outcomes, params, prepare=self.db.prepare).fetchone()
         return set(row["applied_ids"] if row else [])
+
+    def complete_in_tx(self, conn: psycopg.Connection[Any], worker_rid: UUID, outcome: Outcome) -> bool:
+        """Write ``outcome`` in the caller's transaction; False (and that transaction aborted) when this attempt
+        no longer holds its job."""
+        cur = conn.cursor(row_factory=dict_row)
+        row = cur.execute(self.q.record_outcomes, {
+            "outcomes": _outcomes_json([outcome]), "worker_rid": worker_rid, "channel": self.db.channel}).fetchone()
+        if row is not None and outcome.id in row["applied_ids"]:
+            return True
+        try:
+            cur.execute(self.q.refuse_completion)
+        except psycopg.errors.RaiseException:
+            pass  # the point: the transaction is aborted now
+        return False
 
     def release(self, worker_rid: UUID, attempts: Iterable[tuple[int, int]]) -> int:
         pairs = sorted(attempts)
@@ -201,6 +208,16 @@ class AttemptDB:
     def rescue_orphans(self) -> tuple[int, int]:
         row = self.db.execute_one(self.q.rescue_orphaned_jobs, {"channel": self.db.channel})
         return (int(row["requeued"]), int(row["failed"])) if row else (0, 0)
+
+
+def _outcomes_json(outcomes: Sequence[Outcome]) -> str:
+    """A batch as record_outcomes takes it: one JSON array, sorted by job id (one lock order for every writer)."""
+    return json.dumps([
+        [o.id, o.attempt, o.status, o.results, o.error and _storable_text(o.error), o.retry_delay,
+         o.next_at.isoformat() if o.next_at else None,
+         base64.b64encode(o.results_enc).decode() if o.results_enc else None]
+        for o in sorted(outcomes, key=lambda o: o.id)
+    ], separators=(",", ":"))
 
 
 @lru_cache(maxsize=64)

@@ -24,6 +24,8 @@ class JobServices(Protocol):
 
     def workflow(self, context: JobContext) -> Any: ...
 
+    def complete_tx(self, context: JobContext, conn: Any, result: Any) -> None: ...
+
 
 @dataclass
 class JobContext:
@@ -50,6 +52,7 @@ class JobContext:
     """Results of the job's steps so far, as stored (see ``step``); None before the first."""
     services: JobServices | None = field(default=None, repr=False)
     _workflow: Any = field(default=None, repr=False)
+    completed_in_tx: bool = field(default=False, repr=False)
     # Made on first use: most jobs never look at it, and an Event is not free.
     _cancelled: threading.Event | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -134,6 +137,17 @@ class JobContext:
         if found:
             return value
         return services.store_step(self, name, fn(*args, **kwargs))
+
+    def complete_tx(self, conn: Any, result: Any = None) -> None:
+        """Archive this job as SUCCEEDED (with ``result``) inside the caller's transaction on ``conn``.
+
+        If that transaction commits, the job is done, even if the worker dies right after; if it rolls
+        back, or the worker dies first, the job runs again and none of its writes stay. An attempt that no
+        longer holds its job (rescued, cancelled, timed out) cannot complete it: CompletionRefusedError,
+        and the transaction is aborted, so nothing of it can commit. ``conn`` is a psycopg connection
+        (a Django or SQLAlchemy one as ``add_job_tx`` takes it).
+        """
+        self._services("complete_tx()").complete_tx(self, conn, result)
 
     def _services(self, what: str) -> JobServices:
         if self.services is None:

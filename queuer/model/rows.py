@@ -112,6 +112,7 @@ class Outcome:
     retry_delay: float = 0.0
     next_at: datetime | None = None  # a recurring job's next run, from its next-interval function
     results_enc: bytes | None = None
+    completed_in_tx: bool = False  # the task completed its job in its own transaction: this one may find it gone
 
     def __post_init__(self) -> None:
         if self.error is not None and len(self.error) > MAX_ERROR_CHARS:

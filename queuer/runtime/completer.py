@@ -98,7 +98,7 @@ class Completer(BackgroundLoop):
         for outcome in batch:
             if outcome.id in applied:
                 self.outcome_counts[outcome.status] = self.outcome_counts.get(outcome.status, 0) + 1
-        discarded = [o for o in batch if o.id not in applied]
+        discarded = [o for o in batch if o.id not in applied and not o.completed_in_tx]
         if discarded:
             self.discarded_total += len(discarded)
             log.warning(

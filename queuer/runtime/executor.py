@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import traceback
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from queuer.errors import EncryptionError, Snooze
@@ -61,6 +62,9 @@ class Executor:
 
     def _outcome_of(self, attempt: Attempt) -> Outcome:
         outcome = self._execute(attempt)
+        if attempt.context.completed_in_tx:
+            # Written already if the task's transaction committed; this one then finds the job gone.
+            outcome = replace(outcome, completed_in_tx=True)
         if outcome.status is RETRY or outcome.status is SNOOZE:
             return outcome
         return with_next_run(attempt.job, outcome, self.next_interval_funcs)

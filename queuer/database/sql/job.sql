@@ -443,3 +443,9 @@ COPY {schema}.job (rid, task_name, parameters, parameters_keyed, options, priori
 
 -- name: count_archived
 SELECT count(*) AS n FROM {schema}.job_archive
+
+-- name: refuse_completion
+-- Aborts the caller's transaction: an attempt that no longer holds its job must not commit its work.
+DO $refuse$ BEGIN
+    RAISE EXCEPTION 'queuer: this attempt no longer holds its job (rescued, cancelled or timed out): its completion and this transaction cannot commit';
+END $refuse$
