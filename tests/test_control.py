@@ -217,3 +217,94 @@ def test_complete_tx_from_an_attempt_that_lost_its_job_aborts_the_transaction(ma
     wait_until(lambda: seen, timeout=10)
     assert ended.status is JobStatus.CANCELLED and "no longer holds the job" in seen[0]
     assert count(db_config, "SELECT count(*) FROM {schema}.ledger") == 0
+
+
+# -- debounce and windows ------------------------------------------------------------------------
+
+
+def test_a_burst_of_100_concurrent_replacing_adds_runs_once_with_the_last_arguments(make_queuer, db_config):
+    import threading
+    from datetime import timedelta
+
+    from queuer import Options
+
+    runs: list[int] = []
+
+    def reindex(n: int) -> int:
+        runs.append(n)
+        return n
+
+    q = make_queuer(max_concurrency=4)
+    q.add_task(reindex)
+    options = Options(unique_key="reindex", on_duplicate="replace", execute_after=timedelta(seconds=0.5))
+    added: list = []
+    start = threading.Barrier(20)
+
+    def burst(offset: int) -> None:
+        start.wait()
+        for i in range(offset, 100, 20):
+            added.append(q.add_job_with_options(options, reindex, i))
+
+    threads = [threading.Thread(target=burst, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({job.rid for job in added}) == 1  # one job, replaced 99 times
+    assert count(db_config, "SELECT count(*) FROM {schema}.job") == 1
+    last = sql(db_config, "SELECT parameters->>0 FROM {schema}.job")[0][0]
+    q.start()
+    done = q.wait_for_job_finished(added[0].rid, 10)
+    assert runs == [int(last)] and done.result == int(last)
+
+
+def test_replace_moves_the_start_and_leaves_a_running_job_alone(make_queuer):
+    from datetime import timedelta
+
+    from queuer import Options
+
+    q = make_queuer()
+    q.add_task(len)
+    later = Options(unique_key="k", on_duplicate="replace", execute_after=timedelta(hours=1))
+    first = q.add_job_with_options(later, len, "a")
+    moved = q.add_job_with_options(Options(unique_key="k", on_duplicate="replace"), len, "abc")
+    assert moved.rid == first.rid and moved.status is JobStatus.QUEUED and moved.parameters == ["abc"]
+    assert moved.scheduled_at < first.scheduled_at
+
+    import threading
+
+    release = threading.Event()
+
+    def busy(tag: str) -> str:
+        release.wait(10)
+        return tag
+
+    q.add_task(busy)
+    q.start()
+    running = q.add_job_with_options(Options(unique_key="b", on_duplicate="replace"), busy, "first")
+    wait_until(lambda: q.get_job(running.rid).status is JobStatus.RUNNING)
+    same = q.add_job_with_options(Options(unique_key="b", on_duplicate="replace"), busy, "second")
+    assert same.rid == running.rid and same.parameters == ["first"] and same.status is JobStatus.RUNNING
+    release.set()
+    assert q.wait_for_job_finished(running.rid, 10).result == "first"
+
+
+def test_unique_for_counts_jobs_that_ended_in_the_window(make_queuer):
+    from datetime import timedelta
+
+    from queuer import DuplicateJobError, Options
+
+    q = make_queuer()
+    q.add_task(len)
+    q.start()
+    window = Options(unique_key="daily-report", unique_for=timedelta(minutes=5), on_duplicate="skip")
+    first = q.add_job_with_options(window, len, "ab")
+    assert q.wait_for_job_finished(first.rid, 10).status is JobStatus.SUCCEEDED
+    again = q.add_job_with_options(window, len, "abc")
+    assert again.rid == first.rid and again.status is JobStatus.SUCCEEDED  # the one that ran, not a new one
+    with pytest.raises(DuplicateJobError):
+        q.add_job_with_options(Options(unique_key="daily-report", unique_for=timedelta(minutes=5)), len, "x")
+    outside = q.add_job_with_options(Options(unique_key="daily-report", unique_for=timedelta(microseconds=1)), len, "y")
+    assert outside.rid != first.rid
+    with pytest.raises(ValueError, match="unique_for needs a unique_key"):
+        Options(unique_for=timedelta(minutes=5))

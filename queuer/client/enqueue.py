@@ -115,6 +115,8 @@ class JobBuilder:
             unique_key=options.unique_key,
             serial_key=options.serial_key,
             skip_duplicate=options.on_duplicate == "skip",
+            replace_duplicate=options.on_duplicate == "replace",
+            unique_for_seconds=options.unique_for.total_seconds() if options.unique_for is not None else None,
             crash_budget=options.crash_budget,
         )
 

@@ -29,6 +29,9 @@ INDEXES = (
     "job_archive_rid_idx",
     "job_archive_ended_at_idx",
     "schedule_due_idx",
+    "job_workflow_idx",
+    "job_archive_workflow_idx",
+    "job_archive_unique_key_idx",
 )
 
 # Which tables stay logged (crash-safe) at each level, as pgqueuer defines them:

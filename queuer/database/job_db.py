@@ -76,6 +76,7 @@ class JobDB:
             "origin_rid": job.origin_rid,
             "schedule_count": job.schedule_count,
             "crash_budget": job.crash_budget,
+            "unique_for": job.unique_for_seconds,
             "channel": self.db.channel,
         }
 
@@ -94,13 +95,18 @@ class JobDB:
         return self._insert_job(job, _our_cursor(conn))
 
     def _insert_job(self, job: NewJob, cur: psycopg.Cursor[dict[str, Any]]) -> Job:
-        row = cur.execute(self.q.insert_job, self._insert_params(job)).fetchone()
+        statement = self.q.insert_job_replace if job.replace_duplicate else self.q.insert_job
+        row = cur.execute(statement, self._insert_params(job)).fetchone()
         if row is not None:
             return self.open_row(row)
-        # ON CONFLICT on the unique key: another job with it is queued or running.
+        # A duplicate: a job with the key is queued or running (and, with "replace", running),
+        # or one ended within unique_for.
         assert job.unique_key is not None
         existing = cur.execute(self.q.get_job_by_unique_key, {"unique_key": job.unique_key}).fetchone()
-        if not job.skip_duplicate or existing is None:
+        if existing is None and job.unique_for_seconds is not None:
+            existing = cur.execute(self.q.get_job_ended_by_unique_key, {
+                "unique_key": job.unique_key, "unique_for": job.unique_for_seconds}).fetchone()
+        if not (job.skip_duplicate or job.replace_duplicate) or existing is None:
             raise DuplicateKeyError(job.unique_key)
         return self.open_row(existing)
 

@@ -108,8 +108,13 @@ class Options:
     """At most one queued or running job holds this key; see ``on_duplicate``."""
     on_duplicate: str = "error"
     """When a job with the same ``unique_key`` is queued or running: "error" raises ``DuplicateJobError``, "skip" adds
-    nothing and returns the existing job.
+    nothing and returns the existing job, "replace" gives a still-queued job these arguments and options and moves
+    its start to ``execute_after`` from now (debounce: a burst of adds runs once, with the last arguments; while the
+    job runs, "replace" acts as "skip").
     """
+    unique_for: timedelta | None = None
+    """With ``unique_key``: jobs with the key that ended this recently count as duplicates too (one report per
+    five minutes, however often it is asked for)."""
     serial_key: str | None = None
     """Jobs with the same ``serial_key`` run one at a time, across all workers."""
     execute_after: datetime | timedelta | None = None
@@ -151,8 +156,13 @@ class Options:
                 )
             if self.schedule is not None and self.schedule.start is not None:
                 raise ValueError("give either execute_after or schedule.start, not both")
-        if self.on_duplicate not in ("error", "skip"):
-            raise ValueError(f"on_duplicate must be 'error' or 'skip', not {self.on_duplicate!r}")
+        if self.on_duplicate not in ("error", "skip", "replace"):
+            raise ValueError(f"on_duplicate must be 'error', 'skip' or 'replace', not {self.on_duplicate!r}")
+        if self.unique_for is not None:
+            if not isinstance(self.unique_for, timedelta) or not timedelta(0) < self.unique_for <= timedelta(days=3650):
+                raise ValueError(f"unique_for must be a timedelta of up to 10 years, not {self.unique_for!r}")
+            if self.unique_key is None:
+                raise ValueError("unique_for needs a unique_key: it says how long the key stays taken after a job ends")
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {}

@@ -31,6 +31,8 @@ class NewJob:
     serial_key: str | None = None
     arguments_enc: bytes | None = None  # encrypted {"p": parameters, "k": parameters_keyed}
     skip_duplicate: bool = False  # with a unique_key: return the existing job instead of failing
+    replace_duplicate: bool = False  # with a unique_key: give a still-queued job these arguments instead
+    unique_for_seconds: float | None = None  # with a unique_key: jobs that ended this recently count too
     crash_budget: int | None = None  # None: the claiming worker's default
     workflow_id: str | None = None
     depends_on: tuple[UUID, ...] = ()  # parents in the order given; WAITING until every one has ended

@@ -14,3 +14,6 @@ CREATE TABLE {schema}.task_control (
     requests_per_second double precision CHECK (requests_per_second > 0),
     updated_at          timestamptz NOT NULL DEFAULT now()
 );
+
+-- Unique keys with a window (unique_for): the jobs with a key that ended lately.
+CREATE INDEX job_archive_unique_key_idx ON {schema}.job_archive (unique_key, ended_at) WHERE unique_key IS NOT NULL;

@@ -6,30 +6,70 @@
 -- An event is [event, rid, detail, extra] (insert/retry: task, status; end: status,
 -- task; cancel: worker rid, task; free: serial key).
 
+-- name: _job_columns
+rid, task_name, parameters, parameters_keyed, options, priority, status, scheduled_at, max_attempts, timeout_seconds,
+unique_key, origin_rid, schedule_count, serial_key, arguments_enc, crash_budget
+
+-- name: _new_job
+-- The row of a job to add, from the parameters of insert_job and insert_job_replace. With
+-- unique_for, a job with the same unique key that ended that recently counts as a duplicate:
+-- then no row is added.
+SELECT %(rid)s::uuid, %(task_name)s::text, %(parameters)s::json, %(parameters_keyed)s::json,
+       %(options)s::jsonb, %(priority)s::integer,
+       CASE WHEN COALESCE(%(scheduled_at)s::timestamptz,
+                          now() + make_interval(secs => %(delay_seconds)s)) > now()
+            THEN 'SCHEDULED' ELSE 'QUEUED' END,
+       COALESCE(%(scheduled_at)s::timestamptz, now() + make_interval(secs => %(delay_seconds)s)),
+       %(max_attempts)s::integer, %(timeout_seconds)s::double precision,
+       %(unique_key)s::text, %(origin_rid)s::uuid, %(schedule_count)s::integer, %(serial_key)s::text,
+       %(arguments_enc)s::bytea, %(crash_budget)s::integer
+WHERE %(unique_for)s::double precision IS NULL OR NOT EXISTS (
+    SELECT 1 FROM {schema}.job_archive
+    WHERE unique_key = %(unique_key)s AND ended_at > now() - make_interval(secs => %(unique_for)s))
+
+-- name: _notify_inserted
+SELECT inserted.*,
+       pg_notify(%(channel)s, json_build_object(
+           'j', json_build_array(json_build_array('insert', rid, task_name, status)))::text) AS notified
+FROM inserted
+
 -- name: insert_job
 WITH inserted AS (
-    INSERT INTO {schema}.job (rid, task_name, parameters, parameters_keyed, options, priority,
-                              status, scheduled_at, max_attempts, timeout_seconds,
-                              unique_key, origin_rid, schedule_count, serial_key, arguments_enc,
-                              crash_budget)
-    VALUES (%(rid)s, %(task_name)s, %(parameters)s::json, %(parameters_keyed)s::json,
-            %(options)s::jsonb, %(priority)s,
-            CASE WHEN COALESCE(%(scheduled_at)s::timestamptz,
-                               now() + make_interval(secs => %(delay_seconds)s)) > now()
-                 THEN 'SCHEDULED' ELSE 'QUEUED' END,
-            COALESCE(%(scheduled_at)s::timestamptz, now() + make_interval(secs => %(delay_seconds)s)),
-            %(max_attempts)s, %(timeout_seconds)s,
-            %(unique_key)s, %(origin_rid)s, %(schedule_count)s, %(serial_key)s, %(arguments_enc)s,
-            %(crash_budget)s)
+    INSERT INTO {schema}.job ({_job_columns})
+    {_new_job}
     -- A unique key already queued or running: no row comes back, and the
     -- caller raises DuplicateJobError or returns the existing job.
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
     RETURNING *
 )
-SELECT inserted.*,
-       pg_notify(%(channel)s, json_build_object(
-           'j', json_build_array(json_build_array('insert', rid, task_name, status)))::text) AS notified
-FROM inserted;
+{_notify_inserted};
+
+-- name: insert_job_replace
+-- Debounce: a job with the same unique key still queued takes this job's arguments,
+-- options and start; one that runs is left alone (no row comes back).
+WITH inserted AS (
+    INSERT INTO {schema}.job AS j ({_job_columns})
+    {_new_job}
+    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO UPDATE
+    SET parameters = excluded.parameters, parameters_keyed = excluded.parameters_keyed, options = excluded.options,
+        priority = excluded.priority, status = excluded.status, scheduled_at = excluded.scheduled_at,
+        max_attempts = excluded.max_attempts, timeout_seconds = excluded.timeout_seconds,
+        serial_key = excluded.serial_key, crash_budget = excluded.crash_budget, arguments_enc = excluded.arguments_enc,
+        -- Sealed arguments are bound to the rid they were sealed for, the new one: the row
+        -- keeps it as the binding (origin_rid) it opens them with.
+        origin_rid = CASE WHEN excluded.arguments_enc IS NOT NULL THEN coalesce(excluded.origin_rid, excluded.rid)
+                          ELSE j.origin_rid END,
+        updated_at = now()
+    WHERE j.status IN ('QUEUED', 'SCHEDULED')
+    RETURNING *
+)
+{_notify_inserted};
+
+-- name: get_job_ended_by_unique_key
+-- The latest job with this unique key that ended in the window (unique_for).
+SELECT * FROM {schema}.job_archive
+WHERE unique_key = %(unique_key)s AND ended_at > now() - make_interval(secs => %(unique_for)s)
+ORDER BY ended_at DESC LIMIT 1;
 
 -- name: notify_inserted_tasks
 -- After a COPY: notifications naming the tasks that got new jobs (chunked: a batch may
