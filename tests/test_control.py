@@ -308,3 +308,66 @@ def test_unique_for_counts_jobs_that_ended_in_the_window(make_queuer):
     assert outside.rid != first.rid
     with pytest.raises(ValueError, match="unique_for needs a unique_key"):
         Options(unique_for=timedelta(minutes=5))
+
+
+# -- groups: limits per key, and fairness between keys ------------------------------------------
+
+
+def _most_at_once(spans: list[tuple[float, float]]) -> int:
+    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    most = running = 0
+    for _, step in edges:
+        running += step
+        most = max(most, running)
+    return most
+
+
+@pytest.mark.load
+def test_a_group_limit_holds_across_3_worker_processes(make_queuer, db_config):
+    from queuer import Options
+
+    producer = make_queuer()
+    for key in ("tenant-a", "tenant-b", "tenant-c"):
+        producer.add_jobs([BatchJob(task="per_tenant", parameters_keyed={"seconds": 0.1},
+                                    options=Options(group_key=key)) for _ in range(30)])
+    workers = [start_worker_process(db_config, "--concurrency", "4", "--drain") for _ in range(3)]
+    try:
+        assert [w.wait(120) for w in workers] == [0, 0, 0]
+    finally:
+        for w in workers:
+            stop_process(w)
+    rows = sql(db_config, "SELECT group_key, (results->>'start')::float8, (results->>'end')::float8 "
+                          "FROM {schema}.job_archive WHERE status = 'SUCCEEDED'")
+    assert len(rows) == 90
+    for key in ("tenant-a", "tenant-b", "tenant-c"):
+        assert _most_at_once([(s, e) for k, s, e in rows if k == key]) <= 2, key
+    assert _most_at_once([(s, e) for _, s, e in rows]) >= 5
+
+
+def test_a_tenants_backlog_does_not_hold_up_another_tenants_jobs(make_queuer):
+    from queuer import Options
+
+    def work(tenant: str) -> str:
+        time.sleep(0.01)
+        return tenant
+
+    q = make_queuer(max_concurrency=10)
+    q.add_task(work, group_concurrency_limit=10)
+    q.add_jobs([BatchJob(work, ["a"], options=Options(group_key="tenant-a")) for _ in range(5000)])
+    q.start()
+    wait_until(lambda: q.get_jobs_ended(limit=1), message="tenant a's backlog runs")
+    added = time.monotonic()
+    bs = [q.add_job_with_options(Options(group_key="tenant-b"), work, "b") for _ in range(10)]
+    for job in bs:
+        q.wait_for_job_finished(job.rid, 10)
+    took = time.monotonic() - added
+    assert took < 0.5, took
+    assert count(q.db_config, "SELECT count(*) FROM {schema}.job WHERE group_key = 'tenant-a'") > 1000  # still running
+
+
+def test_group_limits_and_whole_task_limits_do_not_mix(make_queuer):
+    q = make_queuer()
+    with pytest.raises(ValueError, match="per group or as a whole"):
+        q.add_task(len, group_concurrency_limit=2, concurrency_limit=5)
+    with pytest.raises(ValueError, match="group_key"):
+        __import__("queuer").Options(group_key="")

@@ -134,6 +134,7 @@ def main() -> int:
     q.add_task_with_name(timed, "limited_to_2", concurrency_limit=2)
     q.add_task_with_name(timed, "serial", serialized=True)
     q.add_task_with_name(timed, "rated_20", requests_per_second=20)
+    q.add_task_with_name(timed, "per_tenant", group_concurrency_limit=2)
     if os.environ.get("QUEUER_TEST_CRON"):
         q.schedule("every-second", "* * * * * *")(noop)
     q.install_signal_handlers()

@@ -114,6 +114,7 @@ class JobBuilder:
             timeout_seconds=on_error.timeout_seconds if on_error else None,
             unique_key=options.unique_key,
             serial_key=options.serial_key,
+            group_key=options.group_key,
             skip_duplicate=options.on_duplicate == "skip",
             replace_duplicate=options.on_duplicate == "replace",
             unique_for_seconds=options.unique_for.total_seconds() if options.unique_for is not None else None,

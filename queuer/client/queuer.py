@@ -181,12 +181,16 @@ class Queuer:
         concurrency_limit: int | None = None,
         requests_per_second: float | None = None,
         serialized: bool = False,
+        group_concurrency_limit: int | None = None,
+        group_requests_per_second: float | None = None,
     ) -> Task:
         """Register a function as a task (name defaults to the function's name; ``Class.method`` for a method)."""
         known = set(self._tasks)
         new = self._tasks.add(
             task, name,
             concurrency_limit=concurrency_limit, requests_per_second=requests_per_second, serialized=serialized,
+            group_concurrency_limit=group_concurrency_limit,
+            group_requests_per_second=group_requests_per_second,
         )
         if new.name not in known and self._registered:
             self._refresh_worker(self.worker_db.update_tasks(self.worker.rid, list(self._tasks)))
@@ -202,6 +206,8 @@ class Queuer:
         concurrency_limit: int | None = None,
         requests_per_second: float | None = None,
         serialized: bool = False,
+        group_concurrency_limit: int | None = None,
+        group_requests_per_second: float | None = None,
     ) -> Task:
         """Register a function as task ``name``: ``add_task`` with the name required.
 
@@ -211,6 +217,8 @@ class Queuer:
         return self.add_task(
             task, name,
             concurrency_limit=concurrency_limit, requests_per_second=requests_per_second, serialized=serialized,
+            group_concurrency_limit=group_concurrency_limit,
+            group_requests_per_second=group_requests_per_second,
         )
 
     def task(
@@ -220,6 +228,8 @@ class Queuer:
         concurrency_limit: int | None = None,
         requests_per_second: float | None = None,
         serialized: bool = False,
+        group_concurrency_limit: int | None = None,
+        group_requests_per_second: float | None = None,
     ) -> Callable[[F], F]:
         """Decorator form of ``add_task`` for this queuer only."""
 
@@ -227,6 +237,8 @@ class Queuer:
             self.add_task(
                 fn, name,
                 concurrency_limit=concurrency_limit, requests_per_second=requests_per_second, serialized=serialized,
+                group_concurrency_limit=group_concurrency_limit,
+                group_requests_per_second=group_requests_per_second,
             )
             return fn
 

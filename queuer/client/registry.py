@@ -45,6 +45,8 @@ def make_task(
     concurrency_limit: int | None = None,
     requests_per_second: float | None = None,
     serialized: bool = False,
+    group_concurrency_limit: int | None = None,
+    group_requests_per_second: float | None = None,
 ) -> Task:
     if not callable(fn):
         raise TypeError(f"a task must be callable, not {type(fn).__name__}")
@@ -54,12 +56,26 @@ def make_task(
         not isinstance(requests_per_second, (int, float)) or requests_per_second <= 0
     ):
         raise ValueError("requests_per_second must be a positive number or None")
+    if group_concurrency_limit is not None and (isinstance(group_concurrency_limit, bool)
+                                                or not isinstance(group_concurrency_limit, int)
+                                                or group_concurrency_limit < 1):
+        raise ValueError("group_concurrency_limit must be a positive integer or None")
+    if group_requests_per_second is not None and (
+        not isinstance(group_requests_per_second, (int, float)) or group_requests_per_second <= 0
+    ):
+        raise ValueError("group_requests_per_second must be a positive number or None")
+    if (group_concurrency_limit or group_requests_per_second) and (concurrency_limit or requests_per_second
+                                                                   or serialized):
+        raise ValueError("a task is limited per group or as a whole, not both: give it either group_* limits or "
+                         "concurrency_limit / requests_per_second / serialized")
     return Task(
         name=validate_task_name(name if name is not None else task_name_of(fn)),
         fn=fn,
         concurrency_limit=concurrency_limit,
         requests_per_second=requests_per_second,
         serialized=serialized,
+        group_concurrency_limit=group_concurrency_limit,
+        group_requests_per_second=group_requests_per_second,
     )
 
 
@@ -69,6 +85,8 @@ def task(
     concurrency_limit: int | None = None,
     requests_per_second: float | None = None,
     serialized: bool = False,
+    group_concurrency_limit: int | None = None,
+    group_requests_per_second: float | None = None,
 ) -> Callable[[F], F]:
     """Register a function as a task for every Queuer created afterwards."""
 
@@ -79,6 +97,8 @@ def task(
             concurrency_limit=concurrency_limit,
             requests_per_second=requests_per_second,
             serialized=serialized,
+            group_concurrency_limit=group_concurrency_limit,
+            group_requests_per_second=group_requests_per_second,
         )
         with _lock:
             existing = _tasks.get(registered.name)

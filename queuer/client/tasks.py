@@ -40,10 +40,14 @@ class TaskSet:
         concurrency_limit: int | None = None,
         requests_per_second: float | None = None,
         serialized: bool = False,
+        group_concurrency_limit: int | None = None,
+        group_requests_per_second: float | None = None,
     ) -> Task:
         new = registry.make_task(
             fn, name,
             concurrency_limit=concurrency_limit, requests_per_second=requests_per_second, serialized=serialized,
+            group_concurrency_limit=group_concurrency_limit,
+            group_requests_per_second=group_requests_per_second,
         )
         with self._lock:
             existing = self.tasks.get(new.name)

@@ -15,8 +15,8 @@ from queuer.database.statements import Queries
 if TYPE_CHECKING:
     from queuer.payload.encryption import Keyring
 
-TABLES = ("job", "job_archive", "archive_partition", "worker", "master", "task_rate", "task_control", "schedule",
-          "web_state", "web_session_revoked", "web_audit", "schema_version")
+TABLES = ("job", "job_archive", "archive_partition", "worker", "master", "task_rate", "task_control", "group_rate",
+          "schedule", "web_state", "web_session_revoked", "web_audit", "schema_version")
 # With their argument types, as DROP FUNCTION and GRANT EXECUTE name them.
 FUNCTIONS = ("archive_maintain(double precision, integer, double precision, timestamptz)", "settle_dependents()")
 INDEXES = (
@@ -32,6 +32,8 @@ INDEXES = (
     "job_workflow_idx",
     "job_archive_workflow_idx",
     "job_archive_unique_key_idx",
+    "job_group_claim_idx",
+    "job_running_group_idx",
 )
 
 # Which tables stay logged (crash-safe) at each level, as pgqueuer defines them:

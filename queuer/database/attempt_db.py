@@ -20,6 +20,7 @@ from queuer.database import admin
 from queuer.database.connection import Database
 from queuer.database.tolerant_json import decode_arguments
 from queuer.model.rows import ClaimedJob, ClaimKey, Outcome
+from queuer.model.task import Task
 
 # A rate-limited task may start this many seconds' worth of jobs at once.
 RATE_BURST_SECONDS = 0.2
@@ -66,19 +67,23 @@ class AttemptDB:
             statement = self.q.claim_jobs_after
         cur = conn.cursor(row_factory=tuple_row)
         rows = cur.execute(statement, params, prepare=self.db.prepare).fetchall()
+        return self._claimed(rows)
+
+    @staticmethod
+    def _claimed(rows: Sequence[tuple[Any, ...]]) -> list[ClaimedJob]:
+        """The claim's rows as ClaimedJobs, in claim order (UPDATE ... RETURNING has none)."""
         claimed = []
         for (id_, rid, task_name, params, params_keyed, options, priority, scheduled_at, attempt, max_attempts,
              timeout, schedule_count, created_at, origin_rid, arguments_enc, failures, rescues, workflow_id,
-             depends_on, steps, snoozes) in rows:
+             depends_on, steps, snoozes, group_key) in rows:
             claimed.append(
                 ClaimedJob(id_, rid, task_name,
                            [] if params == "[]" else decode_arguments(params),
                            {} if params_keyed == "{}" else decode_arguments(params_keyed),
                            options, priority, scheduled_at,
                            attempt, max_attempts, timeout, schedule_count, created_at, origin_rid, arguments_enc,
-                           failures, rescues, workflow_id, depends_on, steps, snoozes)
+                           failures, rescues, workflow_id, depends_on, steps, snoozes, group_key)
             )
-        # UPDATE ... RETURNING has no order: restore claim order.
         claimed.sort(key=lambda c: (-c.priority, c.scheduled_at, c.id))
         return claimed
 
@@ -127,6 +132,34 @@ class AttemptDB:
             left = tokens - len(claimed)
             wait = 0.0 if left >= 1 else (1.0 - left) / requests_per_second
         return claimed, wait
+
+    def claim_grouped(
+        self,
+        worker_rid: UUID,
+        task: Task,
+        room: int,
+        default_max_attempts: int,
+        default_timeout: float | None,
+        default_crash_budget: int,
+    ) -> list[ClaimedJob]:
+        """Claim jobs of a task claimed by group (round-robin between groups, limits per group).
+
+        With a limit per group, under the task's advisory lock (one transaction), so that two workers
+        cannot both see room for the same group.
+        """
+        params = {
+            "task_name": task.name, "limit": room, "group_limit": task.group_concurrency_limit,
+            "group_rate": task.group_requests_per_second,
+            # the claim's own conditions (see _claimable)
+            "worker_rid": worker_rid, "task_names": text_array((task.name,)), "suspects": False,
+            "default_max_attempts": default_max_attempts, "default_timeout": default_timeout,
+            "default_crash_budget": default_crash_budget,
+        }
+        with self.db.connection() as conn:
+            with conn.transaction():
+                conn.execute(self.q.lock_task_limit, {"key": f"{self.db.schema}.{task.name}"})
+                rows = conn.cursor(row_factory=tuple_row).execute(self.q.claim_grouped, params).fetchall()
+        return self._claimed(rows)
 
     def has_due_jobs(self, task_names: Sequence[str]) -> bool:
         row = self.db.execute_one(self.q.has_due_jobs, {"task_names": list(task_names)})

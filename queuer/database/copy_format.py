@@ -55,6 +55,7 @@ def copy_chunks(jobs: Iterable[NewJob], now: datetime, rids: list[UUID], task_na
             _uuid_array(job.depends_on, rid_text) if job.depends_on else "\\N",
             str(len(set(job.depends_on))),
             _uuid_array(job.dependents, rid_text) if job.dependents else "\\N",
+            _copy_text(job.group_key),
         )))
         if len(lines) >= CHUNK_LINES:
             yield "\n".join(lines) + "\n"

@@ -72,6 +72,7 @@ class JobDB:
             "timeout_seconds": job.timeout_seconds,
             "unique_key": job.unique_key,
             "serial_key": job.serial_key,
+            "group_key": job.group_key,
             "arguments_enc": job.arguments_enc,
             "origin_rid": job.origin_rid,
             "schedule_count": job.schedule_count,

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 ARCHIVED_COLUMNS = (
     "id, rid, task_name, parameters, parameters_keyed, options, priority, scheduled_at, started_at,"
     " worker_rid, attempts, max_attempts, timeout_seconds, schedule_count, unique_key, origin_rid, created_at,"
-    " arguments_enc, workflow_id, depends_on, dependents, steps, snoozes"
+    " arguments_enc, workflow_id, depends_on, dependents, steps, snoozes, group_key"
 )
 
 # Sends the JSON arrays of a statement's "items" CTE ({notify_items} in the SQL

@@ -117,6 +117,9 @@ class Options:
     five minutes, however often it is asked for)."""
     serial_key: str | None = None
     """Jobs with the same ``serial_key`` run one at a time, across all workers."""
+    group_key: str | None = None
+    """The group (a tenant, a customer) of the job: a task registered with ``group_concurrency_limit`` or
+    ``group_requests_per_second`` limits each group, and claims its jobs round-robin between groups."""
     execute_after: datetime | timedelta | None = None
     """Not before this time (a datetime) or this long after adding (a timedelta, on the database clock)."""
     crash_budget: int | None = None
@@ -134,7 +137,9 @@ class Options:
             raise ValueError("unique_key must be a non-empty string or None")
         if self.serial_key is not None and (not isinstance(self.serial_key, str) or not self.serial_key):
             raise ValueError("serial_key must be a non-empty string or None")
-        for name in ("unique_key", "serial_key"):
+        if self.group_key is not None and (not isinstance(self.group_key, str) or not self.group_key):
+            raise ValueError("group_key must be a non-empty string or None")
+        for name in ("unique_key", "serial_key", "group_key"):
             _check_text(getattr(self, name), name)
             if len(getattr(self, name) or "") > MAX_KEY_LENGTH:
                 # A serial key travels in NOTIFY payloads, which PostgreSQL caps at 8000 bytes.

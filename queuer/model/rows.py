@@ -29,6 +29,7 @@ class NewJob:
     origin_rid: UUID | None = None
     schedule_count: int = 0
     serial_key: str | None = None
+    group_key: str | None = None
     arguments_enc: bytes | None = None  # encrypted {"p": parameters, "k": parameters_keyed}
     skip_duplicate: bool = False  # with a unique_key: return the existing job instead of failing
     replace_duplicate: bool = False  # with a unique_key: give a still-queued job these arguments instead
@@ -74,6 +75,7 @@ class ClaimedJob:
     depends_on: list[UUID] | None = None
     steps: dict[str, Any] | None = None  # results of the job's steps from earlier attempts
     snoozes: int = 0  # times the task snoozed it
+    group_key: str | None = None
 
     @property
     def claim_key(self) -> ClaimKey:

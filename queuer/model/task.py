@@ -23,6 +23,10 @@ class Task:
     """At most this many of its jobs start per second, all workers together (None: no limit)."""
     serialized: bool = False
     """One of its jobs runs at a time, all workers together."""
+    group_concurrency_limit: int | None = None
+    """At most this many of its jobs of one ``group_key`` run at once, all workers together."""
+    group_requests_per_second: float | None = None
+    """At most this many of its jobs of one ``group_key`` start per second, all workers together."""
 
     @property
     def task(self) -> Callable[..., Any]:
@@ -33,6 +37,11 @@ class Task:
     def limited(self) -> bool:
         """True when any flow control is set."""
         return self.concurrency_limit is not None or self.requests_per_second is not None or self.serialized
+
+    @property
+    def grouped(self) -> bool:
+        """True when its jobs are claimed by group: round-robin between keys, with limits per key."""
+        return self.group_concurrency_limit is not None or self.group_requests_per_second is not None
 
     @property
     def effective_concurrency_limit(self) -> int | None:

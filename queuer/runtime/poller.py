@@ -69,8 +69,9 @@ class Poller(BackgroundLoop):
 
     def _claim_round(self) -> float | None:
         tasks = self.tasks()
-        free = [name for name, task in tasks.items() if not task.limited]
+        free = [name for name, task in tasks.items() if not task.limited and not task.grouped]
         limited = [task for task in tasks.values() if task.limited]
+        grouped = [task for task in tasks.values() if task.grouped]
         room = self.dispatcher.capacity()
         if room < self.dispatcher.worth_claiming() or not tasks:
             return None  # a finishing job wakes us once a claim is worth its round trip
@@ -120,6 +121,19 @@ class Poller(BackgroundLoop):
             if token_wait is not None:
                 waits.append(token_wait)
             if not claimed:
+                self.waiting_for_limits = True
+                waits.append(LIMIT_RECHECK_SECONDS)
+        for task in grouped:
+            if room <= 0:
+                break
+            jobs = self.attempt_db.claim_grouped(self.worker_rid(), task, room, self.default_max_attempts,
+                                                 self.default_timeout, self.default_crash_budget)
+            claimed = self._take(jobs)
+            if claimed is None:
+                return None
+            room -= claimed
+            if not claimed:
+                # Nothing due, or every group at its limit: a job ending elsewhere may make room.
                 self.waiting_for_limits = True
                 waits.append(LIMIT_RECHECK_SECONDS)
         return min([self.interval, *waits])

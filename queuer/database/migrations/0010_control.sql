@@ -17,3 +17,20 @@ CREATE TABLE {schema}.task_control (
 
 -- Unique keys with a window (unique_for): the jobs with a key that ended lately.
 CREATE INDEX job_archive_unique_key_idx ON {schema}.job_archive (unique_key, ended_at) WHERE unique_key IS NOT NULL;
+
+-- Groups: jobs of one key (a tenant, a customer), claimed round-robin between
+-- keys, with limits per key.
+ALTER TABLE {schema}.job ADD COLUMN group_key text;
+ALTER TABLE {schema}.job_archive ADD COLUMN group_key text;
+CREATE INDEX job_group_claim_idx ON {schema}.job (task_name, group_key, priority DESC, scheduled_at, id)
+    WHERE status IN ('QUEUED', 'SCHEDULED') AND group_key IS NOT NULL;
+CREATE INDEX job_running_group_idx ON {schema}.job (task_name, group_key)
+    WHERE status = 'RUNNING' AND group_key IS NOT NULL;
+-- Rate tokens per (task, group): refilled and spent by the claim itself.
+CREATE TABLE {schema}.group_rate (
+    task_name  text             NOT NULL,
+    group_key  text             NOT NULL,
+    tokens     double precision NOT NULL,
+    updated_at timestamptz      NOT NULL,
+    PRIMARY KEY (task_name, group_key)
+);

@@ -8,7 +8,7 @@
 
 -- name: _job_columns
 rid, task_name, parameters, parameters_keyed, options, priority, status, scheduled_at, max_attempts, timeout_seconds,
-unique_key, origin_rid, schedule_count, serial_key, arguments_enc, crash_budget
+unique_key, origin_rid, schedule_count, serial_key, arguments_enc, crash_budget, group_key
 
 -- name: _new_job
 -- The row of a job to add, from the parameters of insert_job and insert_job_replace. With
@@ -22,7 +22,7 @@ SELECT %(rid)s::uuid, %(task_name)s::text, %(parameters)s::json, %(parameters_ke
        COALESCE(%(scheduled_at)s::timestamptz, now() + make_interval(secs => %(delay_seconds)s)),
        %(max_attempts)s::integer, %(timeout_seconds)s::double precision,
        %(unique_key)s::text, %(origin_rid)s::uuid, %(schedule_count)s::integer, %(serial_key)s::text,
-       %(arguments_enc)s::bytea, %(crash_budget)s::integer
+       %(arguments_enc)s::bytea, %(crash_budget)s::integer, %(group_key)s::text
 WHERE %(unique_for)s::double precision IS NULL OR NOT EXISTS (
     SELECT 1 FROM {schema}.job_archive
     WHERE unique_key = %(unique_key)s AND ended_at > now() - make_interval(secs => %(unique_for)s))
@@ -54,7 +54,8 @@ WITH inserted AS (
     SET parameters = excluded.parameters, parameters_keyed = excluded.parameters_keyed, options = excluded.options,
         priority = excluded.priority, status = excluded.status, scheduled_at = excluded.scheduled_at,
         max_attempts = excluded.max_attempts, timeout_seconds = excluded.timeout_seconds,
-        serial_key = excluded.serial_key, crash_budget = excluded.crash_budget, arguments_enc = excluded.arguments_enc,
+        serial_key = excluded.serial_key, group_key = excluded.group_key, crash_budget = excluded.crash_budget,
+        arguments_enc = excluded.arguments_enc,
         -- Sealed arguments are bound to the rid they were sealed for, the new one: the row
         -- keeps it as the binding (origin_rid) it opens them with.
         origin_rid = CASE WHEN excluded.arguments_enc IS NOT NULL THEN coalesce(excluded.origin_rid, excluded.rid)
@@ -99,8 +100,8 @@ ORDER BY priority DESC, scheduled_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 
--- name: _take_candidates
--- Take the candidates for a new attempt each. Only one job per serial key is
+-- name: _picked
+-- The candidates to take for a new attempt each. Only one job per serial key is
 -- taken at a time (job_running_serial_key_idx settles a race between two
 -- workers: the later claim fails and is retried).
 picked AS (
@@ -113,6 +114,8 @@ picked AS (
         ORDER BY serial_key, priority DESC, scheduled_at, id
     ) AS first_of_each_key
 )
+
+-- name: _take_picked
 UPDATE {schema}.job AS j
 SET status = 'RUNNING',
     attempts = j.attempts + 1,
@@ -133,7 +136,7 @@ WHERE j.id = picked.id
 RETURNING j.id, j.rid, j.task_name, j.parameters::text, j.parameters_keyed::text, j.options, j.priority,
           j.scheduled_at, j.attempts, j.max_attempts, j.timeout_seconds, j.schedule_count,
           j.created_at, j.origin_rid, j.arguments_enc, j.failures, j.rescues, j.workflow_id, j.depends_on, j.steps,
-          j.snoozes
+          j.snoozes, j.group_key
 
 -- name: claim_jobs
 -- One statement: pick the next claimable rows in claim order, skipping rows
@@ -143,7 +146,7 @@ WITH candidates AS (
     FROM {schema}.job AS c
     WHERE {_claimable}
     {_first_in_claim_order}
-), {_take_candidates};
+), {_picked} {_take_picked};
 
 -- name: claim_jobs_after
 -- The same claim, starting in claim order after the last job this worker took
@@ -176,7 +179,95 @@ WITH higher AS (
 ), candidates AS (
     SELECT * FROM (SELECT * FROM higher UNION ALL SELECT * FROM here UNION ALL SELECT * FROM lower) AS in_claim_order
     LIMIT %(limit)s
-), {_take_candidates};
+), {_picked} {_take_picked};
+
+-- name: claim_grouped
+-- The claim of a task whose jobs are claimed by group (group_key): round-robin
+-- between the groups that have claimable jobs, so one group's backlog cannot
+-- hold up another's jobs, each group at most group_limit running and
+-- group_rate starting a second (run under the task's lock: claim_grouped_locked).
+-- Jobs without a group key are one group more.
+WITH RECURSIVE keys (group_key) AS (
+    -- The groups with jobs due, one index probe each (a skip scan of job_group_claim_idx).
+    (SELECT c.group_key FROM {schema}.job AS c
+     WHERE c.task_name = %(task_name)s AND c.group_key IS NOT NULL AND c.status IN ('QUEUED', 'SCHEDULED')
+       AND c.scheduled_at <= now() AND NOT c.suspect
+     ORDER BY c.group_key LIMIT 1)
+    UNION ALL
+    SELECT (SELECT c.group_key FROM {schema}.job AS c
+            WHERE c.task_name = %(task_name)s AND c.group_key > keys.group_key
+              AND c.status IN ('QUEUED', 'SCHEDULED') AND c.scheduled_at <= now() AND NOT c.suspect
+            ORDER BY c.group_key LIMIT 1)
+    FROM keys WHERE keys.group_key IS NOT NULL
+), groups AS (
+    SELECT group_key FROM keys WHERE group_key IS NOT NULL
+    UNION ALL
+    SELECT NULL WHERE EXISTS (
+        SELECT 1 FROM {schema}.job AS c
+        WHERE c.task_name = %(task_name)s AND c.group_key IS NULL AND c.status IN ('QUEUED', 'SCHEDULED')
+          AND c.scheduled_at <= now() AND NOT c.suspect)
+), tokens AS (
+    -- Each group's rate tokens, refilled for the time since its last claim (a burst of 0.2 s at most).
+    SELECT g.group_key,
+           least(greatest(1.0, %(group_rate)s::double precision * 0.2),
+                 coalesce(r.tokens, greatest(1.0, %(group_rate)s::double precision * 0.2))
+                 + %(group_rate)s::double precision * extract(epoch FROM now() - coalesce(r.updated_at, now())))
+               AS tokens
+    FROM groups AS g
+    LEFT JOIN {schema}.group_rate AS r ON r.task_name = %(task_name)s AND r.group_key = coalesce(g.group_key, '')
+    WHERE %(group_rate)s::double precision IS NOT NULL
+), room AS (
+    SELECT g.group_key,
+           least(coalesce(%(group_limit)s::integer - (
+                     SELECT count(*) FROM {schema}.job AS r
+                     WHERE r.task_name = %(task_name)s AND r.status = 'RUNNING'
+                       AND (r.group_key = g.group_key OR (g.group_key IS NULL AND r.group_key IS NULL))), %(limit)s),
+                 coalesce(floor((SELECT t.tokens FROM tokens AS t WHERE t.group_key IS NOT DISTINCT FROM g.group_key)),
+                          %(limit)s)) AS room
+    FROM groups AS g
+), share AS (
+    -- A first round: every group gets an equal share of the batch.
+    SELECT ceil(%(limit)s::numeric / greatest(1, count(*)))::integer AS n FROM room WHERE room > 0
+), candidates AS (
+    SELECT turn.id, turn.serial_key, turn.priority, turn.scheduled_at
+    FROM room CROSS JOIN share
+    CROSS JOIN LATERAL (
+        SELECT s.*, row_number() OVER (ORDER BY s.priority DESC, s.scheduled_at, s.id) AS turn
+        FROM (
+            -- A group's next jobs, from job_group_claim_idx in claim order ...
+            SELECT c.id, c.serial_key, c.priority, c.scheduled_at FROM (
+                SELECT c.id, c.serial_key, c.priority, c.scheduled_at
+                FROM {schema}.job AS c
+                WHERE {_claimable} AND room.group_key IS NOT NULL AND c.group_key = room.group_key
+                ORDER BY c.priority DESC, c.scheduled_at, c.id
+                LIMIT least(room.room, share.n)
+                FOR UPDATE SKIP LOCKED
+            ) AS c
+            UNION ALL
+            -- ... or the next of the jobs without a group key.
+            SELECT c.id, c.serial_key, c.priority, c.scheduled_at FROM (
+                SELECT c.id, c.serial_key, c.priority, c.scheduled_at
+                FROM {schema}.job AS c
+                WHERE {_claimable} AND room.group_key IS NULL AND c.group_key IS NULL
+                ORDER BY c.priority DESC, c.scheduled_at, c.id
+                LIMIT least(room.room, share.n)
+                FOR UPDATE SKIP LOCKED
+            ) AS c
+        ) AS s
+    ) AS turn
+    WHERE room.room > 0
+    ORDER BY turn.priority DESC, turn.turn, turn.scheduled_at, turn.id
+    LIMIT %(limit)s
+), {_picked}, taken AS (
+    {_take_picked}
+), spent AS (
+    INSERT INTO {schema}.group_rate AS r (task_name, group_key, tokens, updated_at)
+    SELECT %(task_name)s, coalesce(t.group_key, ''),
+           t.tokens - (SELECT count(*) FROM taken WHERE taken.group_key IS NOT DISTINCT FROM t.group_key), now()
+    FROM tokens AS t
+    ON CONFLICT (task_name, group_key) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at
+)
+SELECT * FROM taken;
 
 -- name: confirm_start
 -- A job that has been through a crash records that it starts (and whether it
@@ -252,12 +343,13 @@ WITH outcome AS (
     -- replayed. A next-interval function's time comes from the worker instead.
     INSERT INTO {schema}.job (rid, task_name, parameters, parameters_keyed, options, priority, status,
                               scheduled_at, max_attempts, timeout_seconds, origin_rid, schedule_count,
-                              serial_key, arguments_enc, crash_budget)
+                              serial_key, arguments_enc, crash_budget, group_key)
     SELECT gen_random_uuid(), e.task_name, e.parameters, e.parameters_keyed,
            -- Each run is a trace of its own: the first job's producer context stays with it.
            jsonb_set(e.options - 'trace', '{schedule,start}', to_jsonb(s.anchor)),
            e.priority, 'SCHEDULED', s.next_at, e.max_attempts, e.timeout_seconds,
-           coalesce(e.origin_rid, e.rid), e.schedule_count + 1, e.serial_key, e.arguments_enc, e.crash_budget
+           coalesce(e.origin_rid, e.rid), e.schedule_count + 1, e.serial_key, e.arguments_enc, e.crash_budget,
+           e.group_key
     FROM ended AS e
     CROSS JOIN LATERAL (
         SELECT coalesce((e.options #>> '{schedule,start}')::timestamptz, e.created_at) AS anchor,
@@ -479,7 +571,7 @@ SELECT now() AS now
 -- The columns in the order copy_format.copy_chunks writes them.
 COPY {schema}.job (rid, task_name, parameters, parameters_keyed, options, priority, status, scheduled_at,
                    max_attempts, timeout_seconds, unique_key, origin_rid, schedule_count, serial_key,
-                   arguments_enc, crash_budget, workflow_id, depends_on, waiting_for, dependents) FROM STDIN
+                   arguments_enc, crash_budget, workflow_id, depends_on, waiting_for, dependents, group_key) FROM STDIN
 
 -- name: count_archived
 SELECT count(*) AS n FROM {schema}.job_archive
