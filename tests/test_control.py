@@ -371,3 +371,27 @@ def test_group_limits_and_whole_task_limits_do_not_mix(make_queuer):
         q.add_task(len, group_concurrency_limit=2, concurrency_limit=5)
     with pytest.raises(ValueError, match="group_key"):
         __import__("queuer").Options(group_key="")
+
+
+def test_a_group_rate_limit_paces_each_key_on_its_own(make_queuer):
+    import threading
+
+    from queuer import Options
+
+    starts: dict[str, list[float]] = {"x": [], "y": []}
+    lock = threading.Lock()
+
+    def paced(key: str) -> None:
+        with lock:
+            starts[key].append(time.monotonic())
+
+    q = make_queuer(max_concurrency=8)
+    q.add_task(paced, group_requests_per_second=10)
+    for key in starts:
+        q.add_jobs([BatchJob(paced, [key], options=Options(group_key=key)) for _ in range(15)])
+    q.start()
+    wait_until(lambda: all(len(s) == 15 for s in starts.values()), timeout=20, message="both keys ran")
+    for key, times in starts.items():
+        span = max(times) - min(times)
+        # 15 starts at 10 a second, after a burst of 2: at least 1.2 s; each key paced on its own, not 2.7 s.
+        assert 1.2 <= span < 2.2, (key, span)

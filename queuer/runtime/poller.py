@@ -132,6 +132,8 @@ class Poller(BackgroundLoop):
             if claimed is None:
                 return None
             room -= claimed
+            if room > 0 and task.group_requests_per_second:
+                waits.append(1.0 / task.group_requests_per_second)  # when a key's next token is due
             if not claimed:
                 # Nothing due, or every group at its limit: a job ending elsewhere may make room.
                 self.waiting_for_limits = True
