@@ -27,7 +27,6 @@ from queuer.errors import (
     JobOutcomeUnknownError,
     JobWaitTimeoutError,
     QueuerError,
-    Snooze,
     StepNotSavedError,
     TaskNotRegisteredError,
     UnknownDependencyError,
@@ -46,7 +45,7 @@ from queuer.model import (
     Worker,
     WorkerStatus,
 )
-from queuer.model.context import JobContext, current_job
+from queuer.model.context import JobContext, Snooze, current_job
 from queuer.model.cron import CronSchedule
 from queuer.model.workflow import WorkflowInfo, WorkflowJob
 

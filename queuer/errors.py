@@ -143,17 +143,6 @@ class CompletionRefusedError(QueuerError, RuntimeError):
     transaction is aborted, so nothing of it commits."""
 
 
-class Snooze(Exception):
-    """Raised by a task: put the job back as SCHEDULED ``seconds`` from now, spending no retry.
-
-    The job's ``snoozes`` counts them; past ``WorkerSettings.max_snoozes`` the job ends FAILED.
-    """
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"snooze for {seconds} s")
-        self.seconds = seconds
-
-
 class QueuerStoppedError(QueuerError, RuntimeError):
     """Deprecated, never raised: a stopped queuer reopens its connections when used again."""
 
@@ -171,7 +160,6 @@ __all__ = [
     "JobOutcomeUnknownError",
     "JobWaitTimeoutError",
     "QueuerError",
-    "Snooze",
     "StepNotSavedError",
     "TaskNotRegisteredError",
     "UnknownDependencyError",

@@ -395,3 +395,17 @@ def test_a_group_rate_limit_paces_each_key_on_its_own(make_queuer):
         span = max(times) - min(times)
         # 15 starts at 10 a second, after a burst of 2: at least 1.2 s; each key paced on its own, not 2.7 s.
         assert 1.2 <= span < 2.2, (key, span)
+
+
+def test_jobs_of_a_grouped_task_without_a_key_are_one_group_of_their_own(make_queuer, db_config):
+    from queuer import Options
+
+    q = make_queuer(max_concurrency=4)
+    q.add_task(len, group_concurrency_limit=1)
+    before = q.add_jobs([BatchJob(len, ["ab"]) for _ in range(3)])  # before any worker claims it by group
+    q.start()
+    after = [q.add_job(len, "abc"), q.add_job_with_options(Options(group_key="k"), len, "abcd")]
+    for rid in [*before, *(job.rid for job in after)]:
+        assert q.wait_for_job_finished(rid, 10).status is JobStatus.SUCCEEDED
+    keys = sql(db_config, "SELECT group_key, count(*) FROM {schema}.job_archive GROUP BY 1 ORDER BY 1")
+    assert keys == [("", 4), ("k", 1)]

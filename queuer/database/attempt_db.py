@@ -156,9 +156,12 @@ class AttemptDB:
             "default_crash_budget": default_crash_budget,
         }
         with self.db.connection() as conn:
-            with conn.transaction():
-                conn.execute(self.q.lock_task_limit, {"key": f"{self.db.schema}.{task.name}"})
-                rows = conn.cursor(row_factory=tuple_row).execute(self.q.claim_grouped, params).fetchall()
+            cur = conn.cursor(row_factory=tuple_row)
+            # One round trip for the transaction, the lock and the claim.
+            with conn.pipeline(), conn.transaction():
+                cur.execute(self.q.lock_task_limit, {"key": f"{self.db.schema}.{task.name}"}, prepare=self.db.prepare)
+                cur.execute(self.q.claim_grouped, params, prepare=self.db.prepare)
+            rows = cur.fetchall()
         return self._claimed(rows)
 
     def has_due_jobs(self, task_names: Sequence[str]) -> bool:

@@ -20,6 +20,10 @@ class ControlDB:
         assert row is not None  # the upsert returns its row
         return TaskControl.from_row(row)
 
+    def mark_grouped(self, task_names: list[str]) -> None:
+        """These tasks are claimed by group: their jobs without a key, now and later, get the key ''."""
+        self.db.execute(self.q.mark_grouped_tasks, {"task_names": task_names})
+
     def set_limits(self, task_name: str, limits_set: bool, concurrency_limit: int | None,
                    requests_per_second: float | None) -> TaskControl:
         row = self.db.execute_one(self.q.set_task_limits, {

@@ -15,9 +15,10 @@ WAITING, SCHEDULED, QUEUED = JobStatus.WAITING.value, JobStatus.SCHEDULED.value,
 CHUNK_LINES = 1000
 
 
-def copy_chunks(jobs: Iterable[NewJob], now: datetime, rids: list[UUID], task_names: set[str]) -> Iterator[str]:
+def copy_chunks(jobs: Iterable[NewJob], now: datetime, rids: list[UUID], task_names: set[str],
+                unkeyed: set[str]) -> Iterator[str]:
     """The jobs as COPY text in chunks, in the columns of the statement ``copy_jobs``; notes each
-    rid and task name as it goes.
+    rid and task name as it goes, and the tasks of jobs without a group key (``unkeyed``).
 
     ``now`` is the transaction's start (what a DEFAULT would give): a job due by then is QUEUED.
     """
@@ -28,6 +29,8 @@ def copy_chunks(jobs: Iterable[NewJob], now: datetime, rids: list[UUID], task_na
     for job in jobs:
         rids.append(job.rid)
         task_names.add(job.task_name)
+        if job.group_key is None:
+            unkeyed.add(job.task_name)
         at = job.scheduled_at
         if at is None:
             at = now + timedelta(seconds=job.delay_seconds) if job.delay_seconds else now

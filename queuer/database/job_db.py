@@ -145,14 +145,19 @@ class JobDB:
                     return [self.insert_job(job, conn).rid for job in jobs]
         rids: list[UUID] = []
         task_names: set[str] = set()
+        unkeyed: set[str] = set()
         with conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             now = cur.execute(self.q.transaction_start).fetchone()["now"]  # type: ignore[index]
             with cur.copy(self.q.copy_jobs) as copy:
-                for chunk in copy_chunks(jobs, now, rids, task_names):
+                for chunk in copy_chunks(jobs, now, rids, task_names, unkeyed):
                     copy.write(chunk)
             if not rids:
                 return rids
+            if unkeyed:  # jobs of a task claimed by group always have a key ('' when none was given)
+                grouped = cur.execute(self.q.grouped_tasks_among, {"task_names": sorted(unkeyed)}).fetchone()
+                if grouped and grouped["names"]:
+                    cur.execute(self.q.key_grouped_jobs, {"rids": rids, "task_names": grouped["names"]})
             if then is not None:
                 then(cur, rids)
             cur.execute(self.q.notify_inserted_tasks, {"channel": self.db.channel, "task_names": sorted(task_names)})

@@ -155,6 +155,17 @@ class JobContext:
         return self.services
 
 
+class Snooze(Exception):
+    """Raised by a task: put the job back as SCHEDULED ``seconds`` from now, spending no retry.
+
+    The job's ``snoozes`` counts them; past ``WorkerSettings.max_snoozes`` the job ends FAILED.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"snooze for {seconds} s")
+        self.seconds = seconds
+
+
 _current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(
     "queuer_current_job", default=None
 )

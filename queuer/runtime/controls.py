@@ -29,6 +29,7 @@ class TaskControls:
         self._controls: dict[str, TaskControl] = {}
         self._stale = True
         self._next_refresh = 0.0
+        self._marked_grouped: set[str] = set()  # tasks this worker told the database it claims by group
 
     def mark_stale(self) -> None:
         """A control changed somewhere: read them again before the next claim."""
@@ -36,6 +37,7 @@ class TaskControls:
 
     def effective(self, tasks: Mapping[str, Task]) -> dict[str, Task]:
         """The tasks this worker may claim now: none that is paused, each with the limits in force."""
+        self._mark_grouped(tasks)
         controls = self._current()
         if not controls:
             return dict(tasks)
@@ -49,6 +51,17 @@ class TaskControls:
                     task, concurrency_limit=control.concurrency_limit,
                     requests_per_second=control.requests_per_second)
         return effective
+
+    def _mark_grouped(self, tasks: Mapping[str, Task]) -> None:
+        # Before the first claim of a task claimed by group: its jobs without a key get the key ''.
+        new = [name for name, task in tasks.items() if task.grouped and name not in self._marked_grouped]
+        if new:
+            try:
+                self.control_db.mark_grouped(new)
+            except Exception as exc:  # tried again before the next claim
+                log.warning("could not mark the tasks claimed by group (%s)", exc)
+                return
+            self._marked_grouped.update(new)
 
     def _current(self) -> dict[str, TaskControl]:
         now = time.monotonic()

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from queuer.errors import EncryptionError, Snooze
-from queuer.model.context import reset_current, set_current
+from queuer.errors import EncryptionError
+from queuer.model.context import Snooze, reset_current, set_current
 from queuer.model.rows import RETRY, SNOOZE, SUCCEEDED, Outcome
 from queuer.model.task import Task
 from queuer.observability import tracing

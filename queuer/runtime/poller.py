@@ -90,7 +90,7 @@ class Poller(BackgroundLoop):
             if after is None:
                 self._full_claim_due = asked + FULL_CLAIM_EVERY_SECONDS
             jobs = self.attempt_db.claim(self.worker_rid(), free, room, self.default_max_attempts,
-                                     self.default_timeout, self.default_crash_budget, after=after)
+                                         self.default_timeout, self.default_crash_budget, after=after)
             self.dispatcher.sizer.claimed(time.monotonic() - asked)
             # A full batch: more may follow it. A short one: the next claim looks from the start.
             full = len(jobs) == room and rewinds == self._rewinds

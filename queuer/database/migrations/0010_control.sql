@@ -34,3 +34,5 @@ CREATE TABLE {schema}.group_rate (
     updated_at timestamptz      NOT NULL,
     PRIMARY KEY (task_name, group_key)
 );
+-- A task that a worker claims by group: its jobs added without a key get the key ''.
+ALTER TABLE {schema}.task_control ADD COLUMN grouped boolean NOT NULL DEFAULT false;

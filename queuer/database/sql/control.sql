@@ -28,3 +28,25 @@ WITH changed AS (
 SELECT changed.*, pg_notify(%(channel)s, json_build_object(
     'j', json_build_array(json_build_array('control', NULL, task_name)))::text) AS notified
 FROM changed
+
+-- name: mark_grouped_tasks
+-- A worker claims these tasks by group: jobs of them added from now on without a
+-- group key get the key '', and so do the ones already waiting.
+WITH marked AS (
+    INSERT INTO {schema}.task_control AS c (task_name, grouped)
+    SELECT unnest(%(task_names)s::text[]), true
+    ON CONFLICT (task_name) DO UPDATE SET grouped = true
+    RETURNING c.task_name
+)
+UPDATE {schema}.job SET group_key = ''
+WHERE task_name IN (SELECT task_name FROM marked) AND group_key IS NULL
+  AND status IN ('QUEUED', 'SCHEDULED', 'WAITING')
+
+-- name: grouped_tasks_among
+SELECT coalesce(array_agg(task_name), '{}') AS names
+FROM {schema}.task_control WHERE grouped AND task_name = ANY(%(task_names)s::text[])
+
+-- name: key_grouped_jobs
+-- Jobs just added by COPY to tasks claimed by group, without a key: the key ''.
+UPDATE {schema}.job SET group_key = ''
+WHERE rid = ANY(%(rids)s::uuid[]) AND group_key IS NULL AND task_name = ANY(%(task_names)s::text[])

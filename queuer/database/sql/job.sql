@@ -22,7 +22,10 @@ SELECT %(rid)s::uuid, %(task_name)s::text, %(parameters)s::json, %(parameters_ke
        COALESCE(%(scheduled_at)s::timestamptz, now() + make_interval(secs => %(delay_seconds)s)),
        %(max_attempts)s::integer, %(timeout_seconds)s::double precision,
        %(unique_key)s::text, %(origin_rid)s::uuid, %(schedule_count)s::integer, %(serial_key)s::text,
-       %(arguments_enc)s::bytea, %(crash_budget)s::integer, %(group_key)s::text
+       %(arguments_enc)s::bytea, %(crash_budget)s::integer,
+       -- A job of a task claimed by group always has a key: '' when none was given.
+       coalesce(%(group_key)s::text,
+                (SELECT '' FROM {schema}.task_control WHERE task_name = %(task_name)s AND grouped))
 WHERE %(unique_for)s::double precision IS NULL OR NOT EXISTS (
     SELECT 1 FROM {schema}.job_archive
     WHERE unique_key = %(unique_key)s AND ended_at > now() - make_interval(secs => %(unique_for)s))
@@ -185,8 +188,8 @@ WITH higher AS (
 -- The claim of a task whose jobs are claimed by group (group_key): round-robin
 -- between the groups that have claimable jobs, so one group's backlog cannot
 -- hold up another's jobs, each group at most group_limit running and
--- group_rate starting a second (run under the task's lock: claim_grouped_locked).
--- Jobs without a group key are one group more.
+-- group_rate starting a second (run under the task's lock). Its jobs added
+-- without a group key have the key '' (see task_control.grouped).
 WITH RECURSIVE keys (group_key) AS (
     -- The groups with jobs due, one index probe each (a skip scan of job_group_claim_idx).
     (SELECT c.group_key FROM {schema}.job AS c
@@ -201,11 +204,6 @@ WITH RECURSIVE keys (group_key) AS (
     FROM keys WHERE keys.group_key IS NOT NULL
 ), groups AS (
     SELECT group_key FROM keys WHERE group_key IS NOT NULL
-    UNION ALL
-    SELECT NULL WHERE EXISTS (
-        SELECT 1 FROM {schema}.job AS c
-        WHERE c.task_name = %(task_name)s AND c.group_key IS NULL AND c.status IN ('QUEUED', 'SCHEDULED')
-          AND c.scheduled_at <= now() AND NOT c.suspect)
 ), tokens AS (
     -- Each group's rate tokens, refilled for the time since its last claim (a burst of 0.2 s at most).
     SELECT g.group_key,
@@ -214,15 +212,15 @@ WITH RECURSIVE keys (group_key) AS (
                  + %(group_rate)s::double precision * extract(epoch FROM now() - coalesce(r.updated_at, now())))
                AS tokens
     FROM groups AS g
-    LEFT JOIN {schema}.group_rate AS r ON r.task_name = %(task_name)s AND r.group_key = coalesce(g.group_key, '')
+    LEFT JOIN {schema}.group_rate AS r ON r.task_name = %(task_name)s AND r.group_key = g.group_key
     WHERE %(group_rate)s::double precision IS NOT NULL
 ), room AS (
     SELECT g.group_key,
            least(coalesce(%(group_limit)s::integer - (
                      SELECT count(*) FROM {schema}.job AS r
-                     WHERE r.task_name = %(task_name)s AND r.status = 'RUNNING'
-                       AND (r.group_key = g.group_key OR (g.group_key IS NULL AND r.group_key IS NULL))), %(limit)s),
-                 coalesce(floor((SELECT t.tokens FROM tokens AS t WHERE t.group_key IS NOT DISTINCT FROM g.group_key)),
+                     WHERE r.task_name = %(task_name)s AND r.status = 'RUNNING' AND r.group_key = g.group_key),
+                 %(limit)s),
+                 coalesce(floor((SELECT t.tokens FROM tokens AS t WHERE t.group_key = g.group_key)),
                           %(limit)s)) AS room
     FROM groups AS g
 ), share AS (
@@ -234,25 +232,13 @@ WITH RECURSIVE keys (group_key) AS (
     CROSS JOIN LATERAL (
         SELECT s.*, row_number() OVER (ORDER BY s.priority DESC, s.scheduled_at, s.id) AS turn
         FROM (
-            -- A group's next jobs, from job_group_claim_idx in claim order ...
-            SELECT c.id, c.serial_key, c.priority, c.scheduled_at FROM (
-                SELECT c.id, c.serial_key, c.priority, c.scheduled_at
-                FROM {schema}.job AS c
-                WHERE {_claimable} AND room.group_key IS NOT NULL AND c.group_key = room.group_key
-                ORDER BY c.priority DESC, c.scheduled_at, c.id
-                LIMIT least(room.room, share.n)
-                FOR UPDATE SKIP LOCKED
-            ) AS c
-            UNION ALL
-            -- ... or the next of the jobs without a group key.
-            SELECT c.id, c.serial_key, c.priority, c.scheduled_at FROM (
-                SELECT c.id, c.serial_key, c.priority, c.scheduled_at
-                FROM {schema}.job AS c
-                WHERE {_claimable} AND room.group_key IS NULL AND c.group_key IS NULL
-                ORDER BY c.priority DESC, c.scheduled_at, c.id
-                LIMIT least(room.room, share.n)
-                FOR UPDATE SKIP LOCKED
-            ) AS c
+            -- A group's next jobs, from job_group_claim_idx in claim order.
+            SELECT c.id, c.serial_key, c.priority, c.scheduled_at
+            FROM {schema}.job AS c
+            WHERE {_claimable} AND c.task_name = %(task_name)s AND c.group_key = room.group_key
+            ORDER BY c.priority DESC, c.scheduled_at, c.id
+            LIMIT least(room.room, share.n)
+            FOR UPDATE SKIP LOCKED
         ) AS s
     ) AS turn
     WHERE room.room > 0
@@ -262,8 +248,7 @@ WITH RECURSIVE keys (group_key) AS (
     {_take_picked}
 ), spent AS (
     INSERT INTO {schema}.group_rate AS r (task_name, group_key, tokens, updated_at)
-    SELECT %(task_name)s, coalesce(t.group_key, ''),
-           t.tokens - (SELECT count(*) FROM taken WHERE taken.group_key IS NOT DISTINCT FROM t.group_key), now()
+    SELECT %(task_name)s, t.group_key, t.tokens - (SELECT count(*) FROM taken WHERE taken.group_key = t.group_key), now()
     FROM tokens AS t
     ON CONFLICT (task_name, group_key) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at
 )

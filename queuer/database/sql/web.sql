@@ -15,6 +15,21 @@ FROM {schema}.job_archive
 WHERE ended_at >= now() - interval '1 hour'
 GROUP BY task_name, status;
 
+-- name: web_task_controls
+-- Tasks that operators paused, or whose limits they replaced, at runtime (a
+-- resumed task with its limits reset keeps a row that changes nothing).
+SELECT task_name, paused, limits_set, concurrency_limit, requests_per_second, updated_at
+FROM {schema}.task_control
+WHERE paused OR limits_set
+ORDER BY task_name
+LIMIT %(limit)s;
+
+-- name: web_task_control
+-- One task's controls, for a list of its jobs.
+SELECT task_name, paused, limits_set, concurrency_limit, requests_per_second, updated_at
+FROM {schema}.task_control
+WHERE task_name = %(task)s;
+
 -- name: web_minutes_start
 SELECT date_trunc('minute', now()) - interval '59 minutes' AS start;
 
@@ -99,7 +114,7 @@ SELECT count(*) AS n FROM (SELECT 1 FROM {schema}.job_archive LIMIT %(limit)s) A
 -- Sizes read from the values' headers, not the values (see SUSPECT_SIZE in
 -- queuer.web.reads): json's text length is in its header even when compressed; a
 -- compressed jsonb has a stored size that may be small.
-rid, task_name, status, priority, attempts, max_attempts, created_at, scheduled_at, started_at,
+rid, task_name, status, priority, attempts, max_attempts, snoozes, created_at, scheduled_at, started_at,
 worker_rid, left(error, 300) AS error, id,
 octet_length(parameters::text) + octet_length(parameters_keyed::text) AS arguments_size,
 CASE WHEN pg_column_compression(results) IS NOT NULL THEN 2147483647

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from typing import TextIO
 
 from queuer.config.database import DatabaseConfiguration
-from queuer.tools.bench import aging, throughput, web_pages, workflows
+from queuer.tools.bench import aging, groups, throughput, web_pages, workflows
 from queuer.tools.bench.harness import BenchSettings, Harness, Report
 
 # The server settings of a durable PostgreSQL (its defaults), and of a fast one.
@@ -18,8 +18,8 @@ from queuer.tools.bench.harness import BenchSettings, Harness, Report
 # of postgres_server, which --fast keeps).
 DURABLE_SETTINGS = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 
-MEASUREMENTS = ("ceiling", "drain", "work", "latency", "processes", "enqueue", "scale", "web", "workflow", "aging",
-                "soak")
+MEASUREMENTS = ("ceiling", "drain", "work", "latency", "processes", "enqueue", "scale", "web", "workflow", "groups",
+                "aging", "soak")
 # Measurements that take long or need much disk: run only when asked for with --only.
 ON_REQUEST = ("aging", "soak")
 
@@ -48,6 +48,8 @@ def measure(bench: Harness, which: set[str]) -> Report:
         web_pages.web(bench, report)
     if "workflow" in which:
         workflows.workflows(bench, report)
+    if "groups" in which:
+        groups.groups(bench, report)
     if "aging" in which:
         aging.aging(bench, report)
     if "soak" in which:
