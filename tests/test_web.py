@@ -241,7 +241,7 @@ def test_weird_values_anywhere_are_never_a_500(worker, web):
     csrf = w.csrf()
     forms = {"/jobs/bulk": ["action", "status", "task", "since", "until", "rid", "confirm"],
              f"/jobs/{job.rid}/cancel": [], f"/jobs/{uuid.uuid4()}/requeue": [], f"/workers/{uuid.uuid4()}/stop": [],
-             "/schedules/action": ["name", "action"], "/logout": []}
+             "/schedules/action": ["name", "action"], "/tasks/action": ["name", "action", "status"], "/logout": []}
     for path, names in forms.items():
         for name in [*names, "bogus"]:
             for value in WEIRD:
@@ -256,6 +256,7 @@ def test_weird_values_anywhere_are_never_a_500(worker, web):
             assert response.status_code == 400, (path, body[:20], response.status_code)
     assert served == {200, 303, 400}
     assert worker.get_job(job.rid).status.value == "QUEUED"  # no form above acted on it
+    assert worker.task_controls() == []  # nor paused a task
 
 
 def _asgi(app, method: str, path: str, headers: list[tuple[bytes, bytes]], chunks) -> tuple[int, int]:

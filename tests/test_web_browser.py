@@ -1,8 +1,9 @@
 """The web UI in a real headless Chromium (Debian's chromium and chromium-driver, through Selenium).
 
 The real server (Uvicorn in a thread) over a real worker: the overview shows
-a job added meanwhile without a reload, and a running job cancelled from its
-page ends CANCELLED. Every page is saved as a screenshot under the test's
+a job added meanwhile without a reload, a task paused from it shows its badge
+until it is resumed, and a running job cancelled from its page ends
+CANCELLED. Every page is saved as a screenshot under the test's
 temporary directory; with QUEUER_WEB_SCREENSHOT=path the overview is also
 written there (docs/web-overview.png in the README is made this way).
 """
@@ -68,6 +69,35 @@ def text_of(driver, element_id: str) -> str:
     """An element's text, read in one script: the overview replaces its elements every second."""
     return driver.execute_script(
         "var e = document.getElementById(arguments[0]); return e ? e.innerText : ''", element_id)
+
+
+def task_row_state(driver, task: str) -> tuple[bool, str]:
+    """(whether the overview shows the task's paused badge, the label of its button), read in one script."""
+    return tuple(driver.execute_script("""
+        var row = document.querySelector('#tasks tr[data-task="' + CSS.escape(arguments[0]) + '"]');
+        if (!row) return [false, ''];
+        var button = row.querySelector('td.actions button');
+        return [row.querySelector('.badge.paused') !== null, button ? button.textContent.trim() : ''];""", task))
+
+
+def press_in_task_row(driver, task: str, label: str) -> None:
+    """Click the task's button on the overview, whose rows the refresh replaces every second."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    def press() -> bool:
+        try:
+            for row in driver.find_elements(By.CSS_SELECTOR, "#tasks tr[data-task]"):
+                if row.get_attribute("data-task") == task:
+                    button = row.find_element(By.CSS_SELECTOR, "td.actions button")
+                    if button.text == label:
+                        button.click()
+                        return True
+        except StaleElementReferenceException:
+            pass
+        return False
+
+    wait_until(press, timeout=15, interval=0.05, message=f"the {label} button of {task}")
 
 
 def seed_last_hour(db_config) -> None:
@@ -161,6 +191,25 @@ def test_overview_live_update_and_cancel_in_a_real_browser(make_queuer, db_confi
         assert driver.execute_script("return window.notReloaded === true")
         assert "updated" in text_of(driver, "refresh-status")
 
+        # Pause a task from the overview (the page asks first): its row says paused, and no worker starts
+        # its jobs; then Resume it.
+        assert task_row_state(driver, "send_email") == (False, "Pause")
+        press_in_task_row(driver, "send_email", "Pause")
+        alert = driver.switch_to.alert
+        assert "send_email" in alert.text and "every worker" in alert.text
+        alert.accept()
+        wait_until(lambda: task_row_state(driver, "send_email") == (True, "Resume"), timeout=15,
+                   message="the paused badge on the overview")
+        assert "The task is paused on every worker" in driver.page_source
+        assert [(c.task_name, c.paused) for c in q.task_controls()] == [("send_email", True)]
+        assert task_row_state(driver, "resize_image") == (False, "Pause")
+        screenshot(driver, tmp_path / "task-paused.png")
+        press_in_task_row(driver, "send_email", "Resume")
+        wait_until(lambda: task_row_state(driver, "send_email") == (False, "Pause"), timeout=15,
+                   message="the task resumed on the overview")
+        assert "The task is resumed" in driver.page_source
+        assert [(c.task_name, c.paused) for c in q.task_controls()] == [("send_email", False)]
+
         # The jobs pages.
         driver.get(server.url + "/jobs?status=ended")
         assert "send_email" in driver.find_element(By.ID, "job-list").text
@@ -198,7 +247,7 @@ def test_overview_live_update_and_cancel_in_a_real_browser(make_queuer, db_confi
         driver.quit()
         server.stop()
         web_q.stop()
-    for name in ("overview", "jobs", "job-failed", "schedules", "job-cancelled"):
+    for name in ("overview", "task-paused", "jobs", "job-failed", "schedules", "job-cancelled"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000, name
     print(f"\nscreenshots in {tmp_path}")
 

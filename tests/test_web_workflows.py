@@ -214,7 +214,8 @@ def test_waiting_jobs_in_the_lists_the_filter_and_the_overview(producer, web, we
     header = overview[overview.index('<table class="grid-table numbers" id="tasks">'):].split("</thead>")[0]
     body = overview[overview.index('<table class="grid-table numbers" id="tasks">'):].split("</table>")[0]
     row = body[body.index(">step</a>"):].split("</tr>")[0]
-    assert header.count("<th>") == 8 and row.count("<td") == 7  # (after the name's cell) one per status
+    # After the name's cell: one per status, then the Pause button's
+    assert header.count("<th>") == 8 and row.count("<td") == 8 and row.count('<td class="actions">') == 1
     assert '<td class="waiting"><a href="/jobs?status=waiting&amp;task=step">3</a>' in row
     # Waiting for parents is not waiting in the queue: the depth chart counts the one queued job only.
     assert WebReads(web_q().db).overview().minutes[-1].depth == 1

@@ -15,7 +15,8 @@ on the server. Modules:
 - ``forms``: a POSTed form read within its limit, its Origin and CSRF field checked;
 - ``reads``: what the pages read (keyset pagination, no count over the archive; the SQL in
   ``database/sql/web.sql``); ``overview``: what the overview shows;
-- ``operations``: cancel, re-queue, stop, schedules, bulk, a workflow's cancel, through the Queuer's own API;
+- ``operations``: cancel, re-queue, stop, schedules, bulk, a workflow's cancel, pausing a task, through the
+  Queuer's own API;
 - ``security``: the tokens, the session cookie, CSRF, loopback-only without a token;
 - ``throttle``: failed tokens answered late, per client and server-wide;
 - ``proxy``: X-Forwarded-* from trusted proxies only, the public origin;

@@ -16,7 +16,15 @@ from starlette.responses import Response
 from queuer.web import operations
 from queuer.web.context import WebContext
 from queuer.web.forms import read_form
-from queuer.web.params import BadRequest, JobFilter, parse_filter, parse_name, parse_uuid, parse_workflow_id
+from queuer.web.params import (
+    BadRequest,
+    JobFilter,
+    parse_filter,
+    parse_name,
+    parse_task_name,
+    parse_uuid,
+    parse_workflow_id,
+)
 
 T = TypeVar("T")
 FILTER_FIELDS = frozenset({"status", "task", "since", "until", "rid"})
@@ -86,6 +94,24 @@ class Actions:
             return web.redirect(request, f"/jobs/{job.rid}", notice="triggered")
         await web.audit(request, what, target=name)
         return web.redirect(request, "/schedules", notice={"pause": "paused", "resume": "resumed"}[action])
+
+    async def task(self, request: Request) -> Response:
+        """Pause or resume a task on every worker; back to the overview, or (with ``status``) to the list of
+        the task's jobs the form was on."""
+        web = self.web
+        values = await read_form(web, request, frozenset({"name", "action", "status"}))
+        name = parse_task_name(values.get("name", ""))
+        action = values.get("action", "")
+        if action not in operations.TASK_ACTIONS:
+            raise BadRequest(f"action must be one of {', '.join(operations.TASK_ACTIONS)}")
+        back = parse_filter({"status": values["status"], "task": name}) if "status" in values else None
+        what, target = f"{action}-task", f"task {name}"
+        await self.act(request, what, lambda: operations.task(web.q, name, action), target=target)
+        await web.audit(request, what, target=target)
+        notice = "task-paused" if action == "pause" else "task-resumed"
+        if back is not None:
+            return web.redirect(request, "/jobs", **back.params(), notice=notice)
+        return web.redirect(request, "/", notice=notice)
 
     async def bulk(self, request: Request) -> Response:
         """Without ``confirm=yes`` a page that says how many jobs the filter covers; with it, the action."""

@@ -41,6 +41,7 @@ def create_app(q: Queuer, settings: WebSettings | None = None) -> Starlette:
         # A workflow id may hold "/": the path converter takes it whole (its links encode it as %2F).
         Route("/workflows/{workflow_id:path}/cancel", actions.cancel_workflow, methods=["POST"]),
         Route("/workflows/{workflow_id:path}", pages.workflow, methods=["GET"]),
+        Route("/tasks/action", actions.task, methods=["POST"]),
         Route("/schedules", pages.schedules, methods=["GET"]),
         Route("/schedules/action", actions.schedule, methods=["POST"]),
         Route("/audit", pages.audit, methods=["GET"]),

@@ -1,4 +1,4 @@
-"""What the page's buttons do, through the Queuer's own API (the same calls as the CLI's).
+"""What the page's buttons do, through the Queuer's own API (the same calls as the CLI's and a program's).
 
 Each action returns what the page shows next, or raises ``ActionError`` with
 the HTTP status and a message for the operator.
@@ -19,11 +19,13 @@ from queuer.errors import (
     QueuerError,
     WorkerNotFoundError,
 )
+from queuer.model.control import TaskControl
 from queuer.model.job import Job
 from queuer.model.options import Options
 from queuer.model.worker import Worker
 
 SCHEDULE_ACTIONS = ("pause", "resume", "trigger")
+TASK_ACTIONS = ("pause", "resume")
 
 
 class ActionError(Exception):
@@ -102,6 +104,18 @@ def _known(call: object, name: str) -> None:
         call(name)  # type: ignore[operator]
     except LookupError:
         raise ActionError(404, f"no schedule named {name!r}") from None
+
+
+def task(q: Queuer, name: str, action: str) -> TaskControl:
+    """Pause or resume a task on every worker (kept in the database: it holds until changed again).
+
+    Pause stops every worker from starting its jobs, within a second; running ones finish. Either is
+    allowed whatever the task's state (pausing a paused task changes nothing), and for a task that has
+    no job yet."""
+    try:
+        return q.pause_task(name) if action == "pause" else q.resume_task(name)
+    except ValueError as exc:  # a name the Queuer refuses (the form's was checked already)
+        raise ActionError(400, str(exc)) from None
 
 
 @dataclass

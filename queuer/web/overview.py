@@ -1,10 +1,13 @@
-"""What the overview shows: jobs per task and status, the last hour minute by minute, the workers."""
+"""What the overview shows: jobs per task and status (and which tasks are paused), the last hour minute by
+minute, the workers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+
+from queuer.model.control import TaskControl
 
 STATUS_ORDER = ("QUEUED", "SCHEDULED", "RUNNING", "WAITING", "SUCCEEDED", "FAILED", "CANCELLED")
 
@@ -40,6 +43,12 @@ class Overview:
     archive_estimate: int | None
     archive_exact: bool = False  # a count of a small archive, not the planner's estimate
     tasks_truncated: bool = False
+    controls: dict[str, TaskControl] = field(default_factory=dict)
+    """The tasks operators paused or gave other limits at runtime, by name."""
+
+    def paused(self, task: str) -> bool:
+        control = self.controls.get(task)
+        return control is not None and control.paused
 
     def total(self, status: str) -> int:
         return sum(t.get(status) for t in self.tasks)

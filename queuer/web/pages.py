@@ -28,6 +28,7 @@ from queuer.web.params import (
     parse_notice,
     parse_uuid,
     parse_workflow_id,
+    task_name_ok,
 )
 from queuer.web.reads import MAX_RELATED
 from queuer.web.store import AUDIT_ACTIONS
@@ -89,6 +90,7 @@ class Pages:
             return "/jobs?" + urlencode(params)
 
         return dict(ov=overview, statuses=STATUS_ORDER, since_hour=since_hour, workers=workers, count_url=count_url,
+                    task_name_ok=task_name_ok,
                     ended=charts.ended_chart(overview.minutes), depth=charts.depth_chart(overview.minutes),
                     alive=sum(1 for w in workers if w["liveness_class"] == "good"),
                     refresh_ms=int(self.web.settings.refresh_seconds * 1000))
@@ -115,7 +117,8 @@ class Pages:
             next_url = "/jobs?" + urlencode({**f.params(), "cursor": page.next_cursor.encode()})
         return self.web.views.render(request, "jobs.html", notice=notice, f=f, page=page, next_url=next_url,
                                      first_url="/jobs?" + urlencode(f.params()), paged=cursor is not None,
-                                     tabs=TABS, bulk_limit=settings.bulk_limit)
+                                     tabs=TABS, bulk_limit=settings.bulk_limit,
+                                     task_pausable=f.task is not None and task_name_ok(f.task))
 
     async def job(self, request: Request) -> Response:
         web = self.web

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from uuid import UUID
 
+from queuer.client.registry import validate_task_name
 from queuer.client.workflows import MAX_WORKFLOW_ID_LENGTH, validate_workflow_id
 from queuer.model.job import ACTIVE_STATUSES, ENDED_STATUSES
 
@@ -38,6 +39,9 @@ NOTICES = {
     "triggered": "The schedule's task was added as a job now.",
     "bulk": "The bulk action is done.",
     "workflow-cancelled": "The workflow's jobs that had not ended were cancelled.",
+    "task-paused": "The task is paused on every worker: no new job of it starts until it is resumed "
+                   "(running ones finish).",
+    "task-resumed": "The task is resumed: workers start its jobs again.",
     "signed-out": "Signed out.",
 }
 _CURSOR_ACTIVE = re.compile(r"[0-9]{1,19}")
@@ -81,6 +85,24 @@ def parse_name(value: str, what: str) -> str:
     if not value or len(value) > MAX_TEXT:
         raise BadRequest(f"{what} must be 1 to {MAX_TEXT} characters")
     return value
+
+
+def parse_task_name(value: str) -> str:
+    """A task name the Queuer can pause or resume: its own rule for names (1 to 200 printable characters,
+    no space at either end). A name stored otherwise by another producer is listed, but not paused."""
+    try:
+        return validate_task_name(value, "the task name")
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def task_name_ok(value: str) -> bool:
+    """Whether ``parse_task_name`` takes the name: the pages offer Pause and Resume only then."""
+    try:
+        validate_task_name(value)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_workflow_id(value: str) -> str:

@@ -1,4 +1,4 @@
-"""What the pages read: the overview, a page of jobs, one job, a bulk action's selection.
+"""What the pages read: the overview, a page of jobs, one job, a bulk action's selection, a workflow.
 
 Each page reads in one short read-only transaction (``queuer.database.reading``),
 through the statements of ``database/sql/web.sql``.
@@ -23,6 +23,7 @@ import psycopg
 from queuer.database.connection import Database
 from queuer.database.reading import read_transaction
 from queuer.database.worker_db import liveness_lock_space
+from queuer.model.control import TaskControl
 from queuer.payload.serialization import Undecodable
 from queuer.web.overview import Overview, TaskCounts, minute_series
 from queuer.web.params import Cursor, JobFilter
@@ -44,6 +45,8 @@ class JobPage:
     rows: Rows
     next_cursor: Cursor | None
     now: datetime
+    control: TaskControl | None = None
+    """The controls of the task the list is filtered by, when it has any."""
 
 
 @dataclass
@@ -122,6 +125,10 @@ class WebReads:
             for query in (sql.web_active_counts, sql.web_ended_counts):
                 for row in cur.execute(query):
                     tasks.setdefault(row["task_name"], TaskCounts(row["task_name"])).counts[row["status"]] = row["n"]
+            controls = {row["task_name"]: TaskControl.from_row(row)
+                        for row in cur.execute(sql.web_task_controls, {"limit": MAX_TASK_ROWS})}
+            for name in controls:  # a paused task is listed (and can be resumed) while it has no job
+                tasks.setdefault(name, TaskCounts(name))
             start = _one(cur.execute(sql.web_minutes_start))["start"]
             minutes = minute_series(start.astimezone(timezone.utc), cur.execute(sql.web_minute_groups).fetchall())
             workers = cur.execute(sql.web_workers, {"lock_space": self.lock_space}).fetchall()
@@ -133,7 +140,7 @@ class WebReads:
                 estimate, exact = min(few, SMALL_COUNT_LIMIT), few <= SMALL_COUNT_LIMIT
         ordered = sorted(tasks.values(), key=lambda t: t.task)
         return Overview(now, ordered[:MAX_TASK_ROWS], minutes, workers, estimate, archive_exact=exact,
-                        tasks_truncated=len(ordered) > MAX_TASK_ROWS)
+                        tasks_truncated=len(ordered) > MAX_TASK_ROWS, controls=controls)
 
     # -- job lists -----------------------------------------------------------------
 
@@ -141,11 +148,15 @@ class WebReads:
         """One page, newest first, and where the next one starts (None on the last page)."""
         with read_transaction(self.db) as cur:
             now = _one(cur.execute(self.sql.db_now))["db_now"]
+            control = None
+            if f.task is not None:
+                found = cur.execute(self.sql.web_task_control, {"task": f.task}).fetchone()
+                control = TaskControl.from_row(found) if found is not None else None
             if f.rid_range is not None and f.status in ("active", "ended"):
                 # A rid search looks everywhere: it matches a handful of rows at most.
                 rows = self._search_both(cur, f, limit)
                 self._mark_undecodable(cur, rows)
-                return JobPage(rows, None, now)
+                return JobPage(rows, None, now, control)
             query = self.sql.web_jobs_ended if f.ended else self.sql.web_jobs_active
             rows = cur.execute(query, filter_params(f, cursor, limit + 1)).fetchall()
             more = len(rows) > limit
@@ -155,7 +166,7 @@ class WebReads:
         if more and rows:
             last = rows[-1]
             next_cursor = Cursor(last["id"], last["ended_at"] if f.ended else None)
-        return JobPage(rows, next_cursor, now)
+        return JobPage(rows, next_cursor, now, control)
 
     def _search_both(self, cur: psycopg.Cursor[dict[str, Any]], f: JobFilter, limit: int) -> Rows:
         found: Rows = []

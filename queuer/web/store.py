@@ -21,7 +21,8 @@ from queuer.database.reading import read_transaction
 log = logging.getLogger("queuer.web")
 
 AUDIT_ACTIONS = ("sign-in", "sign-out", "cancel", "requeue", "stop-worker", "schedule-pause", "schedule-resume",
-                 "schedule-trigger", "bulk-cancel", "bulk-requeue", "cancel-workflow", "revoke-sessions")
+                 "schedule-trigger", "bulk-cancel", "bulk-requeue", "cancel-workflow", "pause-task", "resume-task",
+                 "revoke-sessions")
 """What the audit log records, as shown in its filter."""
 
 
