@@ -33,7 +33,6 @@ INDEXES = (
     "job_archive_workflow_idx",
     "job_archive_unique_key_idx",
     "job_group_claim_idx",
-    "job_running_group_idx",
 )
 
 # Which tables stay logged (crash-safe) at each level, as pgqueuer defines them:

@@ -55,6 +55,9 @@ class Poller(BackgroundLoop):
         self._cursor: ClaimKey | None = None
         self._rewinds = 0  # bumped by rewind(), from any thread
         self._full_claim_due = 0.0
+        # The free tasks had nothing due when last asked: not asked again before this time
+        # (their next due job, or the poll interval) unless jobs were added or put back meanwhile.
+        self._free_idle_until = 0.0
 
     def tick(self) -> float | None:
         if not self.dispatcher.accepting:
@@ -83,6 +86,9 @@ class Poller(BackgroundLoop):
                 return self._take(suspect, alone=True) and None
             self.suspects_may_wait = False
         waits: list[float] = []
+        if free and time.monotonic() < self._free_idle_until:
+            waits.append(self._free_idle_until - time.monotonic())
+            free = []
         if free:
             asked = time.monotonic()
             rewinds = self._rewinds
@@ -106,6 +112,9 @@ class Poller(BackgroundLoop):
             due_in = self.attempt_db.seconds_until_next_due(free)
             if due_in is not None:
                 waits.append(due_in)
+            if not claimed and (limited or grouped):  # others to claim for: do not ask again for nothing
+                self._free_idle_until = time.monotonic() + min(self.interval, due_in if due_in is not None else
+                                                                self.interval)
         self.waiting_for_limits = False
         for task in limited:
             if room <= 0:
@@ -144,6 +153,11 @@ class Poller(BackgroundLoop):
         """Jobs went back into the queue (a rescue, a retry, a freed serial key): look from the start next."""
         self._rewinds += 1
         self._cursor = None
+        self._free_idle_until = 0.0
+
+    def jobs_added(self) -> None:
+        """Jobs were added: the free tasks are worth a claim again."""
+        self._free_idle_until = 0.0
 
     def _take(self, jobs: list[ClaimedJob], alone: bool = False) -> int | None:
         """Hand claimed jobs to the dispatcher; None when stopping (they were given back)."""

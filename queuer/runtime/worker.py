@@ -218,7 +218,9 @@ class WorkerRuntime:
         wake = False
         for event in events:
             if event.kind in (EventKind.INSERT, EventKind.RETRY):
-                wake = wake or event.detail is None or event.detail in self.tasks
+                if event.detail is None or event.detail in self.tasks:
+                    wake = True
+                    self.poller.jobs_added()
                 if event.kind is EventKind.RETRY:
                     self.poller.suspects_may_wait = True  # a rescue may have made suspects
                     self.poller.rewind()  # and put jobs back behind where claims go on from

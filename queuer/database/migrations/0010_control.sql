@@ -24,8 +24,6 @@ ALTER TABLE {schema}.job ADD COLUMN group_key text;
 ALTER TABLE {schema}.job_archive ADD COLUMN group_key text;
 CREATE INDEX job_group_claim_idx ON {schema}.job (task_name, group_key, priority DESC, scheduled_at, id)
     WHERE status IN ('QUEUED', 'SCHEDULED') AND group_key IS NOT NULL;
-CREATE INDEX job_running_group_idx ON {schema}.job (task_name, group_key)
-    WHERE status = 'RUNNING' AND group_key IS NOT NULL;
 -- Rate tokens per (task, group): refilled and spent by the claim itself.
 CREATE TABLE {schema}.group_rate (
     task_name  text             NOT NULL,
