@@ -46,6 +46,7 @@ from queuer.model import (
     WorkerStatus,
 )
 from queuer.model.context import JobContext, Snooze, current_job
+from queuer.model.control import TaskControl
 from queuer.model.cron import CronSchedule
 from queuer.model.workflow import WorkflowInfo, WorkflowJob
 
@@ -78,6 +79,7 @@ __all__ = [
     "Snooze",
     "StepNotSavedError",
     "Task",
+    "TaskControl",
     "TaskNotRegisteredError",
     "UnknownDependencyError",
     "Worker",
