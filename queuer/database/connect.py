@@ -103,6 +103,7 @@ def open_connection(
     describe: str,
     set_statement: str | None = None,
     own_connect_timeout: bool = True,
+    own_user_timeout: bool = False,
     row_factory: Any = None,
     on_failure: Callable[[BaseException], None] | None = None,
 ) -> psycopg.Connection[Any]:
@@ -110,7 +111,9 @@ def open_connection(
 
     ``set_statement`` runs once connected; a connection whose setup fails is
     closed, never leaked. ``own_connect_timeout``: pass a connect_timeout of
-    ours per attempt (False when the user gave one, which then wins).
+    ours per attempt (False when the user gave one, which then wins). ``own_user_timeout``: an attempt
+    with less time left than libpq's shortest connect_timeout (2 s) also gets a TCP user timeout of the
+    time left, so that a host that does not answer fails it by the deadline, not 2 s after.
     ``on_failure`` hears of every failed attempt (the pool reports the last one).
     """
     backoff = Backoff(first=0.05, ceiling=0.5)
@@ -124,11 +127,13 @@ def open_connection(
     while True:
         remaining = deadline - time.monotonic()
         extra: dict[str, Any] = {"connect_timeout": attempt_timeout(remaining, hosts)} if own_connect_timeout else {}
+        if own_user_timeout and remaining < MIN_ATTEMPT_SECONDS:
+            extra["tcp_user_timeout"] = max(1, int(remaining * 1000))
         if row_factory is not None:
             extra["row_factory"] = row_factory
         conn: psycopg.Connection[Any] | None = None
         try:
-            conn = psycopg.connect(**kwargs, **extra, autocommit=True)
+            conn = psycopg.connect(**{**kwargs, **extra}, autocommit=True)
             if set_statement:
                 conn.execute(set_statement.encode())
             return conn

@@ -72,7 +72,8 @@ class _Opener:
         if self.own_application_name:
             kwargs["application_name"] = application_name[:63]
         conn = open_connection(kwargs, deadline, describe=describe, set_statement=self.set_statement,
-                               own_connect_timeout=self.own_connect_timeout, row_factory=row_factory)
+                               own_connect_timeout=self.own_connect_timeout,
+                               own_user_timeout=self.socket_timeout_ms is not None, row_factory=row_factory)
         # A stored value Python cannot decode (written by SQL) must not fail a whole read.
         conn.adapters.register_loader("json", TolerantJsonLoader)
         conn.adapters.register_loader("jsonb", TolerantJsonbLoader)

@@ -7,6 +7,7 @@ is never half-written. The worker's side (claims, outcomes) is ``AttemptDB``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from uuid import UUID
@@ -21,6 +22,10 @@ from queuer.errors import ConnectionLostError, DatabaseUnreachableError, Encrypt
 from queuer.model.job import Job, JobStatus
 from queuer.model.rows import NewJob
 from queuer.payload.encryption import Keyring
+
+# A new connection to a host that does not answer fails at its first SYN retransmission, a second
+# in: with less time left, a lookup after a lost insert would outlast the call.
+LOOKUP_MIN_SECONDS = 1.0
 
 
 class DuplicateKeyError(Exception):
@@ -180,6 +185,8 @@ class JobDB:
     def _find_after_loss(self, rid: UUID, deadline: float) -> Job | None:
         """After a connection broke mid-insert: the job, if it was committed and the server answers
         within the call's time (``deadline``); None when that cannot be known."""
+        if deadline - time.monotonic() < LOOKUP_MIN_SECONDS:
+            return None  # a host that stopped answering takes longer than that to give up on
         try:
             with self.db.connection(deadline) as conn:
                 cur = conn.cursor(row_factory=dict_row)
