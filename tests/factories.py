@@ -24,8 +24,13 @@ def _queuer() -> Queuer:
         time.sleep(seconds)
         return seconds
 
+    def whoami(seconds: float = 0.0) -> int:
+        time.sleep(seconds)
+        return os.getpid()
+
     q.add_task(greet)
     q.add_task(slow)
+    q.add_task(whoami)
     return q
 
 

@@ -82,10 +82,36 @@ def web(state: CliState, host: str, port: int, read_only: bool, show_encrypted: 
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port.")
 @click.option("--app-dir", default=".", show_default=True,
               help="Directory put first on sys.path, where FACTORY's module is looked up.")
+@click.option("--processes", default="1", show_default=True,
+              help="Worker processes, each calling FACTORY (a number, or 'auto' for one per CPU): Python code on "
+                   "more than one core.")
 def run(factory: str, max_concurrency: int | None, mode: str, restart_on_failure: bool, restart_delay: float,
-        log_level: str, shutdown_on_listener_failure: bool, metrics_port: int | None, app_dir: str) -> None:
+        log_level: str, shutdown_on_listener_failure: bool, metrics_port: int | None, app_dir: str,
+        processes: str) -> None:
     """Run workers from FACTORY (module:function or module.function) until SIGTERM/SIGINT."""
+    from queuer.supervisor.processes import ProcessSupervisor, process_count
     from queuer.supervisor.runner import Supervisor, SupervisorOptions
+
+    try:
+        count = process_count(processes)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--processes") from None
+    if count > 1:
+        if metrics_port is not None:
+            raise click.UsageError("--metrics-port serves one process's worker: with --processes, give each "
+                                   "worker its own exporter, or scrape the queue depth from one `queuer run`")
+        from queuer.config.settings import WorkerSettings
+
+        run_args = [factory, "--mode", mode, "--restart-delay", str(restart_delay), "--log-level", log_level,
+                    "--app-dir", os.path.abspath(app_dir)]
+        if max_concurrency is not None:
+            run_args += ["--max-concurrency", str(max_concurrency)]
+        if restart_on_failure:
+            run_args.append("--restart-on-failure")
+        if shutdown_on_listener_failure:
+            run_args.append("--shutdown-on-listener-failure")
+        raise SystemExit(ProcessSupervisor(run_args, count, WorkerSettings.from_env().shutdown_timeout,
+                                           drain=mode == "drain", log_level=log_level.upper()).run())
 
     # As celery, gunicorn and uvicorn do: the app's own directory first.
     sys.path.insert(0, os.path.abspath(app_dir))

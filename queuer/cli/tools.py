@@ -57,12 +57,13 @@ def demo(jobs: int, concurrency: int) -> None:
 @click.option("--soak-jobs", default=10_000_000, show_default=True,
               help="Jobs through one worker in the soak measurement (--only soak).")
 @click.option("--only", multiple=True, type=click.Choice(["ceiling", "drain", "work", "latency", "processes",
-                                                          "enqueue", "scale", "web", "workflow", "groups", "aging",
-                                                          "soak"]),
+                                                          "enqueue", "scale", "web", "workflow", "groups", "cpu",
+                                                          "aging", "soak"]),
               help="Run only these measurements (repeatable); --only ceiling measures the SQL-only ceiling; "
                    "--only web times the web UI's pages over --scale-rows archived jobs; --only workflow times a "
                    "fan-in over 10,000 jobs against a plain drain of them, and a chain's links; --only groups drains "
-                   "jobs of 10 group keys against the same drain without groups; --only aging (not run "
+                   "jobs of 10 group keys against the same drain without groups; --only cpu runs ~2 ms CPU-bound "
+                   "jobs on 1 worker process and on one per core; --only aging (not run "
                    "by default) drains with a snapshot held open, beside a large archive, and times a prune; "
                    "--only soak (not run by default) runs --soak-jobs through one worker and samples rate, "
                    "memory and the job table's size.")

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from typing import TextIO
 
 from queuer.config.database import DatabaseConfiguration
-from queuer.tools.bench import aging, groups, throughput, web_pages, workflows
+from queuer.tools.bench import aging, cpu, groups, throughput, web_pages, workflows
 from queuer.tools.bench.harness import BenchSettings, Harness, Report
 
 # The server settings of a durable PostgreSQL (its defaults), and of a fast one.
@@ -19,7 +19,7 @@ from queuer.tools.bench.harness import BenchSettings, Harness, Report
 DURABLE_SETTINGS = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 
 MEASUREMENTS = ("ceiling", "drain", "work", "latency", "processes", "enqueue", "scale", "web", "workflow", "groups",
-                "aging", "soak")
+                "cpu", "aging", "soak")
 # Measurements that take long or need much disk: run only when asked for with --only.
 ON_REQUEST = ("aging", "soak")
 
@@ -50,6 +50,8 @@ def measure(bench: Harness, which: set[str]) -> Report:
         workflows.workflows(bench, report)
     if "groups" in which:
         groups.groups(bench, report)
+    if "cpu" in which:
+        cpu.cpu(bench, report)
     if "aging" in which:
         aging.aging(bench, report)
     if "soak" in which:
