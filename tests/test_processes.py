@@ -70,3 +70,36 @@ def test_processes_takes_a_number_or_auto(db_config):
     bad = run_processes(db_config, "--processes", "none")
     output, _ = bad.communicate(timeout=30)
     assert bad.returncode == 2 and "--processes" in output
+
+
+def test_one_metrics_port_sums_every_process(db_config, make_queuer):
+    import urllib.request
+
+    from queuer.config.ports import free_port
+
+    port = free_port()
+    producer = make_queuer()
+    proc = run_processes(db_config, "--processes", "2", "--metrics-port", str(port))
+    try:
+        wait_until(lambda: len(producer.get_workers(status="RUNNING")) == 2, timeout=60, message="2 processes up")
+        rids = producer.add_jobs([BatchJob("whoami", [0.05]) for _ in range(40)])
+        for rid in rids:
+            producer.wait_for_job_finished(rid, 30)
+
+        def scraped() -> str | None:
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            except OSError:
+                return None
+            started = [line for line in text.splitlines() if line.startswith("queuer_jobs_started_total ")]
+            return text if started and float(started[0].split()[1]) >= 40 else None
+
+        text = wait_until(scraped, timeout=20, message="both processes' counters in one scrape")
+        pids = {producer.get_job_ended(rid).result for rid in rids}
+        assert len(pids) == 2  # the 40 jobs ran on both processes, and the one port counts them all
+        assert "queuer_worker_up 1.0" in text
+        assert 'queuer_workers{status="RUNNING"} 2.0' in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=40)
+    assert proc.returncode == 0

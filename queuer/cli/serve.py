@@ -97,9 +97,6 @@ def run(factory: str, max_concurrency: int | None, mode: str, restart_on_failure
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--processes") from None
     if count > 1:
-        if metrics_port is not None:
-            raise click.UsageError("--metrics-port serves one process's worker: with --processes, give each "
-                                   "worker its own exporter, or scrape the queue depth from one `queuer run`")
         from queuer.config.settings import WorkerSettings
 
         run_args = [factory, "--mode", mode, "--restart-delay", str(restart_delay), "--log-level", log_level,
@@ -111,7 +108,8 @@ def run(factory: str, max_concurrency: int | None, mode: str, restart_on_failure
         if shutdown_on_listener_failure:
             run_args.append("--shutdown-on-listener-failure")
         raise SystemExit(ProcessSupervisor(run_args, count, WorkerSettings.from_env().shutdown_timeout,
-                                           drain=mode == "drain", log_level=log_level.upper()).run())
+                                           drain=mode == "drain", log_level=log_level.upper(),
+                                           metrics_port=metrics_port).run())
 
     # As celery, gunicorn and uvicorn do: the app's own directory first.
     sys.path.insert(0, os.path.abspath(app_dir))

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -22,6 +24,8 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from queuer.observability.logs import configure_logging
+from queuer.observability.metrics import MetricsServer
+from queuer.observability.shared_metrics import METRICS_DIR_VARIABLE, read_shared
 
 log = logging.getLogger("queuer.supervisor")
 
@@ -69,13 +73,15 @@ def why(returncode: int) -> str:
 
 class ProcessSupervisor:
     def __init__(self, run_args: Sequence[str], processes: int, shutdown_timeout: float, drain: bool,
-                 log_level: str = "INFO") -> None:
+                 log_level: str = "INFO", metrics_port: int | None = None) -> None:
         # What each process runs: this interpreter's ``queuer run`` with the same options, one process each.
         self.command = [sys.executable, "-m", "queuer", "run", *run_args]
         self.children = [_Child(i) for i in range(processes)]
         self.shutdown_timeout = shutdown_timeout
         self.drain = drain
         self.log_level = log_level
+        self.metrics_port = metrics_port
+        self._metrics_dir: str | None = None
         self._shutdown = threading.Event()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -87,6 +93,13 @@ class ProcessSupervisor:
         configure_logging(self.log_level)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
+        metrics = None
+        if self.metrics_port is not None:
+            # One port for all: each process writes its counters here, the scrape sums them.
+            self._metrics_dir = tempfile.mkdtemp(prefix="queuer-metrics-")
+            folder = self._metrics_dir
+            metrics = MetricsServer(self.metrics_port, lambda: read_shared(folder))
+            metrics.start()
         for child in self.children:
             self._start(child)
         try:
@@ -97,10 +110,16 @@ class ProcessSupervisor:
                     return 0
         finally:
             clean = self._stop_all()
+            if metrics is not None:
+                metrics.stop()
+            if self._metrics_dir is not None:
+                shutil.rmtree(self._metrics_dir, ignore_errors=True)
         return 0 if clean else 1
 
     def _start(self, child: _Child) -> None:
         env = {**os.environ, "QUEUER_WORKER_PROCESS": str(child.index)}
+        if self._metrics_dir is not None:
+            env[METRICS_DIR_VARIABLE] = self._metrics_dir
         child.proc = subprocess.Popen(self.command, env=env)
         child.started = time.monotonic()
         child.restart_at = None

@@ -12,6 +12,7 @@ import asyncio
 import importlib
 import inspect
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from typing import Any, cast
 from queuer.client.queuer import Queuer
 from queuer.observability.logs import configure_logging
 from queuer.observability.metrics import MetricsServer, Scrape
+from queuer.observability.shared_metrics import METRICS_DIR_VARIABLE, ScrapeWriter
 
 log = logging.getLogger("queuer.supervisor.runner")
 
@@ -125,6 +127,10 @@ class Supervisor:
 
             metrics = MetricsServer(self.options.metrics_port, self._scrape)
             metrics.start()
+        shared = os.environ.get(METRICS_DIR_VARIABLE)
+        writer = ScrapeWriter(shared, self._scrape) if shared else None  # one of several worker processes
+        if writer is not None:
+            writer.start()
         try:
             while True:
                 try:
@@ -140,6 +146,8 @@ class Supervisor:
         finally:
             if metrics is not None:
                 metrics.stop()
+            if writer is not None:
+                writer.stop()
 
     def _run_once(self, factory: Callable[..., Any]) -> None:
         with as_queuer(factory()) as q:
