@@ -8,6 +8,7 @@ from queuer import new_queuer, Options, OnError, RetryBackoff, Schedule, BatchJo
 ```
 """
 
+from queuer.client.async_queuer import AsyncQueuer, new_async_queuer
 from queuer.client.factory import new_queuer, new_queuer_with_db
 from queuer.client.queuer import Queuer
 from queuer.client.registry import task, task_with_name
@@ -53,6 +54,7 @@ from queuer.model.workflow import WorkflowInfo, WorkflowJob
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncQueuer",
     "BatchJob",
     "CompletionRefusedError",
     "ConfigurationError",
@@ -91,6 +93,7 @@ __all__ = [
     "WorkflowJob",
     "WorkflowNotFoundError",
     "current_job",
+    "new_async_queuer",
     "new_queuer",
     "new_queuer_with_db",
     "task",

@@ -120,7 +120,7 @@ class JobEvents:
                         waiter.set()
                 kind = _LISTENER_KIND.get(event.kind)
                 if kind and self._listeners[kind]:
-                    job = _event_job(event)
+                    job = event_job(event)
                     calls.extend((fn, job) for fn in self._listeners[kind])
             executor = self._callbacks
         if executor is None:
@@ -132,7 +132,8 @@ class JobEvents:
                 return  # closed meanwhile
 
 
-def _event_job(event: Event) -> Job:
+def event_job(event: Event) -> Job:
+    """A notification as the Job a listener gets: rid, task name and status (the async client's events too)."""
     if event.kind is EventKind.END:
         status, task_name = JobStatus(event.detail or "SUCCEEDED"), event.extra or ""
     elif event.kind is EventKind.CANCEL:

@@ -118,14 +118,7 @@ class Queuer:
         self.db_config = db_config or DatabaseConfiguration.from_env()
         """Where the queue lives (given, or from ``QUEUER_DB_*`` variables)."""
         self.db = Database(self.db_config, name=name)
-        self.db.wait_until_reachable(self.db_config.startup_wait)
-        with self.db.connection() as conn:
-            if not install:
-                _check_installed(conn, self.db_config.schema)
-            else:
-                if self.db_config.with_table_drop:
-                    uninstall(conn, self.db_config.schema)
-                migrate(conn, self.db_config.schema)
+        prepare_schema(self.db, install)
         self.job_db = JobDB(self.db, self.keyring)
         self.attempt_db = AttemptDB(self.db)
         self.worker_db = WorkerDB(self.db)
@@ -726,6 +719,18 @@ def _schedule_or_raise(name: str, schedule: CronSchedule | None) -> CronSchedule
     if schedule is None:
         raise LookupError(f"no schedule named {name!r}")
     return schedule
+
+
+def prepare_schema(db: Database, install: bool) -> None:
+    """Wait for the server, then install or upgrade the schema (``install``) or check that it is current."""
+    db.wait_until_reachable(db.config.startup_wait)
+    with db.connection() as conn:
+        if not install:
+            _check_installed(conn, db.config.schema)
+        else:
+            if db.config.with_table_drop:
+                uninstall(conn, db.config.schema)
+            migrate(conn, db.config.schema)
 
 
 def _check_installed(conn: psycopg.Connection[Any], schema: str) -> None:

@@ -30,8 +30,18 @@ def check_callers_connection(conn: Any) -> psycopg.Connection[Any]:
     return conn
 
 
+def check_callers_async_connection(conn: Any) -> psycopg.AsyncConnection[Any]:
+    """The caller's psycopg AsyncConnection, or a TypeError/ValueError that says what to pass instead."""
+    if not isinstance(conn, psycopg.AsyncConnection):
+        kind = "None" if conn is None else f"{type(conn).__module__}.{type(conn).__name__}"
+        raise TypeError(f"the async add_job_tx needs an open psycopg.AsyncConnection, not {kind}")
+    if conn.closed or conn.broken:
+        raise ValueError("add_job_tx was given a closed connection: enqueue inside an open transaction")
+    return conn
+
+
 @contextmanager
-def on_callers_connection(conn: psycopg.Connection[Any]) -> Iterator[None]:
+def on_callers_connection(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> Iterator[None]:
     """Statements on the caller's connection raise queuer's errors, never the driver's."""
     try:
         yield

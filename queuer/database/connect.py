@@ -10,6 +10,7 @@ line in the server's log instead of one every few milliseconds.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -120,10 +121,7 @@ def open_connection(
     hosts = host_count(kwargs)
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        raise DatabaseUnreachableError(
-            f"cannot connect to PostgreSQL at {describe}: the call's time ran out before a connection "
-            "could be opened (QUEUER_DB_TIMEOUT sets how long a call waits)"
-        )
+        raise _out_of_time(describe)
     while True:
         remaining = deadline - time.monotonic()
         extra: dict[str, Any] = {"connect_timeout": attempt_timeout(remaining, hosts)} if own_connect_timeout else {}
@@ -144,16 +142,10 @@ def open_connection(
                 on_failure(exc)
             advice = refusal(exc)
             if advice is not None:
-                raise ConfigurationError(
-                    f"PostgreSQL at {describe} refused the connection ({first_line(exc)}): {advice}"
-                ) from None
+                raise _refused(describe, exc, advice) from None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise DatabaseUnreachableError(
-                    f"cannot connect to PostgreSQL at {describe}: {first_line(exc)}. Check that the server is "
-                    "running and reachable from here (QUEUER_DB_HOST/PORT or QUEUER_DB_URL); "
-                    "QUEUER_DB_TIMEOUT sets how long a call waits"
-                ) from None
+                raise _unreachable(describe, exc) from None
             time.sleep(min(backoff.next(), remaining))
 
 
@@ -162,3 +154,69 @@ def close_quietly(conn: psycopg.Connection[Any]) -> None:
         conn.close()
     except Exception:
         pass  # it is being dropped anyway
+
+
+async def open_async_connection(
+    kwargs: dict[str, Any],
+    deadline: float,
+    *,
+    describe: str,
+    set_statement: str | None = None,
+    own_connect_timeout: bool = True,
+    own_user_timeout: bool = False,
+    row_factory: Any = None,
+) -> psycopg.AsyncConnection[Any]:
+    """``open_connection`` for asyncio: the same parameters, retries, refusals and errors, never blocking the loop."""
+    backoff = Backoff(first=0.05, ceiling=0.5)
+    hosts = host_count(kwargs)
+    if deadline - time.monotonic() <= 0:
+        raise _out_of_time(describe)
+    while True:
+        remaining = deadline - time.monotonic()
+        extra: dict[str, Any] = {"connect_timeout": attempt_timeout(remaining, hosts)} if own_connect_timeout else {}
+        if own_user_timeout and remaining < MIN_ATTEMPT_SECONDS:
+            extra["tcp_user_timeout"] = max(1, int(remaining * 1000))
+        if row_factory is not None:
+            extra["row_factory"] = row_factory
+        conn: psycopg.AsyncConnection[Any] | None = None
+        try:
+            conn = await psycopg.AsyncConnection.connect(**{**kwargs, **extra}, autocommit=True)
+            if set_statement:
+                await conn.execute(set_statement.encode())
+            return conn
+        except psycopg.Error as exc:
+            if conn is not None:
+                await close_quietly_async(conn)
+            advice = refusal(exc)
+            if advice is not None:
+                raise _refused(describe, exc, advice) from None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _unreachable(describe, exc) from None
+            await asyncio.sleep(min(backoff.next(), remaining))
+
+
+async def close_quietly_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    try:
+        await conn.close()
+    except Exception:
+        pass  # it is being dropped anyway
+
+
+def _out_of_time(describe: str) -> DatabaseUnreachableError:
+    return DatabaseUnreachableError(
+        f"cannot connect to PostgreSQL at {describe}: the call's time ran out before a connection "
+        "could be opened (QUEUER_DB_TIMEOUT sets how long a call waits)"
+    )
+
+
+def _unreachable(describe: str, exc: BaseException) -> DatabaseUnreachableError:
+    return DatabaseUnreachableError(
+        f"cannot connect to PostgreSQL at {describe}: {first_line(exc)}. Check that the server is "
+        "running and reachable from here (QUEUER_DB_HOST/PORT or QUEUER_DB_URL); "
+        "QUEUER_DB_TIMEOUT sets how long a call waits"
+    )
+
+
+def _refused(describe: str, exc: BaseException, advice: str) -> ConfigurationError:
+    return ConfigurationError(f"PostgreSQL at {describe} refused the connection ({first_line(exc)}): {advice}")

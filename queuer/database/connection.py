@@ -32,7 +32,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from queuer.config.database import DatabaseConfiguration
-from queuer.database.connect import first_line, open_connection
+from queuer.database.connect import first_line, open_async_connection, open_connection
 from queuer.database.params import HOT_PATH_SETTINGS, NetworkTimeouts, UserParameters
 from queuer.database.pool import ConnectionPool
 from queuer.database.statements import Queries
@@ -78,6 +78,38 @@ class _Opener:
         conn.adapters.register_loader("json", TolerantJsonLoader)
         conn.adapters.register_loader("jsonb", TolerantJsonbLoader)
         return conn
+
+    async def open_async(self, deadline: float, describe: str, application_name: str,
+                         row_factory: Any = dict_row) -> psycopg.AsyncConnection[Any]:
+        """``open`` for asyncio: the same parameters and settings, on an AsyncConnection."""
+        kwargs = dict(self.kwargs)
+        if self.own_application_name:
+            kwargs["application_name"] = application_name[:63]
+        conn = await open_async_connection(
+            kwargs, deadline, describe=describe, set_statement=self.set_statement,
+            own_connect_timeout=self.own_connect_timeout, own_user_timeout=self.socket_timeout_ms is not None,
+            row_factory=row_factory)
+        conn.adapters.register_loader("json", TolerantJsonLoader)
+        conn.adapters.register_loader("jsonb", TolerantJsonbLoader)
+        return conn
+
+
+def queuer_error(exc: BaseException, broken: bool, describe: str) -> Exception | None:
+    """The QueuerError a statement's psycopg error stands for (None: raise it as it is).
+
+    ``broken``: the connection is closed or broken now. Shared by the sync and the async pool.
+    """
+    if isinstance(exc, (psycopg.errors.DuplicatePreparedStatement, psycopg.errors.InvalidSqlStatementName,
+                        psycopg.errors.ProtocolViolation)):
+        if isinstance(exc, psycopg.errors.ProtocolViolation) and "prepared statement" not in str(exc):
+            return None
+        return ConfigurationError(
+            f"a prepared statement went missing or changed between statements ({first_line(exc)}): a "
+            "transaction pooler (PgBouncer pool_mode=transaction) is in between; set QUEUER_DB_POOLER=transaction"
+        )
+    if isinstance(exc, psycopg.OperationalError) and broken:
+        return ConnectionLostError(f"lost the connection to PostgreSQL at {describe}: {first_line(exc)}")
+    return None
 
 
 class Database:
@@ -166,24 +198,11 @@ class Database:
         conn = pool.borrow(self.deadline() if deadline is None else deadline)
         try:
             yield conn
-        except (psycopg.errors.DuplicatePreparedStatement, psycopg.errors.InvalidSqlStatementName,
-                psycopg.errors.ProtocolViolation) as exc:
+        except BaseException as exc:
             pool.give_back(conn)
-            if isinstance(exc, psycopg.errors.ProtocolViolation) and "prepared statement" not in str(exc):
-                raise
-            raise ConfigurationError(
-                f"a prepared statement went missing or changed between statements ({first_line(exc)}): a "
-                "transaction pooler (PgBouncer pool_mode=transaction) is in between; set QUEUER_DB_POOLER=transaction"
-            ) from exc
-        except psycopg.OperationalError as exc:
-            pool.give_back(conn)
-            if conn.broken or conn.closed:
-                raise ConnectionLostError(
-                    f"lost the connection to PostgreSQL at {self.config.describe()}: {first_line(exc)}"
-                ) from exc
-            raise
-        except BaseException:
-            pool.give_back(conn)
+            translated = queuer_error(exc, conn.broken or conn.closed, self.config.describe())
+            if translated is not None:
+                raise translated from exc
             raise
         pool.give_back(conn)
 
@@ -196,6 +215,20 @@ class Database:
             )
         return self._session.open(self.deadline() if deadline is None else deadline,
                                   self.config.describe(), self._application_name("session"))
+
+    async def connect_async(self, deadline: float) -> psycopg.AsyncConnection[Any]:
+        """An asyncio connection opened exactly as the pool's are (the async client's pool)."""
+        return await self._pooled.open_async(deadline, self.config.describe(), self._application_name("async"))
+
+    async def connect_session_async(self, deadline: float | None = None) -> psycopg.AsyncConnection[Any]:
+        """``connect_session`` for asyncio (the async client's LISTEN)."""
+        if self._session is None:
+            raise ConfigurationError(
+                "no session connection can be had behind a transaction pooler: set QUEUER_DB_DIRECT_URL "
+                "to a direct (or session-pooled) URL for LISTEN"
+            )
+        return await self._session.open_async(self.deadline() if deadline is None else deadline,
+                                              self.config.describe(), self._application_name("async-session"))
 
     def _open_pooled(self, deadline: float) -> psycopg.Connection[Any]:
         return self._pooled.open(deadline, self.config.describe(), self._application_name(self.role))

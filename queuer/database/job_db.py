@@ -44,47 +44,12 @@ class JobDB:
 
     def open_row(self, row: dict[str, Any]) -> Job:
         """A Job from a row, its encrypted payloads opened when a configured key can."""
-        job = Job.from_row(row)
-        arguments, results = row.get("arguments_enc"), row.get("results_enc")
-        if arguments is None and results is None:
-            return job
-        if self.keyring is None:
-            job.encrypted = True
-            return job
-        try:
-            if arguments is not None:
-                job.parameters, job.parameters_keyed = self.keyring.open_arguments(arguments, job.origin_rid or job.rid)
-            if results is not None:
-                job.result = self.keyring.open_results(results, job.rid)
-        except EncryptionError:
-            job.encrypted = True
-        return job
+        return open_job_row(row, self.keyring)
 
     # -- producing ------------------------------------------------------------
 
     def _insert_params(self, job: NewJob) -> dict[str, Any]:
-        scheduled_at = job.scheduled_at
-        return {
-            "rid": job.rid,
-            "task_name": job.task_name,
-            "parameters": job.parameters,
-            "parameters_keyed": job.parameters_keyed,
-            "options": job.options,
-            "priority": job.priority,
-            "scheduled_at": scheduled_at,
-            "delay_seconds": job.delay_seconds,
-            "max_attempts": job.max_attempts,
-            "timeout_seconds": job.timeout_seconds,
-            "unique_key": job.unique_key,
-            "serial_key": job.serial_key,
-            "group_key": job.group_key,
-            "arguments_enc": job.arguments_enc,
-            "origin_rid": job.origin_rid,
-            "schedule_count": job.schedule_count,
-            "crash_budget": job.crash_budget,
-            "unique_for": job.unique_for_seconds,
-            "channel": self.db.channel,
-        }
+        return insert_params(job, self.db.channel)
 
     def insert_job(self, job: NewJob, conn: psycopg.Connection[Any] | None = None) -> Job:
         """Insert one job (and NOTIFY) in one statement; on ``conn`` when given (transactional)."""
@@ -97,7 +62,7 @@ class JobDB:
                 found = self._find_after_loss(job.rid, deadline)
                 if found is not None:
                     return found
-                raise JobOutcomeUnknownError(_outcome_unknown(job.rid, 1), job.rid) from exc
+                raise JobOutcomeUnknownError(outcome_unknown(job.rid, 1), job.rid) from exc
         return self._insert_job(job, _our_cursor(conn))
 
     def _insert_job(self, job: NewJob, cur: psycopg.Cursor[dict[str, Any]]) -> Job:
@@ -141,7 +106,7 @@ class JobDB:
                     raise JobOutcomeUnknownError(
                         "the connection broke after the batch was committed, before its rids came back: "
                         "every job of it exists; read them with get_jobs", first[0]) from exc
-                raise JobOutcomeUnknownError(_outcome_unknown(first[0] if first else None, 2),
+                raise JobOutcomeUnknownError(outcome_unknown(first[0] if first else None, 2),
                                              first[0] if first else None) from exc
         if unique_keys:
             jobs = list(jobs)
@@ -239,7 +204,51 @@ class JobDB:
         return [self.open_row(r) for r in rows]
 
 
-def _outcome_unknown(rid: UUID | None, count: int) -> str:
+def open_job_row(row: dict[str, Any], keyring: Keyring | None) -> Job:
+    """A Job from a row, its encrypted payloads opened when ``keyring`` can (the sync and async clients' reader)."""
+    job = Job.from_row(row)
+    arguments, results = row.get("arguments_enc"), row.get("results_enc")
+    if arguments is None and results is None:
+        return job
+    if keyring is None:
+        job.encrypted = True
+        return job
+    try:
+        if arguments is not None:
+            job.parameters, job.parameters_keyed = keyring.open_arguments(arguments, job.origin_rid or job.rid)
+        if results is not None:
+            job.result = keyring.open_results(results, job.rid)
+    except EncryptionError:
+        job.encrypted = True
+    return job
+
+
+def insert_params(job: NewJob, channel: str) -> dict[str, Any]:
+    """The parameters of ``insert_job`` / ``insert_job_replace`` for one job (NOTIFY on ``channel``)."""
+    return {
+        "rid": job.rid,
+        "task_name": job.task_name,
+        "parameters": job.parameters,
+        "parameters_keyed": job.parameters_keyed,
+        "options": job.options,
+        "priority": job.priority,
+        "scheduled_at": job.scheduled_at,
+        "delay_seconds": job.delay_seconds,
+        "max_attempts": job.max_attempts,
+        "timeout_seconds": job.timeout_seconds,
+        "unique_key": job.unique_key,
+        "serial_key": job.serial_key,
+        "group_key": job.group_key,
+        "arguments_enc": job.arguments_enc,
+        "origin_rid": job.origin_rid,
+        "schedule_count": job.schedule_count,
+        "crash_budget": job.crash_budget,
+        "unique_for": job.unique_for_seconds,
+        "channel": channel,
+    }
+
+
+def outcome_unknown(rid: UUID | None, count: int) -> str:
     what = f"job {rid}" if count == 1 else "the batch"
     return (f"the connection broke while {what} was being added and the server could not be asked "
             f"afterwards: it may or may not exist. Check with get_job({rid!s}) once the database is back, "
