@@ -367,11 +367,13 @@ class AsyncQueuer:
                 self._listener.waiters.pop(str(rid), None)
 
     def events(self) -> JobEventStream:
-        """Job events as they happen, from LISTEN on the schema's channel::
+        """Job events as they happen, from LISTEN on the schema's channel:
 
-            async with aq.events() as events:   # listening from here on
-                async for event in events:
-                    print(event.kind, event.job.rid, event.job.status)
+        ```python
+        async with aq.events() as events:   # listening from here on
+            async for event in events:
+                print(event.kind, event.job.rid, event.job.status)
+        ```
 
         ``async for event in aq.events()`` works too (listening from its first step). Events sent
         while the LISTEN connection was down are not replayed.
