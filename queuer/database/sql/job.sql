@@ -214,15 +214,18 @@ WITH RECURSIVE keys (group_key) AS (
     FROM groups AS g
     LEFT JOIN {schema}.group_rate AS r ON r.task_name = %(task_name)s AND r.group_key = g.group_key
     WHERE %(group_rate)s::double precision IS NOT NULL
+), running AS (
+    -- What runs of each group, in one pass over the task's running jobs.
+    SELECT r.group_key, count(*) AS n FROM {schema}.job AS r
+    WHERE r.task_name = %(task_name)s AND r.status = 'RUNNING' AND %(group_limit)s::integer IS NOT NULL
+    GROUP BY r.group_key
 ), room AS (
     SELECT g.group_key,
-           least(coalesce(%(group_limit)s::integer - (
-                     SELECT count(*) FROM {schema}.job AS r
-                     WHERE r.task_name = %(task_name)s AND r.status = 'RUNNING' AND r.group_key = g.group_key),
-                 %(limit)s),
-                 coalesce(floor((SELECT t.tokens FROM tokens AS t WHERE t.group_key = g.group_key)),
-                          %(limit)s)) AS room
+           least(coalesce(%(group_limit)s::integer - coalesce(running.n, 0), %(limit)s),
+                 coalesce(floor(tokens.tokens), %(limit)s)) AS room
     FROM groups AS g
+    LEFT JOIN running ON running.group_key = g.group_key
+    LEFT JOIN tokens ON tokens.group_key = g.group_key
 ), share AS (
     -- A first round: every group gets an equal share of the batch.
     SELECT ceil(%(limit)s::numeric / greatest(1, count(*)))::integer AS n FROM room WHERE room > 0
