@@ -265,11 +265,10 @@ class AsyncQueuer:
                 await copy.write(chunk)
         if not rids:
             return
-        if unkeyed:  # jobs of a task claimed by group always have a key ('' when none was given)
-            grouped = await (await cur.execute(q.grouped_tasks_among, {"task_names": sorted(unkeyed)})).fetchone()
-            if grouped and grouped["names"]:
-                await cur.execute(q.key_grouped_jobs, {"rids": rids, "task_names": grouped["names"]})
-        await cur.execute(q.notify_inserted_tasks, {"channel": self._channel, "task_names": sorted(task_names)})
+        notified = await (await cur.execute(q.notify_inserted_tasks, {
+            "channel": self._channel, "task_names": sorted(task_names), "unkeyed": sorted(unkeyed)})).fetchone()
+        if notified and notified["grouped"]:  # jobs of a task claimed by group always have a key
+            await cur.execute(q.key_grouped_jobs, {"rids": rids, "task_names": notified["grouped"]})
 
     async def _find_after_loss(self, rid: UUID, deadline: float) -> Job | None:
         """After a connection broke mid-insert: the job, if it was committed and the server answers in time."""

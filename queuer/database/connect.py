@@ -118,20 +118,13 @@ def open_connection(
     ``on_failure`` hears of every failed attempt (the pool reports the last one).
     """
     backoff = Backoff(first=0.05, ceiling=0.5)
-    hosts = host_count(kwargs)
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
+    if deadline - time.monotonic() <= 0:
         raise _out_of_time(describe)
     while True:
-        remaining = deadline - time.monotonic()
-        extra: dict[str, Any] = {"connect_timeout": attempt_timeout(remaining, hosts)} if own_connect_timeout else {}
-        if own_user_timeout and remaining < MIN_ATTEMPT_SECONDS:
-            extra["tcp_user_timeout"] = max(1, int(remaining * 1000))
-        if row_factory is not None:
-            extra["row_factory"] = row_factory
         conn: psycopg.Connection[Any] | None = None
         try:
-            conn = psycopg.connect(**{**kwargs, **extra}, autocommit=True)
+            conn = psycopg.connect(**_attempt_params(kwargs, deadline, own_connect_timeout, own_user_timeout,
+                                                     row_factory), autocommit=True)
             if set_statement:
                 conn.execute(set_statement.encode())
             return conn
@@ -140,13 +133,7 @@ def open_connection(
                 close_quietly(conn)
             if on_failure is not None:
                 on_failure(exc)
-            advice = refusal(exc)
-            if advice is not None:
-                raise _refused(describe, exc, advice) from None
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _unreachable(describe, exc) from None
-            time.sleep(min(backoff.next(), remaining))
+            time.sleep(_wait_after(exc, describe, deadline, backoff))
 
 
 def close_quietly(conn: psycopg.Connection[Any]) -> None:
@@ -168,32 +155,20 @@ async def open_async_connection(
 ) -> psycopg.AsyncConnection[Any]:
     """``open_connection`` for asyncio: the same parameters, retries, refusals and errors, never blocking the loop."""
     backoff = Backoff(first=0.05, ceiling=0.5)
-    hosts = host_count(kwargs)
     if deadline - time.monotonic() <= 0:
         raise _out_of_time(describe)
     while True:
-        remaining = deadline - time.monotonic()
-        extra: dict[str, Any] = {"connect_timeout": attempt_timeout(remaining, hosts)} if own_connect_timeout else {}
-        if own_user_timeout and remaining < MIN_ATTEMPT_SECONDS:
-            extra["tcp_user_timeout"] = max(1, int(remaining * 1000))
-        if row_factory is not None:
-            extra["row_factory"] = row_factory
         conn: psycopg.AsyncConnection[Any] | None = None
         try:
-            conn = await psycopg.AsyncConnection.connect(**{**kwargs, **extra}, autocommit=True)
+            conn = await psycopg.AsyncConnection.connect(
+                **_attempt_params(kwargs, deadline, own_connect_timeout, own_user_timeout, row_factory), autocommit=True)
             if set_statement:
                 await conn.execute(set_statement.encode())
             return conn
         except psycopg.Error as exc:
             if conn is not None:
                 await close_quietly_async(conn)
-            advice = refusal(exc)
-            if advice is not None:
-                raise _refused(describe, exc, advice) from None
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _unreachable(describe, exc) from None
-            await asyncio.sleep(min(backoff.next(), remaining))
+            await asyncio.sleep(_wait_after(exc, describe, deadline, backoff))
 
 
 async def close_quietly_async(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -201,6 +176,31 @@ async def close_quietly_async(conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.close()
     except Exception:
         pass  # it is being dropped anyway
+
+
+def _attempt_params(kwargs: dict[str, Any], deadline: float, own_connect_timeout: bool, own_user_timeout: bool,
+                    row_factory: Any) -> dict[str, Any]:
+    """The user's parameters, and ours for one attempt made now (see ``open_connection``)."""
+    remaining = deadline - time.monotonic()
+    params = dict(kwargs)
+    if own_connect_timeout:
+        params["connect_timeout"] = attempt_timeout(remaining, host_count(kwargs))
+    if own_user_timeout and remaining < MIN_ATTEMPT_SECONDS:
+        params["tcp_user_timeout"] = max(1, int(remaining * 1000))
+    if row_factory is not None:
+        params["row_factory"] = row_factory
+    return params
+
+
+def _wait_after(exc: psycopg.Error, describe: str, deadline: float, backoff: Backoff) -> float:
+    """How long to wait before the next attempt; raises when waiting cannot help or the time is up."""
+    advice = refusal(exc)
+    if advice is not None:
+        raise _refused(describe, exc, advice) from None
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise _unreachable(describe, exc) from None
+    return min(backoff.next(), remaining)
 
 
 def _out_of_time(describe: str) -> DatabaseUnreachableError:

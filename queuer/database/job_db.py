@@ -124,13 +124,12 @@ class JobDB:
                     copy.write(chunk)
             if not rids:
                 return rids
-            if unkeyed:  # jobs of a task claimed by group always have a key ('' when none was given)
-                grouped = cur.execute(self.q.grouped_tasks_among, {"task_names": sorted(unkeyed)}).fetchone()
-                if grouped and grouped["names"]:
-                    cur.execute(self.q.key_grouped_jobs, {"rids": rids, "task_names": grouped["names"]})
             if then is not None:
                 then(cur, rids)
-            cur.execute(self.q.notify_inserted_tasks, {"channel": self.db.channel, "task_names": sorted(task_names)})
+            notified = cur.execute(self.q.notify_inserted_tasks, {
+                "channel": self.db.channel, "task_names": sorted(task_names), "unkeyed": sorted(unkeyed)}).fetchone()
+            if notified and notified["grouped"]:  # jobs of a task claimed by group always have a key
+                cur.execute(self.q.key_grouped_jobs, {"rids": rids, "task_names": notified["grouped"]})
         return rids
 
     # -- managing -------------------------------------------------------------

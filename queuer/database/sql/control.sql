@@ -42,10 +42,6 @@ UPDATE {schema}.job SET group_key = ''
 WHERE task_name IN (SELECT task_name FROM marked) AND group_key IS NULL
   AND status IN ('QUEUED', 'SCHEDULED', 'WAITING')
 
--- name: grouped_tasks_among
-SELECT coalesce(array_agg(task_name), '{}') AS names
-FROM {schema}.task_control WHERE grouped AND task_name = ANY(%(task_names)s::text[])
-
 -- name: key_grouped_jobs
 -- Jobs just added by COPY to tasks claimed by group, without a key: the key ''.
 UPDATE {schema}.job SET group_key = ''

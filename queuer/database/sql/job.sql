@@ -77,11 +77,16 @@ ORDER BY ended_at DESC LIMIT 1;
 
 -- name: notify_inserted_tasks
 -- After a COPY: notifications naming the tasks that got new jobs (chunked: a batch may
--- name many tasks).
+-- name many tasks); and which tasks of jobs added without a group key are claimed by
+-- group (their jobs then get the key '': key_grouped_jobs), in the same round trip.
 WITH items AS (
     SELECT json_build_array('insert', NULL, t) AS item FROM unnest(%(task_names)s::text[]) AS t
+), notified AS (
+    {notify_items}
 )
-{notify_items};
+SELECT (SELECT count(*) FROM notified) AS notified,
+       (SELECT coalesce(array_agg(task_name), '{}') FROM {schema}.task_control
+        WHERE grouped AND task_name = ANY(%(unkeyed)s::text[])) AS grouped;
 
 -- name: _claimable
 -- What makes a row of job (as c) claimable by this worker: shared by the claims below.
