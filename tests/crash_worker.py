@@ -1,10 +1,12 @@
 """A worker process with default settings, for the crash tests.
 
-Usage: crash_worker.py [--concurrency N]
+Usage: crash_worker.py [--concurrency N] [--also NAME ...]
 No OnError and default WorkerSettings: what a new user gets. Every task
 appends "<rid> <wall time> <pid>" to the file named by QUEUER_TEST_STARTS
 when it starts (one write per line, so a SIGKILL loses nothing written), and
-prints "STARTED <rid> <wall time>". Prints "READY <worker rid>" once claiming.
+prints "STARTED <rid> <wall time> <pid>". Prints "READY <worker rid>" once
+claiming. ``--also NAME`` registers ``work`` under NAME too (a task only this
+worker runs).
 """
 
 from __future__ import annotations
@@ -62,12 +64,15 @@ def gil_hog(seconds: float) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--also", action="append", default=[])
     args = parser.parse_args()
     logging.basicConfig(level=os.environ.get("QUEUER_TEST_LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(process)d %(threadName)s %(name)s %(levelname)s %(message)s")
     q = new_queuer(f"crash-worker-{os.getpid()}", args.concurrency)
     for fn in (work, poison, gil_hog):
         q.add_task(fn)
+    for name in args.also:
+        q.add_task_with_name(work, name)
     q.install_signal_handlers()
     q.start()
     print(f"READY {q.worker.rid}", flush=True)

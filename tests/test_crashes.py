@@ -6,6 +6,7 @@ what a new user gets. The processes are tests/crash_worker.py.
 
 from __future__ import annotations
 
+import os
 import signal
 import statistics
 import subprocess
@@ -28,12 +29,13 @@ class Workers:
     """Worker processes, their output lines, and a supervisor that restarts the dead ones."""
 
     def __init__(self, db_config, starts: Path, n: int, concurrency: int = 8, supervise: bool = True,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, also: tuple[str, ...] = ()) -> None:
         self.env = {**db_env(db_config), "QUEUER_TEST_STARTS": str(starts)}
         if env:
             self.env = {k: v for k, v in self.env.items() if not k.startswith("QUEUER_DB_")}
             self.env.update(env, QUEUER_DB_SCHEMA=db_config.schema)
         self.concurrency = concurrency
+        self.also = also
         self.lines: list[tuple[float, int, str]] = []  # (wall time, pid, line)
         self._lock = threading.Lock()
         self.procs = [self._spawn() for _ in range(n)]
@@ -43,9 +45,11 @@ class Workers:
         self._supervisor = threading.Thread(target=self._supervise, daemon=True)
         self._supervisor.start()
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
+    def _spawn(self, also: tuple[str, ...] | None = None) -> subprocess.Popen[bytes]:
+        extra = [arg for name in (self.also if also is None else also) for arg in ("--also", name)]
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "tests" / "crash_worker.py"), "--concurrency", str(self.concurrency)],
+            [sys.executable, str(ROOT / "tests" / "crash_worker.py"), "--concurrency", str(self.concurrency),
+             *extra],
             env=self.env, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         threading.Thread(target=self._read, args=(proc,), daemon=True).start()
@@ -75,10 +79,21 @@ class Workers:
             return [line for _, p, line in self.lines if p == pid and line.startswith(prefix)]
 
     def started(self, rid) -> list[tuple[float, int]]:
-        """(wall time, pid) of each start of job ``rid``."""
+        """(wall time, worker pid) of each start of job ``rid``."""
+        return [(at, worker) for at, worker, _ in self.started_in(rid)]
+
+    def started_in(self, rid) -> list[tuple[float, int, int]]:
+        """(wall time, worker pid, pid of the process the task ran in) of each start of job ``rid``."""
         with self._lock:
-            return [(float(line.split()[2]), p) for _, p, line in self.lines
+            return [(float(line.split()[2]), p, int(line.split()[3])) for _, p, line in self.lines
                     if line.startswith("STARTED ") and line.split()[1] == str(rid)]
+
+    def add(self, also: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+        """One more worker, with ``also`` as its extra task names; not supervised."""
+        proc = self._spawn(also)
+        self.procs.append(proc)
+        wait_until(lambda: self.said(proc.pid, "READY"), timeout=30, message="the new worker READY")
+        return proc
 
     def kill(self, index: int) -> float:
         at = time.time()
@@ -160,12 +175,62 @@ def test_a_poison_job_ends_failed_after_the_crash_budget_and_the_rest_succeed(ma
     finally:
         workers.close()
     assert done.status == JobStatus.FAILED
-    assert "killed its worker 5 times" in done.error and done.crashes == 5
+    assert "crashed 5 times while it ran alone" in done.error and done.crashes == 5
     # Charged to nobody: the first crash (its start was not recorded) and the second (it ran
-    # beside other jobs, so it became a suspect); then five crashes while it ran alone.
+    # beside other jobs, so it became a suspect); then five crashes of the process it ran in alone.
     assert starts_by_rid(starts)[str(poison.rid)] == 7
     outcomes = ended(db_config)
     assert [outcomes.get(str(r)) for r in rids if outcomes.get(str(r), ("?",))[0] != "SUCCEEDED"] == []
+
+
+def test_suspects_start_as_soon_as_a_thread_is_free_each_in_a_process_of_its_own(make_queuer, db_config, tmp_path):
+    producer = make_queuer()
+    for name in ("victim", "hold_a", "hold_b"):
+        producer.add_task_with_name(lambda i, seconds=0.05: i, name)
+    workers = Workers(db_config, tmp_path / "starts", 1, concurrency=4, supervise=False, also=("victim",))
+    try:
+        workers.ready()
+        victims = [producer.add_job("victim", i, seconds=120).rid for i in range(4)]
+        wait_until(lambda: all(workers.started(rid) for rid in victims), timeout=20, message="4 victims started")
+        # Their worker dies: they run again on the next one, which records their starts.
+        workers.add(("victim",))
+        workers.kill(0)
+        wait_until(lambda: all(len(workers.started(rid)) == 2 for rid in victims), timeout=20,
+                   message="the victims started again")
+        # Two workers, each busy with one long job: 6 threads free, and no worker idle.
+        busy = [workers.add(("victim", "hold_a")), workers.add(("victim", "hold_b"))]
+        holds = [producer.add_job(name, 0, seconds=300).rid for name in ("hold_a", "hold_b")]
+        wait_until(lambda: all(workers.started(rid) for rid in holds), timeout=20, message="the long jobs started")
+        # The victims' second worker dies too, while they ran beside each other: suspects, all four.
+        killed_at = workers.kill(1)
+        third = wait_until(lambda: [workers.started_in(rid)[2] for rid in victims] if all(
+            len(workers.started_in(rid)) >= 3 for rid in victims) else None, timeout=20,
+            message="every suspect started")
+        delays = [at - killed_at for at, _worker, _pid in third]
+        print(f"\n4 suspects beside 2 busy workers: started {', '.join(f'{d:.2f}' for d in delays)} s after the kill")
+        assert max(delays) < 2.0, delays
+        for _at, worker, pid in third:
+            assert worker in {p.pid for p in busy} and pid != worker, "a suspect runs in a process of its own"
+        assert count(db_config, "SELECT count(*) FROM {schema}.job WHERE suspect AND status = 'RUNNING'") == 4
+        # A cancel kills a suspect's process.
+        for rid in victims:
+            producer.cancel_job(rid)
+        children = [pid for _at, _worker, pid in third]
+
+        def gone(pid: int) -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        wait_until(lambda: all(gone(pid) for pid in children), timeout=5, message="the suspects' processes gone")
+        assert all(p.poll() is None for p in busy), "the workers go on"
+        for rid in holds:
+            producer.cancel_job(rid)
+    finally:
+        workers.close()
+    assert {producer.get_job_ended(rid).status for rid in victims} == {JobStatus.CANCELLED}
 
 
 def test_a_killed_workers_job_runs_again_elsewhere_within_2_seconds(make_queuer, db_config, tmp_path):

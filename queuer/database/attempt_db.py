@@ -45,7 +45,7 @@ class AttemptDB:
     ) -> list[ClaimedJob]:
         """Claim up to ``limit`` jobs of these tasks for a new attempt each, in claim order.
 
-        ``suspects=True`` claims only suspects (jobs to run alone), else only the others.
+        ``suspects=True`` claims only suspects (jobs to run in a process of their own), else only the others.
         ``after``: start after this job in claim order (see claim_jobs_after) instead of at the start.
         """
         if conn is None:
@@ -168,8 +168,10 @@ class AttemptDB:
         row = self.db.execute_one(self.q.has_due_jobs, {"task_names": list(task_names)})
         return bool(row and row["due"])
 
-    def seconds_until_next_due(self, task_names: Sequence[str]) -> float | None:
-        row = self.db.execute_one(self.q.next_due_in, {"task_names": list(task_names)})
+    def seconds_until_next_due(self, task_names: Sequence[str], suspects: bool = False) -> float | None:
+        """Seconds until the next scheduled job (or suspect, due or not) of these tasks is due; None: none."""
+        statement = self.q.next_suspect_due_in if suspects else self.q.next_due_in
+        row = self.db.execute_one(statement, {"task_names": list(task_names)})
         value = row["wait_seconds"] if row else None
         return None if value is None else max(0.0, float(value))
 
@@ -208,12 +210,19 @@ class AttemptDB:
             row = conn.execute(self.q.release_jobs, params).fetchone()
         return int(row["released"]) if row else 0
 
-    def confirm_start(self, worker_rid: UUID, job_id: int, attempt: int, alone: bool) -> bool:
+    def confirm_start(self, worker_rid: UUID, job_id: int, attempt: int) -> bool:
         """Record that a rescued job starts now; False when this worker no longer holds it."""
         with self.db.connection() as conn:
             row = conn.execute(self.q.confirm_start, {
-                "id": job_id, "attempt": attempt, "worker_rid": worker_rid, "alone": alone}).fetchone()
+                "id": job_id, "attempt": attempt, "worker_rid": worker_rid}).fetchone()
         return row is not None
+
+    def charge_crash(self, worker_rid: UUID, job_id: int, attempt: int, cause: str) -> tuple[int, int]:
+        """Charge a crash to a job whose attempt crashed the process it ran in alone: (requeued, failed),
+        (0, 0) when this attempt no longer holds the job."""
+        row = self.db.execute_one(self.q.charge_crash, {
+            "id": job_id, "attempt": attempt, "worker_rid": worker_rid, "cause": cause, "channel": self.db.channel})
+        return (int(row["requeued"]), int(row["failed"])) if row else (0, 0)
 
     def requeue_abandoned(self, worker_rid: UUID, attempts: Iterable[tuple[int, int]]) -> int:
         """Put back attempts this worker gives up on while they run (charged a crash each)."""

@@ -95,6 +95,7 @@ class OutcomeStatus(str, Enum):
     CANCELLED = "CANCELLED"
     RETRY = "RETRY"  # failed, with a retry left: the job is scheduled again
     SNOOZE = "SNOOZE"  # the task asked to run again later: scheduled again, no retry spent
+    CRASHED = "CRASHED"  # the process it ran in alone died: a crash charged to the job (never batched)
 
     # The string's own hash, in C: outcomes are counted by status on the hot path.
     __hash__ = str.__hash__
@@ -102,6 +103,7 @@ class OutcomeStatus(str, Enum):
 
 # Plain names for the hot path (reading an Enum member costs a descriptor call).
 SUCCEEDED, FAILED, RETRY, SNOOZE = OutcomeStatus.SUCCEEDED, OutcomeStatus.FAILED, OutcomeStatus.RETRY, OutcomeStatus.SNOOZE
+CRASHED = OutcomeStatus.CRASHED
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,6 @@ class Attempt:
     context: JobContext
     on_error: OnError | None
     state: AttemptState = BUFFERED
-    alone: bool = False  # a suspect: nothing else runs on this worker meanwhile
+    isolated: bool = False  # a suspect: it runs in a process of its own (see isolation.py)
     deadline: float | None = None  # time.monotonic() after which it times out
     thread_busy: bool = False

@@ -21,7 +21,7 @@ from uuid import UUID
 
 from queuer.model.context import JobContext, JobServices
 from queuer.model.options import OnError
-from queuer.model.rows import ClaimedJob, Outcome, OutcomeStatus
+from queuer.model.rows import CRASHED, ClaimedJob, Outcome, OutcomeStatus
 from queuer.observability.metrics import RunTimes
 from queuer.runtime.attempt import BUFFERED, ENDED, RUNNING, Attempt
 from queuer.runtime.executor import Executor
@@ -41,15 +41,19 @@ class Dispatcher:
         on_capacity: Callable[[], None],
         default_on_error: OnError | None,
         resources: Mapping[str, Any],
-        confirm_start: Callable[[int, int, bool], bool] | None = None,
+        confirm_start: Callable[[int, int], bool] | None = None,
         threads: bool = True,
         services: JobServices | None = None,
+        on_crash: Callable[[Outcome], None] | None = None,
     ) -> None:
         self.executor = executor
         self.max_concurrency = max_concurrency
         self.sizer = PrefetchSizer(max_concurrency, prefetch)
         self._on_outcome = on_outcome
         self._on_capacity = on_capacity
+        # An isolated attempt's process died: the crash is charged at once (isolated
+        # attempts are submitted only where this is given).
+        self._on_crash = on_crash
         self.default_on_error = default_on_error
         self.resources = resources
         self._confirm_start = confirm_start
@@ -62,7 +66,6 @@ class Dispatcher:
         self._buffer: queue.SimpleQueue[Attempt | None] = queue.SimpleQueue()
         self._attempts: dict[int, Attempt] = {}  # job id -> attempt, buffered or running
         self._busy_threads = 0
-        self._alone = 0  # attempts of suspects held here: while any, nothing else is claimed
         self.run_times = RunTimes()
         self.started_total = 0  # attempts begun on a job thread (claims that were released are not)
         self.accepting = True
@@ -81,18 +84,11 @@ class Dispatcher:
     def capacity(self) -> int:
         """How many more attempts this worker can take (free threads + prefetch)."""
         with self._lock:
-            if self._alone:
-                return 0  # a suspect runs alone
             return self.max_concurrency + self.sizer.target - self._buffer.qsize() - self._busy_threads
 
     def worth_claiming(self) -> int:
         """The smallest claim worth a round trip: half the buffer, so claims come in batches."""
         return max(1, self.sizer.target // 2)
-
-    def idle(self) -> bool:
-        """Nothing buffered and nothing running: a suspect may be claimed to run alone."""
-        with self._lock:
-            return not self._attempts and self._busy_threads == 0
 
     def busy(self) -> int:
         with self._lock:
@@ -110,7 +106,10 @@ class Dispatcher:
 
     # -- intake -----------------------------------------------------------------
 
-    def submit(self, jobs: list[ClaimedJob], alone: bool = False) -> None:
+    def submit(self, jobs: list[ClaimedJob], isolated: bool = False) -> None:
+        """Buffer claimed jobs for the job threads; ``isolated``: each runs in a process of its own."""
+        if isolated and self._on_crash is None:
+            raise ValueError("isolated attempts need on_crash: their crashes are charged by it")
         attempts = []
         for job in jobs:
             try:
@@ -134,11 +133,10 @@ class Dispatcher:
                 steps=job.steps,
                 services=self.services,
             )
-            attempts.append(Attempt(job, ctx, on_error, alone=alone))
+            attempts.append(Attempt(job, ctx, on_error, isolated=isolated))
         with self._lock:
             for attempt in attempts:
                 self._attempts[attempt.job.id] = attempt
-                self._alone += attempt.alone
         for attempt in attempts:
             self._buffer.put(attempt)
 
@@ -205,15 +203,15 @@ class Dispatcher:
 
     def _forget(self, attempt: Attempt) -> None:
         """Drop an attempt from the ones held here (under the lock)."""
-        if self._attempts.pop(attempt.job.id, None) is attempt:
-            self._alone -= attempt.alone
+        if self._attempts.get(attempt.job.id) is attempt:
+            del self._attempts[attempt.job.id]
 
     def _may_start(self, attempt: Attempt) -> bool:
         """A job that has been through a crash records its start first (see the README's "Guarantees")."""
         if attempt.job.rescues == 0 or self._confirm_start is None:
             return True
         try:
-            return self._confirm_start(attempt.job.id, attempt.job.attempt, attempt.alone)
+            return self._confirm_start(attempt.job.id, attempt.job.attempt)
         except Exception as exc:  # the database is away: run it; a crash now is simply not charged
             log.warning("could not record the start of job %s (%s); running it anyway", attempt.job.rid, exc)
             return True
@@ -243,14 +241,16 @@ class Dispatcher:
             attempt.thread_busy = False
             first = attempt.state is RUNNING
             attempt.state = ENDED
-            if self._attempts.get(attempt.job.id) is attempt:
-                self._forget(attempt)
+            self._forget(attempt)
             # Claim ahead: ask for more while half the buffer is still there to run.
             refill = self._buffer.qsize() <= self.sizer.target // 2
             if self._busy_threads == 0:
                 self._idle.notify_all()
         if outcome is not None and first:
-            self._on_outcome(outcome)
+            if outcome.status is CRASHED and self._on_crash is not None:
+                self._on_crash(outcome)
+            else:
+                self._on_outcome(outcome)
         elif outcome is not None:
             log.info(
                 "job %s attempt %d returned after it had already ended (%s); its result is discarded",

@@ -3,7 +3,8 @@
 It opens the arguments (decrypting them when sealed), refuses rows that cannot
 be called, calls the task (an ``async def`` one on the thread's event loop),
 checks and seals the result, and asks a recurring job's next-interval function
-for its next run. Threads, the buffer and accounting are the dispatcher's.
+for its next run. An isolated attempt (a suspect) does all that in a child
+process of its own. Threads, the buffer and accounting are the dispatcher's.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from queuer.payload.encryption import Keyring
 from queuer.payload.serialization import MAX_NESTING, Undecodable, storable_size, to_json
 from queuer.runtime.async_runner import ThreadLoops
 from queuer.runtime.attempt import Attempt
+from queuer.runtime.isolation import ProcessIsolation
 from queuer.runtime.next_run import NextIntervalFunc, with_next_run
 from queuer.runtime.retries import failure
 
@@ -50,15 +52,29 @@ class Executor:
         self._passthrough = passthrough
         self._tracing = tracing.Switch()
         self.loops = ThreadLoops()
+        self.isolation = ProcessIsolation()
 
-    def run(self, attempt: Attempt) -> Outcome:
-        """Run the attempt in the calling thread, in a tracing span when tracing is on."""
+    def run(self, attempt: Attempt) -> Outcome | None:
+        """Run the attempt from the calling thread, in a tracing span when tracing is on.
+
+        None: an isolated attempt was cancelled or timed out, and its process killed for it.
+        """
         if not self._tracing.on():
-            return self._outcome_of(attempt)
+            return self._attempt(attempt)
         with tracing.processing(attempt.job, self._tracing.tracer) as span:
-            outcome = self._outcome_of(attempt)
+            outcome = self._attempt(attempt)
             tracing.set_outcome(span, outcome, attempt.context)
             return outcome
+
+    def _attempt(self, attempt: Attempt) -> Outcome | None:
+        if attempt.isolated and self.isolation.available:
+            return self.isolation.run(attempt, self._in_child)
+        return self._outcome_of(attempt)
+
+    def _in_child(self, attempt: Attempt) -> Outcome:
+        # The thread's event loop (and its epoll descriptor) stays the worker's.
+        self.loops = ThreadLoops()
+        return self._outcome_of(attempt)
 
     def _outcome_of(self, attempt: Attempt) -> Outcome:
         outcome = self._execute(attempt)

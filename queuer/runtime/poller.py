@@ -49,8 +49,10 @@ class Poller(BackgroundLoop):
         self.claimed_total = 0
         # A limited task had no room: another worker's job ending may make some.
         self.waiting_for_limits = False
-        # A rescue may have left suspects (jobs that must run alone): look when idle.
+        # A rescue may have left suspects (jobs to run in a process of their own): look.
         self.suspects_may_wait = True
+        # When the next suspect not claimed at the last look is due (a retry's delay, a snooze).
+        self._suspect_due_at: float | None = None
         # Where the last full batch ended in claim order; None: the next claim starts at the start.
         self._cursor: ClaimKey | None = None
         self._rewinds = 0  # bumped by rewind(), from any thread
@@ -76,16 +78,24 @@ class Poller(BackgroundLoop):
         limited = [task for task in tasks.values() if task.limited]
         grouped = [task for task in tasks.values() if task.grouped]
         room = self.dispatcher.capacity()
+        if room > 0 and tasks and self._suspects_due():
+            # A suspect takes one free slot, not a claim's worth: it waits for nothing else.
+            suspects = self.attempt_db.claim(
+                self.worker_rid(), list(tasks), room, self.default_max_attempts, self.default_timeout,
+                self.default_crash_budget, suspects=True)
+            if len(suspects) < room:
+                self.suspects_may_wait = False
+                due_in = self.attempt_db.seconds_until_next_due(list(tasks), suspects=True)
+                # One due now but not claimable (held, or its serial key busy): look again at the poll interval.
+                self._suspect_due_at = None if due_in is None else time.monotonic() + (due_in or self.interval)
+            if self._take(suspects, isolated=True) is None:
+                return None
+            room -= len(suspects)
         if room < self.dispatcher.worth_claiming() or not tasks:
             return None  # a finishing job wakes us once a claim is worth its round trip
-        if self.suspects_may_wait and self.dispatcher.idle():
-            suspect = self.attempt_db.claim(
-                self.worker_rid(), list(tasks), 1, self.default_max_attempts, self.default_timeout,
-                self.default_crash_budget, suspects=True)
-            if suspect:
-                return self._take(suspect, alone=True) and None
-            self.suspects_may_wait = False
         waits: list[float] = []
+        if self._suspect_due_at is not None:
+            waits.append(max(0.0, self._suspect_due_at - time.monotonic()))
         if free and time.monotonic() < self._free_idle_until:
             waits.append(self._free_idle_until - time.monotonic())
             free = []
@@ -149,6 +159,11 @@ class Poller(BackgroundLoop):
                 waits.append(LIMIT_RECHECK_SECONDS)
         return min([self.interval, *waits])
 
+    def _suspects_due(self) -> bool:
+        if self._suspect_due_at is not None and time.monotonic() >= self._suspect_due_at:
+            self.suspects_may_wait = True
+        return self.suspects_may_wait
+
     def rewind(self) -> None:
         """Jobs went back into the queue (a rescue, a retry, a freed serial key): look from the start next."""
         self._rewinds += 1
@@ -159,7 +174,7 @@ class Poller(BackgroundLoop):
         """Jobs were added: the free tasks are worth a claim again."""
         self._free_idle_until = 0.0
 
-    def _take(self, jobs: list[ClaimedJob], alone: bool = False) -> int | None:
+    def _take(self, jobs: list[ClaimedJob], isolated: bool = False) -> int | None:
         """Hand claimed jobs to the dispatcher; None when stopping (they were given back)."""
         if not jobs:
             return 0
@@ -167,6 +182,6 @@ class Poller(BackgroundLoop):
         if self.stopping or not self.dispatcher.accepting:
             self.attempt_db.release(self.worker_rid(), [(j.id, j.attempt) for j in jobs])
             return None
-        self.dispatcher.submit(jobs, alone=alone)
+        self.dispatcher.submit(jobs, isolated=isolated)
         time.sleep(0)  # let a job thread start the first job before this thread goes on
         return len(jobs)

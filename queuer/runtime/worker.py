@@ -22,6 +22,7 @@ from queuer.database.cron_db import CronDB
 from queuer.database.worker_db import WorkerDB
 from queuer.model.context import JobServices
 from queuer.model.options import OnError
+from queuer.model.rows import Outcome
 from queuer.model.task import Task
 from queuer.model.worker import Worker, WorkerStatus
 from queuer.observability.metrics import WorkerCounters
@@ -86,7 +87,7 @@ class WorkerRuntime:
                             max_snoozes=settings.max_snoozes)
         self.dispatcher = Dispatcher(
             executor, max_concurrency, settings.prefetch, self.completer.add, self._wake_poller, default_on_error,
-            resources, confirm_start=self._confirm_start, services=job_services,
+            resources, confirm_start=self._confirm_start, services=job_services, on_crash=self._charge_crash,
         )
         self.controls = TaskControls(control_db, self._release_unstarted)
         self.poller = Poller(
@@ -190,8 +191,20 @@ class WorkerRuntime:
         if not self.notifier.hold_lock(key):
             log.warning("the liveness lock is not held yet; heartbeating fast until the session is back")
 
-    def _confirm_start(self, job_id: int, attempt: int, alone: bool) -> bool:
-        return self.attempt_db.confirm_start(self._worker_rid, job_id, attempt, alone)
+    def _confirm_start(self, job_id: int, attempt: int) -> bool:
+        return self.attempt_db.confirm_start(self._worker_rid, job_id, attempt)
+
+    def _charge_crash(self, outcome: Outcome) -> None:
+        """A suspect crashed the process it ran in alone: charge it (a job thread, at once)."""
+        cause = outcome.error or "its process died"
+        try:
+            _requeued, failed = self.attempt_db.charge_crash(self._worker_rid, outcome.id, outcome.attempt, cause)
+        except Exception:
+            log.exception("could not charge a crash to job %s; it goes back to the queue uncharged at this "
+                          "worker's next reconcile", outcome.id)
+            return
+        log.warning("job %s attempt %d crashed: %s; %s", outcome.id, outcome.attempt, cause,
+                    "out of crash budget, it ended FAILED" if failed else "charged, it will run again")
 
     def _release_unstarted(self, task_names: Collection[str] | None = None) -> None:
         unstarted = self.dispatcher.take_back_unstarted(task_names)

@@ -93,7 +93,7 @@ SELECT (SELECT count(*) FROM notified) AS notified,
 c.status IN ('QUEUED', 'SCHEDULED')
       AND c.scheduled_at <= now()
       AND c.task_name = ANY(%(task_names)s::text[])
-      -- Suspects (see the rescue below) are claimed apart, one at a time, to run alone.
+      -- Suspects (see the rescue below) are claimed apart, to run in a process of their own.
       AND c.suspect = %(suspects)s
       -- A worker that was declared dead, or asked to stop, takes nothing.
       AND EXISTS (SELECT 1 FROM {schema}.worker WHERE rid = %(worker_rid)s AND status = 'RUNNING')
@@ -263,9 +263,9 @@ WITH RECURSIVE keys (group_key) AS (
 SELECT * FROM taken;
 
 -- name: confirm_start
--- A job that has been through a crash records that it starts (and whether it
--- runs alone), so that a later crash of its worker can be blamed on it.
-UPDATE {schema}.job SET confirmed_at = now(), confirmed_alone = %(alone)s
+-- A job that has been through a crash records that it starts, so that a later
+-- crash of its worker makes it a suspect.
+UPDATE {schema}.job SET confirmed_at = now()
 WHERE id = %(id)s AND attempts = %(attempt)s AND worker_rid = %(worker_rid)s
 RETURNING id;
 
@@ -274,6 +274,12 @@ RETURNING id;
 SELECT extract(epoch FROM min(scheduled_at) - now()) AS wait_seconds
 FROM {schema}.job
 WHERE status = 'SCHEDULED' AND task_name = ANY(%(task_names)s::text[]);
+
+-- name: next_suspect_due_in
+-- Seconds until the next suspect of these tasks is due (at most 0: one is due now).
+SELECT extract(epoch FROM min(scheduled_at) - now()) AS wait_seconds
+FROM {schema}.job
+WHERE suspect AND status IN ('QUEUED', 'SCHEDULED') AND task_name = ANY(%(task_names)s::text[]);
 
 -- name: has_due_jobs
 SELECT EXISTS (
@@ -426,29 +432,49 @@ FROM archived;
 -- The master's sweep: RUNNING jobs whose worker is DEAD (or gone) go back to
 -- the queue, first in line. Blame needs proof: a job that had not recorded its
 -- start is charged nothing; one that had started beside other jobs becomes a
--- suspect (it will run alone); only a suspect that was running alone is
--- charged the crash. A job out of crash budget ends FAILED, saying so.
+-- suspect (it will run in a process of its own). Only a job known to have run
+-- alone is charged the crash: workers no longer run jobs alone in their own
+-- process, but an older version's may have.
 WITH orphan AS (
     SELECT j.id,
            j.confirmed_at IS NOT NULL AND j.confirmed_alone AS charged,
-           j.confirmed_at IS NOT NULL AS started
+           j.confirmed_at IS NOT NULL AS started,
+           format('worker %%s died during attempt %%s', j.worker_rid, j.attempts) AS cause
     FROM {schema}.job AS j
     WHERE j.status = 'RUNNING'
       AND NOT EXISTS (SELECT 1 FROM {schema}.worker AS w
                       WHERE w.rid = j.worker_rid AND w.status <> 'DEAD')
     FOR UPDATE OF j SKIP LOCKED
-), requeued AS (
+), {_put_back_orphans}
+
+-- name: charge_crash
+-- A suspect's attempt crashed the process it ran in alone (see runtime/isolation.py):
+-- the crash is its own. Charged, and back to the queue as a suspect, or FAILED
+-- once out of crash budget.
+WITH orphan AS (
+    SELECT j.id, true AS charged, true AS started,
+           format('attempt %%s crashed: %%s', j.attempts, %(cause)s::text) AS cause
+    FROM {schema}.job AS j
+    WHERE j.id = %(id)s AND j.attempts = %(attempt)s AND j.worker_rid = %(worker_rid)s AND j.status = 'RUNNING'
+    FOR UPDATE OF j
+), {_put_back_orphans}
+
+-- name: _put_back_orphans
+-- The jobs of "orphan" (id, charged, started, cause) go back to the queue, first in
+-- line, each charged the crash when "charged"; "started" ones become suspects. A
+-- job out of crash budget ends FAILED, saying so.
+requeued AS (
     UPDATE {schema}.job AS j
     SET status = 'QUEUED',
         worker_rid = NULL,
         rescues = j.rescues + 1,
         crashes = j.crashes + o.charged::integer,
         suspect = j.suspect OR o.started,
-        error = format('worker %%s died during attempt %%s; the job was put back (%%s)',
-                       j.worker_rid, j.attempts,
+        error = format('%%s; the job was put back (%%s)', o.cause,
                        CASE WHEN o.charged THEN format('crash %%s of %%s charged: it ran alone',
                                                        j.crashes + 1, j.crash_budget)
-                            WHEN o.started THEN 'not charged: it ran beside other jobs; it will run alone'
+                            WHEN o.started THEN 'not charged: it ran beside other jobs; '
+                                                'it will run in a process of its own'
                             ELSE 'not charged: not known to have started' END),
         updated_at = now()
     FROM orphan AS o
@@ -458,13 +484,13 @@ WITH orphan AS (
     DELETE FROM {schema}.job AS j
     USING orphan AS o
     WHERE j.id = o.id AND o.charged AND j.crashes + 1 >= coalesce(j.crash_budget, 1)
-    RETURNING j.*
+    RETURNING j.*, o.cause
 ), archived AS (
     INSERT INTO {schema}.job_archive ({archived_columns}, failures, rescues, crashes, status, results, error)
     SELECT {archived_columns}, failures, rescues + 1, crashes + 1, 'FAILED', NULL,
-           format('CrashBudgetExceeded: the job killed its worker %%s times while running alone '
-                  '(crash budget %%s): a poison job, whose task crashes the process (the last worker was %%s)',
-                  crashes + 1, crash_budget, worker_rid)
+           format('CrashBudgetExceeded: the job crashed %%s times while it ran alone (crash budget %%s): '
+                  'a poison job, whose task crashes the process it runs in. The last time: %%s',
+                  crashes + 1, crash_budget, cause)
     FROM failed
     RETURNING id, rid, status, task_name
 ), events AS (

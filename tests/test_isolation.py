@@ -1,0 +1,140 @@
+"""Suspects run in a process of their own: what comes back, what a crash costs, what kills it.
+
+A job becomes a suspect when it was running beside other jobs as its worker died
+(see test_crashes.py for that, with real kills). Here the rows are marked
+suspect by SQL, and an ordinary worker of this process runs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+import queuer
+from queuer import JobStatus, OnError, Options
+from tests.support import count, sql, wait_until
+
+pytestmark = [pytest.mark.reliability, pytest.mark.crash]
+
+
+def _suspect(db_config, *rids) -> None:
+    sql(db_config, "UPDATE {schema}.job SET suspect = true WHERE rid = ANY(%s::uuid[])", ([str(r) for r in rids],))
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_a_suspect_runs_in_a_process_of_its_own_and_its_result_comes_back(make_queuer, db_config):
+    def where(size: int) -> dict[str, object]:
+        return {"pid": os.getpid(), "padding": "x" * size}
+
+    q = make_queuer()
+    q.add_task(where)
+    # 300 kB of result: more than a pipe holds, so the worker reads while the child writes.
+    suspect, plain = q.add_job(where, 300_000), q.add_job(where, 10)
+    _suspect(db_config, suspect.rid)
+    q.start()
+    isolated = q.wait_for_job_finished(suspect.rid, 20)
+    beside = q.wait_for_job_finished(plain.rid, 20)
+    assert isolated.status == JobStatus.SUCCEEDED and len(isolated.result["padding"]) == 300_000
+    assert isolated.result["pid"] != os.getpid(), "the suspect ran in a child"
+    assert beside.result["pid"] == os.getpid(), "an ordinary job runs on the worker's threads"
+
+
+def test_a_suspect_that_raises_fails_and_retries_as_any_job(make_queuer, db_config):
+    def flaky() -> str:
+        if queuer.current_job().attempt == 1:
+            raise ValueError("first time unlucky")
+        return "ok"
+
+    q = make_queuer(OnError(max_retries=1))
+    q.add_task(flaky)
+    job = q.add_job(flaky)
+    _suspect(db_config, job.rid)
+    q.start()
+    done = q.wait_for_job_finished(job.rid, 20)
+    assert (done.status, done.result, done.failures, done.crashes) == (JobStatus.SUCCEEDED, "ok", 1, 0)
+
+
+def test_an_async_suspect_and_its_steps_run_in_the_child(make_queuer, db_config):
+    async def fetch(n: int) -> list[int]:
+        first = queuer.current_job().step("first", lambda: n * 2)
+        await asyncio.sleep(0.01)
+        return [first, os.getpid()]
+
+    q = make_queuer()
+    q.add_task(fetch)
+    job = q.add_job(fetch, 21)
+    _suspect(db_config, job.rid)
+    q.start()
+    done = q.wait_for_job_finished(job.rid, 20)
+    assert done.status == JobStatus.SUCCEEDED and done.result[0] == 42 and done.result[1] != os.getpid()
+    steps = sql(db_config, "SELECT steps FROM {schema}.job_archive WHERE rid = %s", (job.rid,))[0][0]
+    assert steps == {"first": {"v": 42}}, "the step was stored from the child's own connection"
+
+
+def test_a_suspect_past_its_timeout_is_killed_and_its_thread_freed(make_queuer, db_config):
+    pids: list[int] = []
+
+    def stubborn() -> None:
+        time.sleep(120)  # never looks at its cancel flag: only killing its process ends it
+
+    def report_pid(path: str) -> None:
+        with open(path, "w") as out:
+            out.write(str(os.getpid()))
+        time.sleep(120)
+
+    q = make_queuer(OnError(timeout=1.0, max_retries=0), max_concurrency=1)
+    q.add_task(stubborn)
+    q.add_task(report_pid)
+    path = f"/tmp/queuer-isolation-{os.getpid()}-{time.monotonic_ns()}"
+    job = q.add_job(report_pid, path)
+    after = q.add_job(stubborn)
+    _suspect(db_config, job.rid)
+    q.start()
+    began = time.monotonic()
+    done = q.wait_for_job_finished(job.rid, 20)
+    assert done.status == JobStatus.FAILED and done.error.startswith("TimeoutError")
+    pids.append(int(wait_until(lambda: os.path.exists(path) and open(path).read(), timeout=5)))
+    wait_until(lambda: _gone(pids[0]), timeout=5, message="the suspect's process killed")
+    # The one thread is free again: the next job starts (and times out) as usual.
+    assert q.wait_for_job_finished(after.rid, 20).error.startswith("TimeoutError")
+    assert time.monotonic() - began < 6
+    os.unlink(path)
+
+
+@pytest.mark.parametrize("how, says", [
+    ("segfault", "killed by SIGSEGV"),
+    ("exit", "exited with status 3"),
+])
+def test_a_suspect_that_kills_its_process_is_charged_each_time_and_the_worker_goes_on(make_queuer, db_config,
+                                                                                       how, says):
+    def poison(how: str) -> None:
+        if how == "segfault":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        os._exit(3)
+
+    def innocent(i: int) -> int:
+        return i
+
+    q = make_queuer()
+    q.add_task(poison)
+    q.add_task(innocent)
+    job = q.add_job_with_options(Options(crash_budget=3), poison, how)
+    _suspect(db_config, job.rid)
+    q.start()
+    done = q.wait_for_job_finished(job.rid, 30)
+    assert (done.status, done.crashes, done.rescues) == (JobStatus.FAILED, 3, 3)
+    assert "CrashBudgetExceeded: the job crashed 3 times while it ran alone" in done.error and says in done.error
+    assert q.running, "the worker went on"
+    assert q.wait_for_job_finished(q.add_job(innocent, 5).rid, 20).result == 5
+    assert count(db_config, "SELECT count(*) FROM {schema}.job") == 0
