@@ -35,10 +35,16 @@ def _gone(pid: int) -> bool:
 
 def test_a_suspect_runs_in_a_process_of_its_own_and_its_result_comes_back(make_queuer, db_config):
     def where(size: int) -> dict[str, object]:
-        return {"pid": os.getpid(), "padding": "x" * size}
+        # A task that adds a job uses the worker's Queuer: in the child, on connections of its own.
+        follow_up = q.add_job(innocent, size).rid if size > 1000 else None
+        return {"pid": os.getpid(), "padding": "x" * size, "follow_up": str(follow_up)}
+
+    def innocent(i: int) -> int:
+        return i
 
     q = make_queuer()
     q.add_task(where)
+    q.add_task(innocent)
     # 300 kB of result: more than a pipe holds, so the worker reads while the child writes.
     suspect, plain = q.add_job(where, 300_000), q.add_job(where, 10)
     _suspect(db_config, suspect.rid)
@@ -48,6 +54,7 @@ def test_a_suspect_runs_in_a_process_of_its_own_and_its_result_comes_back(make_q
     assert isolated.status == JobStatus.SUCCEEDED and len(isolated.result["padding"]) == 300_000
     assert isolated.result["pid"] != os.getpid(), "the suspect ran in a child"
     assert beside.result["pid"] == os.getpid(), "an ordinary job runs on the worker's threads"
+    assert q.wait_for_job_finished(isolated.result["follow_up"], 20).result == 300_000
 
 
 def test_a_suspect_that_raises_fails_and_retries_as_any_job(make_queuer, db_config):

@@ -18,6 +18,10 @@ SELECT now() AS now
 -- Only rows archived during the run, by the ended_at index (not a count of the whole archive).
 SELECT count(*) AS n FROM {schema}.job_archive WHERE ended_at >= %(since)s
 
+-- name: bench_seconds_to_last_end
+-- From "since" to the end of the last job archived after it, on the server's clock.
+SELECT extract(epoch FROM max(ended_at) - %(since)s) AS seconds FROM {schema}.job_archive WHERE ended_at >= %(since)s
+
 -- name: bench_partitions_since
 -- Daily archive partitions back to some days ago, for archived jobs made up with past end times.
 SELECT * FROM {schema}.archive_maintain(86400, 2, NULL, now() - make_interval(days => %(days)s))

@@ -101,15 +101,21 @@ class Harness:
         assert row is not None
         return row["now"]
 
+    def seconds_to_last_end(self, q: Queuer, since: Any) -> float:
+        """From ``since`` (the server's clock) to the last end archived after it: no polling in the figure."""
+        row = q.db.execute_one(q.db.queries.bench_seconds_to_last_end, {"since": since})
+        assert row is not None and row["seconds"] is not None
+        return float(row["seconds"])
+
     def wait_archived(self, q: Queuer, since: Any, target: int, timeout: float = 900.0,
-                      procs: Sequence[subprocess.Popen[bytes]] = ()) -> None:
+                      procs: Sequence[subprocess.Popen[bytes]] = (), interval: float = 0.02) -> None:
         deadline = time.monotonic() + timeout
         while self.archived_since(q, since) < target:
             if procs and all(p.poll() is not None for p in procs):
                 raise RuntimeError(f"every worker process exited early (codes {[p.returncode for p in procs]})")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {self.archived_since(q, since)} of {target} jobs archived after {timeout:.0f}s")
-            time.sleep(0.02)
+            time.sleep(interval)
 
     def wait_ended(self, q: Queuer, target: int, timeout: float = 3600.0) -> None:
         """Wait until this process's worker has written ``target`` outcomes.
