@@ -141,6 +141,25 @@ def test_events_yield_an_insert_and_an_end(make_queuer, db_config):
     assert seen[-1] == ("end", JobStatus.SUCCEEDED)
 
 
+def test_a_stream_whose_consumer_falls_behind_keeps_the_newest_events_and_counts_the_rest(db_config, monkeypatch):
+    from queuer.client import async_queuer
+
+    monkeypatch.setattr(async_queuer, "EVENTS_BUFFERED", 5)
+
+    async def main():
+        async with await new_async_queuer("api", db_config=db_config) as aq, aq.events() as events:
+            rids = [(await aq.add_job("nobody_runs_this", i)).rid for i in range(20)]
+            # Every insert's notification has arrived once the last one has: wait for it, then read.
+            deadline = time.monotonic() + 10
+            while events.dropped < 15 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            kept = [(await asyncio.wait_for(events.__anext__(), 5)).job.rid for _ in range(5)]
+            return rids, kept, events.dropped
+
+    rids, kept, dropped = asyncio.run(main())
+    assert dropped == 15 and kept == rids[-5:]
+
+
 def test_a_thousand_concurrent_adds_never_stall_the_loop_and_outpace_sync_threads(make_queuer, db_config):
     q = make_queuer(name="sync-producer")
 

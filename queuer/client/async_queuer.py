@@ -380,12 +380,22 @@ class AsyncQueuer:
         return JobEventStream(self._listener)
 
 
+# Events a stream holds for a consumer that has not taken them yet; past this, the oldest go.
+EVENTS_BUFFERED = 10_000
+
+
 class JobEventStream:
-    """An async iterator of JobEvents; ``async with`` starts listening before the block runs."""
+    """An async iterator of JobEvents; ``async with`` starts listening before the block runs.
+
+    It holds up to ``EVENTS_BUFFERED`` events its consumer has not taken yet; past that
+    it drops the oldest, counts them in ``dropped`` and logs a warning: a consumer that
+    falls behind loses events, not the process's memory.
+    """
 
     def __init__(self, listener: _Listener) -> None:
         self._listener = listener
         self._queue: asyncio.Queue[JobEvent | None] | None = None
+        self.dropped = 0
 
     async def __aenter__(self) -> JobEventStream:
         await self._start()
@@ -412,12 +422,22 @@ class JobEventStream:
         if self._queue is None:
             await self._listener.ensure_started()
             self._queue = asyncio.Queue()
-            self._listener.streams.add(self._queue)
+            self._listener.streams.add(self)
 
     def close(self) -> None:
         """Stop receiving events."""
-        if self._queue is not None:
-            self._listener.streams.discard(self._queue)
+        self._listener.streams.discard(self)
+
+    def _offer(self, event: JobEvent | None) -> None:
+        """From the listener: one more event (None: the end)."""
+        assert self._queue is not None
+        if event is not None and self._queue.qsize() >= EVENTS_BUFFERED:
+            self._queue.get_nowait()
+            if not self.dropped:
+                log.warning("a job event stream fell %d events behind; dropping its oldest (see dropped)",
+                            EVENTS_BUFFERED)
+            self.dropped += 1
+        self._queue.put_nowait(event)
 
 
 class _Listener:
@@ -427,7 +447,7 @@ class _Listener:
         self._db = db
         self.has_session = db.has_session
         self.waiters: dict[str, set[asyncio.Event]] = {}  # by rid as text, as NOTIFY sends it
-        self.streams: set[asyncio.Queue[JobEvent | None]] = set()
+        self.streams: set[JobEventStream] = set()
         self._task: asyncio.Task[None] | None = None
         self._starting = asyncio.Lock()
 
@@ -446,8 +466,8 @@ class _Listener:
                 await task
             except asyncio.CancelledError:
                 pass
-        for queue in self.streams:
-            queue.put_nowait(None)
+        for stream in list(self.streams):
+            stream._offer(None)
         self.streams.clear()
 
     async def _listen(self) -> psycopg.AsyncConnection[Any]:
@@ -495,8 +515,8 @@ class _Listener:
             kind = _JOB_EVENTS.get(event.kind)
             if kind is not None and self.streams:
                 job_event = JobEvent(kind, event_job(event))
-                for queue in self.streams:
-                    queue.put_nowait(job_event)
+                for stream in list(self.streams):
+                    stream._offer(job_event)
 
 
 def _our_cursor(conn: psycopg.AsyncConnection[Any]) -> psycopg.AsyncCursor[dict[str, Any]]:
