@@ -107,6 +107,15 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
         raise
 
 
+def process_gone(pid: int) -> bool:
+    """No process has this pid (a zombie still counts as there: its parent has not reaped it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 def sql(config: DatabaseConfiguration, query: str, params: Any = None) -> list[tuple[Any, ...]]:
     """Run one statement on a fresh connection (autocommit) and return its rows."""
     with psycopg.connect(**config.connect_kwargs(), autocommit=True) as conn:

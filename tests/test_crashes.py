@@ -6,7 +6,6 @@ what a new user gets. The processes are tests/crash_worker.py.
 
 from __future__ import annotations
 
-import os
 import signal
 import statistics
 import subprocess
@@ -20,7 +19,7 @@ import pytest
 
 from queuer import BatchJob, JobStatus
 from tests.servers import restart
-from tests.support import ROOT, count, db_env, sql, wait_until
+from tests.support import ROOT, count, db_env, process_gone, sql, wait_until
 
 pytestmark = [pytest.mark.reliability, pytest.mark.crash, pytest.mark.slow]
 
@@ -216,15 +215,7 @@ def test_suspects_start_as_soon_as_a_thread_is_free_each_in_a_process_of_its_own
         for rid in victims:
             producer.cancel_job(rid)
         children = [pid for _at, _worker, pid in third]
-
-        def gone(pid: int) -> bool:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return True
-            return False
-
-        wait_until(lambda: all(gone(pid) for pid in children), timeout=5, message="the suspects' processes gone")
+        wait_until(lambda: all(process_gone(pid) for pid in children), timeout=5, message="the suspects' processes gone")
         assert all(p.poll() is None for p in busy), "the workers go on"
         for rid in holds:
             producer.cancel_job(rid)

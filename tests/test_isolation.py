@@ -16,21 +16,13 @@ import pytest
 
 import queuer
 from queuer import JobStatus, OnError, Options
-from tests.support import count, sql, wait_until
+from tests.support import count, process_gone, sql, wait_until
 
 pytestmark = [pytest.mark.reliability, pytest.mark.crash]
 
 
 def _suspect(db_config, *rids) -> None:
     sql(db_config, "UPDATE {schema}.job SET suspect = true WHERE rid = ANY(%s::uuid[])", ([str(r) for r in rids],))
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def test_a_suspect_runs_in_a_process_of_its_own_and_its_result_comes_back(make_queuer, db_config):
@@ -112,7 +104,7 @@ def test_a_suspect_past_its_timeout_is_killed_and_its_thread_freed(make_queuer, 
     done = q.wait_for_job_finished(job.rid, 20)
     assert done.status == JobStatus.FAILED and done.error.startswith("TimeoutError")
     pids.append(int(wait_until(lambda: os.path.exists(path) and open(path).read(), timeout=5)))
-    wait_until(lambda: _gone(pids[0]), timeout=5, message="the suspect's process killed")
+    wait_until(lambda: process_gone(pids[0]), timeout=5, message="the suspect's process killed")
     # The one thread is free again: the next job starts (and times out) as usual.
     assert q.wait_for_job_finished(after.rid, 20).error.startswith("TimeoutError")
     assert time.monotonic() - began < 6
