@@ -9,13 +9,13 @@ while the LISTEN connection was down delays a waiter, never hangs it.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from uuid import UUID
 
+from queuer.database.forks import start_over_after_fork
 from queuer.database.job_db import JobDB
 from queuer.errors import ConfigurationError, JobNotFoundError, JobWaitTimeoutError
 from queuer.model.job import Job, JobStatus
@@ -41,7 +41,7 @@ class JobEvents:
         self._listeners: dict[str, list[JobListener]] = {"insert": [], "update": [], "delete": []}
         self._waiters: dict[str, list[threading.Event]] = {}  # by rid as text, as NOTIFY sends it
         self._callbacks: ThreadPoolExecutor | None = None
-        self._pid = os.getpid()
+        start_over_after_fork(self)
         notifier.subscribe(self._on_events, lambda only_ends: bool(self._waiters or self._listeners["delete"]))
         notifier.on_reconnect(self._wake_all_waiters)
 
@@ -57,11 +57,16 @@ class JobEvents:
             )
         with self._lock:
             self._listeners[kind].append(notify_function)
-            if self._pid != os.getpid():  # forked: the parent's callback thread is not here
-                self._callbacks, self._pid = None, os.getpid()
             if self._callbacks is None:
                 self._callbacks = ThreadPoolExecutor(1, thread_name_prefix="queuer-callback")
         self.notifier.ensure_started()
+
+    def after_fork_in_child(self) -> None:
+        """Right after a fork: the parent's waiters and callback thread are not here; another thread
+        may have held the lock at the fork."""
+        self._lock = threading.Lock()
+        self._waiters = {}
+        self._callbacks = None
 
     def close(self) -> None:
         with self._lock:

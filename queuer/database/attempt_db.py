@@ -97,8 +97,10 @@ class AttemptDB:
         default_max_attempts: int,
         default_timeout: float | None,
         default_crash_budget: int,
+        suspects: bool = False,
     ) -> tuple[list[ClaimedJob], float | None]:
-        """Claim jobs of one limited task; also return seconds until a rate token is due.
+        """Claim jobs of one limited task (only suspects, or only the others); also return seconds until a rate
+        token is due.
 
         One transaction under the task's advisory lock: count what runs, take
         rate tokens, claim at most what both allow.
@@ -124,7 +126,7 @@ class AttemptDB:
                     claimed: list[ClaimedJob] = []
                 else:
                     claimed = self.claim(worker_rid, [task_name], allowed, default_max_attempts, default_timeout,
-                                         default_crash_budget, conn)
+                                         default_crash_budget, conn, suspects)
                 if tokens is not None and claimed:
                     conn.execute(self.q.spend_rate_tokens, {"task_name": task_name, "spent": len(claimed)})
         wait = None
@@ -141,8 +143,10 @@ class AttemptDB:
         default_max_attempts: int,
         default_timeout: float | None,
         default_crash_budget: int,
+        suspects: bool = False,
     ) -> list[ClaimedJob]:
-        """Claim jobs of a task claimed by group (round-robin between groups, limits per group).
+        """Claim jobs of a task claimed by group (round-robin between groups, limits per group); only suspects,
+        or only the others.
 
         With a limit per group, under the task's advisory lock (one transaction), so that two workers
         cannot both see room for the same group.
@@ -151,7 +155,7 @@ class AttemptDB:
             "task_name": task.name, "limit": room, "group_limit": task.group_concurrency_limit,
             "group_rate": task.group_requests_per_second,
             # the claim's own conditions (see _claimable)
-            "worker_rid": worker_rid, "task_names": text_array((task.name,)), "suspects": False,
+            "worker_rid": worker_rid, "task_names": text_array((task.name,)), "suspects": suspects,
             "default_max_attempts": default_max_attempts, "default_timeout": default_timeout,
             "default_crash_budget": default_crash_budget,
         }

@@ -168,14 +168,14 @@ def record_exception(exc: BaseException) -> None:
 
 
 def set_outcome(span: Any, outcome: Outcome | None, context: JobContext) -> None:
-    """How the attempt ended: succeeded, failed, retry, cancelled, timed_out or lost."""
+    """How the attempt ended: succeeded, failed, retry, snooze, crashed, cancelled, timed_out or lost."""
     if context.is_cancelled():
         reason = context.cancel_reason or ""
         value = "timed_out" if reason.startswith("timed out") else "cancelled" if "cancel" in reason else "lost"
     else:
         value = outcome.status.lower() if outcome is not None else "lost"
     span.set_attribute("queuer.job.outcome", value)
-    if value in ("failed", "retry", "timed_out", "lost") and outcome is not None and outcome.error:
+    if value in ("failed", "retry", "timed_out", "lost", "crashed") and outcome is not None and outcome.error:
         span.set_status(Status(StatusCode.ERROR, outcome.error.splitlines()[0]))
 
 

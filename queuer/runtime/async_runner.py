@@ -16,6 +16,10 @@ class ThreadLoops:
 
     def __init__(self) -> None:
         self._local = threading.local()
+        # Every loop made here, held apart from the threads' locals: a forked child drops the
+        # other threads' locals, and a loop collected there would take its descriptors out of
+        # the epoll instance it shares with this process's loop.
+        self._loops: set[asyncio.AbstractEventLoop] = set()
 
     def run(self, context: JobContext, coroutine: Any) -> Any:
         """Run a task's coroutine on this thread's loop; a cancel or timeout interrupts it at its next await."""
@@ -28,6 +32,7 @@ class ThreadLoops:
         if loop is None or loop.is_closed():
             loop = asyncio.new_event_loop()
             self._local.loop = loop
+            self._loops.add(loop)
         return loop
 
     def close(self) -> None:
@@ -39,6 +44,7 @@ class ThreadLoops:
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
                 loop.close()
+                self._loops.discard(loop)
 
 
 def run_coroutine(loop: asyncio.AbstractEventLoop, context: JobContext, coroutine: Any) -> Any:

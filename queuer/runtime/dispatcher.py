@@ -175,7 +175,11 @@ class Dispatcher:
                 self.executor.loops.close()
                 return
             if self._begin(attempt):
-                self._run(attempt)
+                try:
+                    self._run(attempt)
+                except Exception:  # the thread must live on: the reconcile puts the job back
+                    log.exception("job %s attempt %d: the worker failed around it", attempt.job.rid,
+                                  attempt.job.attempt)
 
     def run_here(self) -> None:
         """Run every buffered attempt in the calling thread, in claim order (for a dispatcher
@@ -226,6 +230,10 @@ class Dispatcher:
         outcome: Outcome | None = None
         try:
             outcome = self.executor.run(attempt)
+            if outcome is not None and outcome.status is CRASHED and self._on_crash is not None:
+                # Charged before the thread counts as free: a drain or a stop waits for the charge.
+                self._on_crash(outcome)
+                outcome = None
         finally:
             self._free_thread(attempt, time.perf_counter() - started, outcome)
 
@@ -247,10 +255,7 @@ class Dispatcher:
             if self._busy_threads == 0:
                 self._idle.notify_all()
         if outcome is not None and first:
-            if outcome.status is CRASHED and self._on_crash is not None:
-                self._on_crash(outcome)
-            else:
-                self._on_outcome(outcome)
+            self._on_outcome(outcome)
         elif outcome is not None:
             log.info(
                 "job %s attempt %d returned after it had already ended (%s); its result is discarded",

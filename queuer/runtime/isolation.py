@@ -4,7 +4,14 @@ A job that was running beside other jobs when its worker died may be the one
 that killed it. It runs again in a child forked for it alone, on one of the
 worker's threads like any other job: a crash then ends only that child and is
 the job's own, while the worker and its other jobs go on. The outcome comes
-back to the worker through a pipe; a cancel or a timeout kills the child.
+back to the worker through a pipe; a cancel or a timeout kills the child and
+whatever it started (it leads a process group of its own).
+
+The child is a fork of a process with threads: it runs only the task, on the
+forking thread, and exits without running the interpreter's shutdown. What it
+may use starts over after a fork (queuer's connections, notifier and event
+waiters, logging's locks); the user's own resources are shared with it as
+with any fork (see the Reliability guide).
 """
 
 from __future__ import annotations
@@ -17,20 +24,20 @@ import select
 import signal
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 from queuer.model.rows import CRASHED, Outcome
 from queuer.runtime.attempt import Attempt
+from queuer.runtime.retries import failure
 
 # How often a waiting thread looks at the attempt's cancel flag and at the child.
-POLL_SECONDS = 0.05
+POLL_MILLISECONDS = 50
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
-# Python 3.12 warns at every fork of a process that has threads. The child here
-# runs only the task on the forking thread, and the objects it may use start
-# over after a fork (the connection pool, logging's locks).
+# Python 3.12 warns at every fork of a process that has threads; see the module's docstring.
 warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork", category=DeprecationWarning,
                         module=__name__)
 
@@ -44,6 +51,11 @@ def _prctl() -> Callable[..., int] | None:
         return prctl
     except (OSError, AttributeError):
         return None
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    """The child's SIGTERM and SIGINT handler: stopping is the worker's. A handler, not SIG_IGN,
+    so that a program the task runs (exec) gets the default actions back."""
 
 
 class ProcessIsolation:
@@ -60,17 +72,32 @@ class ProcessIsolation:
         """``run(attempt)`` in a child: its Outcome, a CRASHED one when the child died without one, or None when
         the attempt was cancelled meanwhile (the child was killed for it)."""
         parent = os.getpid()
-        with self._fork_lock:
-            read_end, write_end = os.pipe()
-            pid = os.fork()
-            if pid == 0:
-                self._child(attempt, run, parent, read_end, write_end)
-            os.close(write_end)
+        try:
+            with self._fork_lock:
+                read_end, write_end = os.pipe()
+                try:
+                    for stream in (sys.stdout, sys.stderr):  # or the child would write it again
+                        with contextlib.suppress(Exception):
+                            stream.flush()
+                    pid = os.fork()
+                    if pid == 0:
+                        self._child(attempt, run, parent, read_end, write_end)
+                    with contextlib.suppress(OSError):
+                        os.setpgid(pid, pid)  # as the child does: whichever runs first, a kill finds the group
+                except BaseException:
+                    os.close(read_end)
+                    raise
+                finally:
+                    if os.getpid() == parent:
+                        os.close(write_end)
+        except OSError as exc:  # no process to be had (EAGAIN, ENOMEM, EMFILE): a failure, retried if it may be
+            return failure(attempt.job, attempt.on_error,
+                           f"OSError: could not start a process for this suspect job: {exc}", retry=True)
         try:
             data, status = self._wait(pid, read_end, attempt)
         finally:
             os.close(read_end)
-        outcome = _decoded(data) if status == 0 else None
+        outcome = _decoded(data) if status is None or status == 0 else None
         if outcome is not None:
             return outcome
         if attempt.context.is_cancelled():
@@ -84,9 +111,9 @@ class ProcessIsolation:
         status = 1
         try:
             os.close(read_end)
-            # Stopping is the worker's: it waits for the job as for a thread, then kills the child.
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            os.setpgid(0, 0)  # a group of its own: a kill reaches what the task started too
+            signal.signal(signal.SIGTERM, _ignore)
+            signal.signal(signal.SIGINT, _ignore)
             if self._prctl is not None:
                 self._prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the worker gone: so is this run
             if os.getppid() != parent:
@@ -103,33 +130,44 @@ class ProcessIsolation:
             os._exit(status)
 
     @staticmethod
-    def _wait(pid: int, read_end: int, attempt: Attempt) -> tuple[bytes, int]:
-        """Read the child's outcome while it runs; kill it when the attempt is cancelled. Return what it sent
-        and its wait status."""
+    def _wait(pid: int, read_end: int, attempt: Attempt) -> tuple[bytes, int | None]:
+        """Read the child's outcome while it runs; kill its group when the attempt is cancelled. Return what it
+        sent and its wait status (None: not known, the child was reaped by someone else)."""
         chunks: list[bytes] = []
         killed = False
+        poller = select.poll()  # not select(): no limit on the descriptor's number
+        poller.register(read_end, select.POLLIN)
         reading = True
         while True:
             if not killed and attempt.context.is_cancelled():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                _kill_group(pid)
                 killed = True
-            if reading:
-                ready, _, _ = select.select([read_end], [], [], POLL_SECONDS)
-                if ready:
-                    chunk = os.read(read_end, 1 << 16)
-                    if chunk:
-                        chunks.append(chunk)
-                        continue
-                    reading = False  # EOF: the child is done or dead
-            done, status = os.waitpid(pid, 0 if not reading else os.WNOHANG)
+            if reading and poller.poll(POLL_MILLISECONDS):
+                chunk = os.read(read_end, 1 << 16)
+                if chunk:
+                    chunks.append(chunk)
+                    continue
+                reading = False  # EOF: the child is done or dead
+            elif not reading:
+                time.sleep(POLL_MILLISECONDS / 1000)  # closed its end early: still killable meanwhile
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # SIGCHLD ignored in this process: reaped already, status unknown
+                done, status = pid, -1
             if done:
                 # A process the task forked may hold the pipe open: read what is there and stop.
                 os.set_blocking(read_end, False)
                 with contextlib.suppress(BlockingIOError):
                     while chunk := os.read(read_end, 1 << 16):
                         chunks.append(chunk)
-                return b"".join(chunks), status
+                if killed or status != 0:
+                    _kill_group(pid)  # what the task started goes with it
+                return b"".join(chunks), None if status == -1 else status
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def _decoded(data: bytes) -> Outcome | None:
@@ -140,19 +178,22 @@ def _decoded(data: bytes) -> Outcome | None:
     return outcome if isinstance(outcome, Outcome) else None
 
 
-def _how_it_died(status: int, pid: int) -> str:
-    code = os.waitstatus_to_exitcode(status)
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        cause = f"was killed by {name}"
-        if -code == signal.SIGKILL:
-            cause += " (the kernel's out-of-memory killer sends SIGKILL too)"
-        elif -code == signal.SIGSEGV:
-            cause += " (a crash in native code)"
+def _how_it_died(status: int | None, pid: int) -> str:
+    if status is None:
+        cause = "ended without an outcome (its exit status is unknown: this process ignores SIGCHLD)"
     else:
-        cause = f"exited with status {code}"
-    return f"the process it ran in alone (pid {pid}) {cause} before the task returned"
-
+        code = os.waitstatus_to_exitcode(status)
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            cause = f"was killed by {name}"
+            if -code == signal.SIGKILL:
+                cause += " (the kernel's out-of-memory killer sends SIGKILL too)"
+            elif -code == signal.SIGSEGV:
+                cause += " (a crash in native code)"
+        else:
+            cause = f"exited with status {code}"
+        cause += " before the task returned"
+    return f"the process it ran in alone (pid {pid}) {cause}"

@@ -23,6 +23,9 @@ SERIAL_KEY_RETRY_SECONDS = 0.005
 # Claims go on from where the last one ended (see claim_jobs_after), and start from
 # the start of the queue at least this often, to find jobs put back behind the cursor.
 FULL_CLAIM_EVERY_SECONDS = 1.0
+# With no suspect known, one is looked for this often anyway (a rescue's notification may be missed).
+SUSPECT_LOOK_SECONDS = 5.0
+MIN_SUSPECT_LOOK_SECONDS = 0.2
 
 
 class Poller(BackgroundLoop):
@@ -80,17 +83,10 @@ class Poller(BackgroundLoop):
         room = self.dispatcher.capacity()
         if room > 0 and tasks and self._suspects_due():
             # A suspect takes one free slot, not a claim's worth: it waits for nothing else.
-            suspects = self.attempt_db.claim(
-                self.worker_rid(), list(tasks), room, self.default_max_attempts, self.default_timeout,
-                self.default_crash_budget, suspects=True)
-            if len(suspects) < room:
-                self.suspects_may_wait = False
-                due_in = self.attempt_db.seconds_until_next_due(list(tasks), suspects=True)
-                # One due now but not claimable (held, or its serial key busy): look again at the poll interval.
-                self._suspect_due_at = None if due_in is None else time.monotonic() + (due_in or self.interval)
-            if self._take(suspects, isolated=True) is None:
+            taken = self._claim_suspects(free, limited, grouped, room)
+            if taken is None:
                 return None
-            room -= len(suspects)
+            room -= taken
         if room < self.dispatcher.worth_claiming() or not tasks:
             return None  # a finishing job wakes us once a claim is worth its round trip
         waits: list[float] = []
@@ -158,6 +154,35 @@ class Poller(BackgroundLoop):
                 self.waiting_for_limits = True
                 waits.append(LIMIT_RECHECK_SECONDS)
         return min([self.interval, *waits])
+
+    def _claim_suspects(self, free: list[str], limited: list[Task], grouped: list[Task], room: int) -> int | None:
+        """Claim suspects up to ``room``, within their tasks' limits; None when stopping."""
+        defaults = (self.default_max_attempts, self.default_timeout, self.default_crash_budget)
+        taken = 0
+        for task in [None, *limited, *grouped]:
+            if room - taken <= 0:
+                break
+            if task is None:
+                jobs = self.attempt_db.claim(self.worker_rid(), free, room, *defaults, suspects=True) if free else []
+            elif task.limited:
+                jobs, _ = self.attempt_db.claim_limited(
+                    self.worker_rid(), task.name, room - taken, task.effective_concurrency_limit,
+                    task.requests_per_second, *defaults, suspects=True)
+            else:
+                jobs = self.attempt_db.claim_grouped(self.worker_rid(), task, room - taken, *defaults, suspects=True)
+            if self._take(jobs, isolated=True) is None:
+                return None
+            taken += len(jobs)
+        if taken < room:
+            self.suspects_may_wait = False
+            due_in = self.attempt_db.seconds_until_next_due([*free, *(t.name for t in limited + grouped)],
+                                                            suspects=True)
+            # Looked for again when the next is due; one due now was not claimable (held, its serial key busy,
+            # its task at its limit): at the poll interval. With none at all, now and then all the same: a
+            # rescue's notification may be missed (no session, a reconnect).
+            wait = SUSPECT_LOOK_SECONDS if due_in is None else due_in or self.interval
+            self._suspect_due_at = time.monotonic() + max(wait, MIN_SUSPECT_LOOK_SECONDS)
+        return taken
 
     def _suspects_due(self) -> bool:
         if self._suspect_due_at is not None and time.monotonic() >= self._suspect_due_at:

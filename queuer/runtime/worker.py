@@ -19,6 +19,7 @@ from queuer.config.settings import WorkerSettings
 from queuer.database.attempt_db import AttemptDB
 from queuer.database.control_db import ControlDB
 from queuer.database.cron_db import CronDB
+from queuer.database.forks import start_over_after_fork
 from queuer.database.worker_db import WorkerDB
 from queuer.model.context import JobServices
 from queuer.model.options import OnError
@@ -112,6 +113,7 @@ class WorkerRuntime:
         self.loops: list[BackgroundLoop] = [
             self.completer, self.poller, self.watchdog, self.heartbeat, self.master, self.scheduler,
         ]
+        start_over_after_fork(self)
 
     @property
     def worker_rid(self) -> UUID:
@@ -120,6 +122,15 @@ class WorkerRuntime:
     def counters(self) -> WorkerCounters:
         return WorkerCounters(self.poller.claimed_total, self.dispatcher.started_total,
                               dict(self.completer.outcome_counts), self.dispatcher.run_times)
+
+    def after_fork_in_child(self) -> None:
+        """A forked child (a suspect's process, a forking server) is not this worker: its threads did not
+        come along. It hears none of the worker's events, and a stop there stops nothing of the parent's."""
+        self.notifier.unsubscribe(self._on_events)
+        self._stop_lock = threading.Lock()
+        self._stopping = True
+        self.stopped = threading.Event()
+        self.stopped.set()
 
     # -- life cycle -------------------------------------------------------------
 

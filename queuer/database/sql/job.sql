@@ -199,12 +199,12 @@ WITH RECURSIVE keys (group_key) AS (
     -- The groups with jobs due, one index probe each (a skip scan of job_group_claim_idx).
     (SELECT c.group_key FROM {schema}.job AS c
      WHERE c.task_name = %(task_name)s AND c.group_key IS NOT NULL AND c.status IN ('QUEUED', 'SCHEDULED')
-       AND c.scheduled_at <= now() AND NOT c.suspect
+       AND c.scheduled_at <= now() AND c.suspect = %(suspects)s
      ORDER BY c.group_key LIMIT 1)
     UNION ALL
     SELECT (SELECT c.group_key FROM {schema}.job AS c
             WHERE c.task_name = %(task_name)s AND c.group_key > keys.group_key
-              AND c.status IN ('QUEUED', 'SCHEDULED') AND c.scheduled_at <= now() AND NOT c.suspect
+              AND c.status IN ('QUEUED', 'SCHEDULED') AND c.scheduled_at <= now() AND c.suspect = %(suspects)s
             ORDER BY c.group_key LIMIT 1)
     FROM keys WHERE keys.group_key IS NOT NULL
 ), groups AS (
