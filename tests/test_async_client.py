@@ -101,6 +101,41 @@ def test_add_job_tx_rolls_back_and_commits_with_the_callers_transaction(db_confi
     assert count(db_config, "SELECT count(*) FROM {schema}.job") == 1
 
 
+def test_add_jobs_tx_is_all_or_none_with_the_callers_transaction(db_config):
+    async def main():
+        async with await new_async_queuer("api", db_config=db_config) as aq:
+            conn = await psycopg.AsyncConnection.connect(**db_config.connect_kwargs())
+            try:
+                async with conn.transaction(force_rollback=True):
+                    lost = await aq.add_jobs_tx(conn, [BatchJob(task="tx-batch", parameters=[i]) for i in range(50)])
+                async with conn.transaction():
+                    kept = await aq.add_jobs_tx(conn, [BatchJob(task="tx-batch", parameters=[i]) for i in range(3)])
+                    await conn.execute("SELECT 1")  # the caller's transaction goes on after the batch
+            finally:
+                await conn.close()
+            assert len(lost) == 50 and len(kept) == 3
+            assert [(await aq.get_job(rid)).parameters for rid in kept] == [[0], [1], [2]]
+
+    asyncio.run(main())
+    assert count(db_config, "SELECT count(*) FROM {schema}.job") == 3
+
+
+def test_cancel_jobs_and_get_job_ended(db_config):
+    async def main():
+        async with await new_async_queuer("api", db_config=db_config) as aq:
+            rids = await aq.add_jobs([BatchJob(task="cancel-us", parameters=[i]) for i in range(4)])
+            with pytest.raises(JobNotFoundError):
+                await aq.get_job_ended(rids[0])  # not ended yet
+            cancelled = await aq.cancel_jobs([rids[0], str(rids[1]), uuid.uuid4()])
+            assert {job.rid for job in cancelled} == set(rids[:2])
+            assert (await aq.get_job_ended(rids[0])).status == JobStatus.CANCELLED
+            assert await aq.cancel_jobs([rids[0]]) == []  # ended: skipped, not an error
+            with pytest.raises(TypeError):
+                await aq.cancel_jobs(rids[2])  # type: ignore[arg-type]
+
+    asyncio.run(main())
+
+
 def test_cancel_job(db_config):
     async def main():
         async with await new_async_queuer("api", db_config=db_config) as aq:

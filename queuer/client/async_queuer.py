@@ -30,7 +30,7 @@ from psycopg.rows import dict_row
 from queuer.client import registry
 from queuer.client.enqueue import JobBuilder, check_batch, duplicates_as_errors
 from queuer.client.events import SESSIONLESS_RECHECK_SECONDS, WAIT_RECHECK_SECONDS, event_job
-from queuer.client.jobs import as_uuid, check_page
+from queuer.client.jobs import as_uuid, check_page, rids_to_cancel
 from queuer.client.queuer import prepare_schema
 from queuer.client.tasks import TaskSet
 from queuer.config.database import DatabaseConfiguration
@@ -199,9 +199,21 @@ class AsyncQueuer:
         """Add many jobs at once with COPY, all or none; returns their rids."""
         items = list(batch_jobs)
         check_batch(items)
-        with_keys = any(item.options is not None and item.options.unique_key for item in items)
         with tracing.sending() as spans, duplicates_as_errors():
-            rids = await self._insert_batch(items, with_keys, spans)
+            rids = await self._insert_batch(items, spans)
+            spans.sent(rids)
+            return rids
+
+    async def add_jobs_tx(self, conn: psycopg.AsyncConnection[Any], batch_jobs: Iterable[BatchJob]) -> list[UUID]:
+        """``add_jobs`` on the caller's AsyncConnection, inside its transaction: all or none of the batch, and
+        only if that transaction commits; returns the rids."""
+        conn = check_callers_async_connection(conn)
+        items = list(batch_jobs)
+        check_batch(items)
+        rids: list[UUID] = []
+        with tracing.sending() as spans, duplicates_as_errors(), on_callers_connection(conn):
+            async with conn.transaction():  # a savepoint in the caller's: a failed batch leaves the rest of it
+                await self._insert_batch_on(_our_cursor(conn), items, spans, rids)
             spans.sent(rids)
             return rids
 
@@ -232,18 +244,12 @@ class AsyncQueuer:
             raise DuplicateKeyError(new.unique_key)
         return open_job_row(existing, self.keyring)
 
-    async def _insert_batch(self, items: list[BatchJob], with_keys: bool, spans: Sending) -> list[UUID]:
+    async def _insert_batch(self, items: list[BatchJob], spans: Sending) -> list[UUID]:
         rids: list[UUID] = []
         deadline = self._db.deadline()
         try:
             async with self._db.connection(deadline) as conn, conn.transaction():
-                cur = conn.cursor(row_factory=dict_row)
-                jobs = self._jobs.build_batch(items, spans)
-                if with_keys:  # COPY cannot skip a conflict: row by row, as the sync client does
-                    for new in jobs:
-                        rids.append((await self._insert_on(cur, new)).rid)
-                    return rids
-                await self._copy(cur, jobs, rids)
+                await self._insert_batch_on(conn.cursor(row_factory=dict_row), items, spans, rids)
         except ConnectionLostError as exc:
             if rids and await self._find_after_loss(rids[0], deadline) is not None:
                 raise JobOutcomeUnknownError(
@@ -252,6 +258,16 @@ class AsyncQueuer:
             first = rids[0] if rids else None
             raise JobOutcomeUnknownError(outcome_unknown(first, 2), first) from exc
         return rids
+
+    async def _insert_batch_on(self, cur: psycopg.AsyncCursor[dict[str, Any]], items: list[BatchJob], spans: Sending,
+                               rids: list[UUID]) -> None:
+        """Insert the batch in ``cur``'s transaction, appending each rid to ``rids`` once known."""
+        jobs = self._jobs.build_batch(items, spans)
+        if any(item.options is not None and item.options.unique_key for item in items):
+            for new in jobs:  # COPY cannot skip a conflict: row by row, as the sync client does
+                rids.append((await self._insert_on(cur, new)).rid)
+            return
+        await self._copy(cur, jobs, rids)
 
     async def _copy(self, cur: psycopg.AsyncCursor[dict[str, Any]], jobs: Iterator[NewJob], rids: list[UUID]) -> None:
         q = self._q
@@ -287,6 +303,14 @@ class AsyncQueuer:
         job = await self._read(rid, ended=False) or await self._read(rid, ended=True)
         if job is None:
             raise JobNotFoundError(rid)
+        return job
+
+    async def get_job_ended(self, rid: UUID | str) -> Job:
+        """The archived (ended) job with this rid; JobNotFoundError if it has not ended."""
+        rid = as_uuid(rid)
+        job = await self._read(rid, ended=True)
+        if job is None:
+            raise JobNotFoundError(rid, f"Job not found in archive: {rid}")
         return job
 
     async def get_jobs(self, *, status: JobStatus | str | None = None, task_name: str | None = None,
@@ -325,6 +349,16 @@ class AsyncQueuer:
         if status is None:
             raise JobNotFoundError(rid)
         raise JobAlreadyEndedError(rid, status.value)
+
+    async def cancel_jobs(self, rids: Iterable[UUID | str]) -> list[Job]:
+        """Cancel many jobs in one statement; returns those that were still queued or running (ended or unknown
+        ones are skipped: a bulk cancel races with jobs finishing)."""
+        wanted = rids_to_cancel(rids)
+        if not wanted:
+            return []
+        rows = await self._db.execute(self._q.cancel_job, {
+            "rids": wanted, "reason": "cancelled by request", "channel": self._channel})
+        return [open_job_row(row, self.keyring) for row in rows]
 
     # -- waiting and events ----------------------------------------------------------------
 

@@ -84,10 +84,7 @@ class JobQueries:
         raise JobAlreadyEndedError(rid, status.value)
 
     def cancel_many(self, rids: Iterable[UUID | str]) -> builtins.list[Job]:
-        if isinstance(rids, (str, UUID, Job)):  # a str would be read as its characters
-            raise TypeError("cancel_jobs takes an iterable of rids, e.g. cancel_jobs([rid]); "
-                            "cancel one job with cancel_job(rid)")
-        wanted = [as_uuid(rid) for rid in rids]
+        wanted = rids_to_cancel(rids)
         return self.job_db.cancel(wanted, "cancelled by request") if wanted else []
 
     def readd(self, rid: UUID | str) -> Job:
@@ -127,3 +124,11 @@ def check_page(limit: int, offset: int) -> None:
         raise ValueError("limit (entries) must be a positive integer")
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise ValueError("offset must be an integer >= 0")
+
+
+def rids_to_cancel(rids: Iterable[UUID | str]) -> builtins.list[UUID]:
+    """The rids a bulk cancel was given, checked: one rid alone is a mistake worth saying."""
+    if isinstance(rids, (str, UUID, Job)):  # a str would be read as its characters
+        raise TypeError("cancel_jobs takes an iterable of rids, e.g. cancel_jobs([rid]); "
+                        "cancel one job with cancel_job(rid)")
+    return [as_uuid(rid) for rid in rids]
