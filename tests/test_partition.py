@@ -146,14 +146,16 @@ def test_a_partitioned_worker_is_replaced_within_15_seconds_and_stands_down_afte
     assert len(ended) == ROUNDS and all(row["n"] == 1 for row in ended)
 
 
-def test_a_partitioned_producer_gets_our_error_within_its_timeout(network, tmp_path):
+@pytest.mark.parametrize("client", ["sync", "async"])
+def test_a_partitioned_producer_gets_our_error_within_its_timeout(network, tmp_path, client):
     host, server = network
     assert server.config is not None
-    remote = replace(server.config, schema="partition_producer", host=host.host_address)
+    remote = replace(server.config, schema=f"partition_producer_{client}", host=host.host_address)
     env = {**db_env(remote), "QUEUER_DB_TIMEOUT": str(PRODUCER_TIMEOUT)}
     installer = new_queuer_with_db("installer", 1, None, replace(remote, host=server.config.host))
     installer.stop()
-    proc = host.popen([sys.executable, str(ROOT / "tests" / "producer_process.py")], env=env, cwd=str(ROOT),
+    args = [sys.executable, str(ROOT / "tests" / "producer_process.py"), *(["--async"] if client == "async" else [])]
+    proc = host.popen(args, env=env, cwd=str(ROOT),
                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         read_lines_until(proc, lambda lines: sum(line.startswith("OK") for line in lines) >= 5, timeout=60)
@@ -169,7 +171,7 @@ def test_a_partitioned_producer_gets_our_error_within_its_timeout(network, tmp_p
     finally:
         stop_process(proc)
     errors = [line.split() for line in lines if line.startswith(("ERR", "RAW"))]
-    print("\npartitioned producer:", "; ".join(" ".join(e[:3]) for e in errors))
+    print(f"\npartitioned {client} producer:", "; ".join(" ".join(e[:3]) for e in errors))
     for error in errors:
         assert error[0] == "ERR", error
         assert error[1] in ("DatabaseUnreachableError", "ConnectionLostError", "JobOutcomeUnknownError"), error

@@ -5,7 +5,9 @@ autocommit connections, opened on demand (by ``Database.connect_async``, so
 with the user's parameters and our settings exactly as the sync pool's), the
 most recently used idle one handed out first, pinged if it sat idle, and a
 broken one dropped and replaced. A connection given back goes straight to the
-longest waiting borrower, so 1,000 callers are served in turn.
+longest waiting borrower, so 1,000 callers are served in turn. While lent, a
+TCP connection's user timeout is bounded by the caller's deadline, so a host
+that went silent fails the call in its time.
 
 ``AsyncDatabase.connection`` raises queuer's errors as ``Database.connection``
 does (``queuer_error``): ConnectionLostError for a connection that broke,
@@ -26,7 +28,7 @@ from psycopg.pq import TransactionStatus
 
 from queuer.database.connect import close_quietly_async, first_line
 from queuer.database.connection import Database, queuer_error
-from queuer.database.pool import IDLE_CHECK_SECONDS
+from queuer.database.pool import IDLE_CHECK_SECONDS, bound_by_deadline, is_tcp, set_user_timeout
 from queuer.errors import DatabaseUnreachableError
 
 AsyncConnect = Callable[[float], Awaitable[psycopg.AsyncConnection[Any]]]
@@ -35,9 +37,11 @@ AsyncConnect = Callable[[float], Awaitable[psycopg.AsyncConnection[Any]]]
 class AsyncConnectionPool:
     """At most ``size`` AsyncConnections, opened by ``connect(deadline)``; for one event loop."""
 
-    def __init__(self, name: str, size: int, connect: AsyncConnect) -> None:
+    def __init__(self, name: str, size: int, connect: AsyncConnect, socket_timeout_ms: int | None = None) -> None:
         self.name = name
         self.size = size
+        # The TCP user timeout of an idle connection (None: the user chose one; the sockets are left alone).
+        self.socket_timeout_ms = socket_timeout_ms
         self._connect = connect
         self._idle: list[tuple[psycopg.AsyncConnection[Any], float]] = []  # (conn, last used), LRU first
         self._open = 0  # idle + lent out + being opened
@@ -64,9 +68,9 @@ class AsyncConnectionPool:
                     self._open += 1  # the slot handed over by a dropped connection
                 last_used = time.monotonic()
             if conn is None:
-                return await self._open_new(deadline)
+                return self._bounded(await self._open_new(deadline), deadline)
             try:
-                healthy = await self._healthy(conn, last_used, deadline)
+                healthy = await self._healthy(self._bounded(conn, deadline), last_used, deadline)
             except BaseException:  # cancelled while pinging: it is neither lent nor idle
                 self._discard(conn)
                 raise
@@ -79,6 +83,8 @@ class AsyncConnectionPool:
         if conn.closed or conn.broken or conn.info.transaction_status != TransactionStatus.IDLE:
             self._discard(conn)
             return
+        if self.socket_timeout_ms is not None and is_tcp(conn):
+            set_user_timeout(conn, self.socket_timeout_ms)  # a waiter bounds it by its own deadline
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -97,6 +103,11 @@ class AsyncConnectionPool:
             await close_quietly_async(conn)
 
     # -- inside -------------------------------------------------------------------
+
+    def _bounded(self, conn: psycopg.AsyncConnection[Any], deadline: float) -> psycopg.AsyncConnection[Any]:
+        if self.socket_timeout_ms is not None and is_tcp(conn):
+            bound_by_deadline(conn, deadline)
+        return conn
 
     async def _wait(self, deadline: float) -> psycopg.AsyncConnection[Any] | None:
         # Kept cheap: when a thousand callers arrive at once, each one's first step ends here.
@@ -193,7 +204,8 @@ class AsyncDatabase:
         self.db = db
         self.queries = db.queries
         self.channel = db.channel
-        self.pool = AsyncConnectionPool(db.name, size or db.config.pool_size, db.connect_async)
+        self.pool = AsyncConnectionPool(db.name, size or db.config.pool_size, db.connect_async,
+                                        db.pool.socket_timeout_ms)
 
     def deadline(self) -> float:
         return self.db.deadline()

@@ -165,7 +165,7 @@ class ConnectionPool:
             self._forget()
             raise
         try:
-            tcp = _is_tcp(conn)
+            tcp = is_tcp(conn)
             with self._cond:
                 self._last_failure = None
                 self.opened += 1
@@ -182,18 +182,13 @@ class ConnectionPool:
             self._lent[id(conn)] = tcp
 
     def _bound_socket(self, conn: psycopg.Connection[Any], deadline: float) -> None:
-        """Make the kernel drop the connection if what is sent stays unanswered past ``deadline``.
-
-        Aimed at 90 % of the time left: the kernel looks at the timeout only when a
-        retransmission is due, which can be a few hundred milliseconds late.
-        """
         if self.socket_timeout_ms is not None:
-            _set_user_timeout(conn, int((deadline - time.monotonic()) * 900))
+            bound_by_deadline(conn, deadline)
 
     def _unbound_socket(self, conn: psycopg.Connection[Any]) -> None:
         """Back to the connection's own TCP user timeout while it sits idle."""
         if self.socket_timeout_ms is not None:
-            _set_user_timeout(conn, self.socket_timeout_ms)
+            set_user_timeout(conn, self.socket_timeout_ms)
 
     def _busy_error(self) -> DatabaseUnreachableError:
         """Under the lock: why a borrower waited in vain."""
@@ -274,12 +269,21 @@ class ConnectionPool:
             close_quietly(entry.conn)
 
 
-def _is_tcp(conn: psycopg.Connection[Any]) -> bool:
+def is_tcp(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
     host = conn.info.host or ""
     return bool(host) and not host.startswith("/") and _TCP_USER_TIMEOUT is not None
 
 
-def _set_user_timeout(conn: psycopg.Connection[Any], milliseconds: int) -> None:
+def bound_by_deadline(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], deadline: float) -> None:
+    """Make the kernel drop the connection if what is sent stays unanswered past ``deadline``.
+
+    Aimed at 90 % of the time left: the kernel looks at the timeout only when a
+    retransmission is due, which can be a few hundred milliseconds late.
+    """
+    set_user_timeout(conn, int((deadline - time.monotonic()) * 900))
+
+
+def set_user_timeout(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], milliseconds: int) -> None:
     """Set the socket's TCP_USER_TIMEOUT (1 ms to what the kernel takes); the socket stays libpq's."""
     milliseconds = min(max(1, milliseconds), _MAX_USER_TIMEOUT_MS)
     try:
