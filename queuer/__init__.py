@@ -50,6 +50,7 @@ from queuer.model.context import JobContext, Snooze, current_job
 from queuer.model.control import TaskControl
 from queuer.model.cron import CronSchedule
 from queuer.model.workflow import WorkflowInfo, WorkflowJob
+from queuer.supervisor.run import run_workers
 
 __version__ = "0.1.0"
 
@@ -96,6 +97,7 @@ __all__ = [
     "new_async_queuer",
     "new_queuer",
     "new_queuer_with_db",
+    "run_workers",
     "task",
     "task_with_name",
 ]

@@ -17,10 +17,11 @@ RANKS = {
     "database": 3, "observability": 3,
     "runtime": 4,
     "client": 5,
-    "__init__": 6, "web": 6, "supervisor": 6,
-    "tools": 7,
-    "cli": 8, "testing": 8,
-    "__main__": 9,
+    "web": 6, "supervisor": 6,
+    "__init__": 7,
+    "tools": 8,
+    "cli": 9, "testing": 9,
+    "__main__": 10,
 }
 
 

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+import queuer
 from queuer import BatchJob, JobStatus
 from tests.support import ROOT, count, db_env, wait_until
 
@@ -29,6 +30,22 @@ def test_drain_mode_over_2_processes_exits_0_once_every_job_ran(db_config, make_
     pids = {producer.get_job_ended(rid).result for rid in rids}
     assert len(pids) == 2, pids  # both processes ran jobs
     assert output.count("worker process") >= 4  # each started, each finished
+
+
+def test_run_workers_from_python_does_what_queuer_run_does(db_config, make_queuer):
+    producer = make_queuer()
+    rids = producer.add_jobs([BatchJob("whoami", [0.02]) for _ in range(60)])
+    script = ("import sys, queuer\n"
+              "from tests.factories import plain\n"
+              "sys.exit(queuer.run_workers(plain, processes=2, mode='drain'))\n")
+    proc = subprocess.run([sys.executable, "-c", script], env={**db_env(db_config), "QUEUER_SHUTDOWN_TIMEOUT": "10"},
+                          cwd=str(ROOT), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len({producer.get_job_ended(rid).result for rid in rids}) == 2  # both processes ran jobs
+    with pytest.raises(ValueError, match="pass 'module:function' instead"):
+        queuer.run_workers(lambda: None, processes=2)
+    with pytest.raises(ValueError, match="'auto'"):
+        queuer.run_workers("tests.factories:plain", processes=0)
 
 
 @pytest.mark.crash

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import replace
 
 import click
@@ -89,33 +88,14 @@ def run(factory: str, max_concurrency: int | None, mode: str, restart_on_failure
         log_level: str, shutdown_on_listener_failure: bool, metrics_port: int | None, app_dir: str,
         processes: str) -> None:
     """Run workers from FACTORY (module:function or module.function) until SIGTERM/SIGINT."""
-    from queuer.supervisor.processes import ProcessSupervisor, process_count
-    from queuer.supervisor.runner import Supervisor, SupervisorOptions
+    from queuer.supervisor.processes import process_count
+    from queuer.supervisor.run import run_workers
 
     try:
-        count = process_count(processes)
+        process_count(processes)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--processes") from None
-    if count > 1:
-        from queuer.config.settings import WorkerSettings
-
-        run_args = [factory, "--mode", mode, "--restart-delay", str(restart_delay), "--log-level", log_level,
-                    "--app-dir", os.path.abspath(app_dir)]
-        if max_concurrency is not None:
-            run_args += ["--max-concurrency", str(max_concurrency)]
-        if restart_on_failure:
-            run_args.append("--restart-on-failure")
-        if shutdown_on_listener_failure:
-            run_args.append("--shutdown-on-listener-failure")
-        raise SystemExit(ProcessSupervisor(run_args, count, WorkerSettings.from_env().shutdown_timeout,
-                                           drain=mode == "drain", log_level=log_level.upper(),
-                                           metrics_port=metrics_port).run())
-
-    # As celery, gunicorn and uvicorn do: the app's own directory first.
-    sys.path.insert(0, os.path.abspath(app_dir))
-    options = SupervisorOptions(
-        max_concurrency=max_concurrency, mode=mode, restart_on_failure=restart_on_failure,
-        restart_delay=restart_delay, log_level=log_level.upper(),
-        shutdown_on_listener_failure=shutdown_on_listener_failure, metrics_port=metrics_port,
-    )
-    raise SystemExit(Supervisor(factory, options).run())
+    raise SystemExit(run_workers(
+        factory, processes, max_concurrency=max_concurrency, mode=mode, restart_on_failure=restart_on_failure,
+        restart_delay=restart_delay, log_level=log_level, shutdown_on_listener_failure=shutdown_on_listener_failure,
+        metrics_port=metrics_port, app_dir=app_dir))
