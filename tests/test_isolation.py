@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import psycopg
@@ -209,3 +211,49 @@ def test_a_suspect_that_kills_its_process_is_charged_each_time_and_the_worker_go
     assert q.running, "the worker went on"
     assert q.wait_for_job_finished(q.add_job(innocent, 5).rid, 20).result == 5
     assert count(db_config, "SELECT count(*) FROM {schema}.job") == 0
+
+
+def test_a_suspect_logs_and_prints_while_other_threads_hold_the_stream_it_shares(make_queuer, db_config):
+    """A buffered stream's lock is not reset at a fork: a thread writing to it at that moment would leave
+    it held in the child for good. The child writes through streams of its own."""
+    read_end, write_end = os.pipe()
+    stream = os.fdopen(write_end, "w", buffering=1)
+    handler = logging.StreamHandler(stream)
+    noisy = logging.getLogger("queuer.test.noisy")
+    noisy.addHandler(handler)
+    noisy.propagate = False
+    stop = threading.Event()
+
+    def slow_reader() -> None:  # a log collector that keeps up, barely: writers often wait on the pipe
+        while os.read(read_end, 512):
+            time.sleep(0.001)
+
+    def chatter() -> None:
+        while not stop.is_set():
+            noisy.warning("x" * 400)
+
+    def talkative(i: int) -> int:
+        for _ in range(20):
+            noisy.warning("from the suspect %d", i)
+        print("printed by suspect", i, flush=True)
+        return i
+
+    threads = [threading.Thread(target=slow_reader, daemon=True)] + [
+        threading.Thread(target=chatter, daemon=True) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        q = make_queuer(max_concurrency=4)
+        q.add_task(talkative)
+        jobs = [q.add_job(talkative, i) for i in range(12)]
+        _suspect(db_config, *(job.rid for job in jobs))
+        q.start()
+        done = [q.wait_for_job_finished(job.rid, 30) for job in jobs]
+        assert [job.result for job in done] == list(range(12))
+        assert max(job.ended_at - job.started_at for job in done).total_seconds() < 5
+    finally:
+        stop.set()
+        for thread in threads[1:]:
+            thread.join(5)
+        noisy.removeHandler(handler)
+        stream.close()  # the reader sees EOF and ends

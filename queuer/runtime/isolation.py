@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import io
+import logging
 import os
 import pickle
 import select
@@ -29,13 +31,16 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from queuer.model.rows import CRASHED, Outcome
+from queuer.model.rows import CRASHED, SNOOZE, Outcome
 from queuer.runtime.attempt import Attempt
-from queuer.runtime.retries import failure
+
+log = logging.getLogger("queuer.worker")
 
 # How often a waiting thread looks at the attempt's cancel flag and at the child.
 POLL_MILLISECONDS = 50
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# A suspect for which no process could be had runs again after this long (no retry spent).
+FORK_FAILED_RETRY_SECONDS = 1.0
 
 # Python 3.12 warns at every fork of a process that has threads; see the module's docstring.
 warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork", category=DeprecationWarning,
@@ -51,6 +56,33 @@ def _prctl() -> Callable[..., int] | None:
         return prctl
     except (OSError, AttributeError):
         return None
+
+
+def _own_streams() -> None:
+    """In the child: stdout, stderr and the logging handlers writing to files get streams of their own over
+    the same descriptors. An inherited buffered stream is unusable: its lock (not reset at a fork) may have
+    been held by a thread that was writing, and what it had buffered is the parent's to write."""
+    fresh: dict[int, io.TextIOWrapper] = {}
+
+    def own(stream: Any) -> Any:
+        try:
+            fd = stream.fileno()
+        except (AttributeError, ValueError, OSError):
+            return stream  # not over a descriptor (a StringIO, a test's capture): nothing shared
+        if id(stream) not in fresh:
+            fresh[id(stream)] = io.TextIOWrapper(
+                io.FileIO(fd, "w", closefd=False), encoding=getattr(stream, "encoding", None) or "utf-8",
+                errors=getattr(stream, "errors", None) or "backslashreplace", line_buffering=True,
+                write_through=True)
+        return fresh[id(stream)]
+
+    sys.stdout, sys.stderr = own(sys.stdout), own(sys.stderr)
+    handlers = list(logging.getLogger().handlers)
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        handlers += getattr(logger, "handlers", [])
+    for handler in handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.stream = own(handler.stream)  # assigned: setStream() would flush the inherited one
 
 
 def _ignore(signum: int, frame: Any) -> None:
@@ -76,9 +108,6 @@ class ProcessIsolation:
             with self._fork_lock:
                 read_end, write_end = os.pipe()
                 try:
-                    for stream in (sys.stdout, sys.stderr):  # or the child would write it again
-                        with contextlib.suppress(Exception):
-                            stream.flush()
                     pid = os.fork()
                     if pid == 0:
                         self._child(attempt, run, parent, read_end, write_end)
@@ -90,9 +119,10 @@ class ProcessIsolation:
                 finally:
                     if os.getpid() == parent:
                         os.close(write_end)
-        except OSError as exc:  # no process to be had (EAGAIN, ENOMEM, EMFILE): a failure, retried if it may be
-            return failure(attempt.job, attempt.on_error,
-                           f"OSError: could not start a process for this suspect job: {exc}", retry=True)
+        except OSError as exc:  # no process to be had now (EAGAIN, ENOMEM, EMFILE): again shortly, nothing spent
+            log.warning("could not start a process for suspect job %s (%s); it runs again in %.0f s",
+                        attempt.job.rid, exc, FORK_FAILED_RETRY_SECONDS)
+            return Outcome(attempt.job.id, attempt.job.attempt, SNOOZE, retry_delay=FORK_FAILED_RETRY_SECONDS)
         try:
             data, status = self._wait(pid, read_end, attempt)
         finally:
@@ -111,6 +141,7 @@ class ProcessIsolation:
         status = 1
         try:
             os.close(read_end)
+            _own_streams()
             os.setpgid(0, 0)  # a group of its own: a kill reaches what the task started too
             signal.signal(signal.SIGTERM, _ignore)
             signal.signal(signal.SIGINT, _ignore)
@@ -126,7 +157,7 @@ class ProcessIsolation:
         finally:
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(Exception):
-                    stream.flush()
+                    stream.flush()  # the child's own streams (see _own_streams)
             os._exit(status)
 
     @staticmethod
@@ -151,18 +182,40 @@ class ProcessIsolation:
             elif not reading:
                 time.sleep(POLL_MILLISECONDS / 1000)  # closed its end early: still killable meanwhile
             try:
-                done, status = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:  # SIGCHLD ignored in this process: reaped already, status unknown
-                done, status = pid, -1
-            if done:
+                ended = _ended(pid)
+            except ChildProcessError:  # SIGCHLD ignored in this process: reaped already, its group unknown
+                return _drained(read_end, chunks), None
+            if ended is not None:
+                clean, status = ended
                 # A process the task forked may hold the pipe open: read what is there and stop.
-                os.set_blocking(read_end, False)
-                with contextlib.suppress(BlockingIOError):
-                    while chunk := os.read(read_end, 1 << 16):
-                        chunks.append(chunk)
-                if killed or status != 0:
-                    _kill_group(pid)  # what the task started goes with it
-                return b"".join(chunks), None if status == -1 else status
+                data = _drained(read_end, chunks)
+                if killed or not clean:
+                    _kill_group(pid)  # what the task started goes with it (the unreaped child keeps the group's id)
+                if status is None:
+                    try:
+                        status = os.waitpid(pid, 0)[1]
+                    except ChildProcessError:
+                        pass
+                return data, status
+
+
+def _ended(pid: int) -> tuple[bool, int | None] | None:
+    """None while the child runs; once it has ended, whether it exited with 0 and, if it was reaped here, its
+    wait status. Left unreaped where the system allows it (waitid), so that its pid, and the id of its
+    group, cannot be another's until it is."""
+    if hasattr(os, "waitid"):
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        return None if info is None else (info.si_code == os.CLD_EXITED and info.si_status == 0, None)
+    done, status = os.waitpid(pid, os.WNOHANG)
+    return None if not done else (status == 0, status)
+
+
+def _drained(read_end: int, chunks: list[bytes]) -> bytes:
+    os.set_blocking(read_end, False)
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(read_end, 1 << 16):
+            chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _kill_group(pid: int) -> None:
