@@ -126,6 +126,33 @@ def test_cancel_a_running_job_reaches_the_task_and_discards_its_result(make_queu
     assert final.status == JobStatus.CANCELLED and final.result is None
 
 
+def test_a_cancel_heard_before_its_claim_reached_the_worker_still_keeps_the_job_from_running(make_queuer):
+    ran = threading.Event()
+
+    def long_running():
+        ran.set()
+        queuer.current_job().wait_cancelled(30)
+
+    q = make_queuer()
+    q.add_task(long_running)
+    producer = make_queuer(name="producer")
+    q.start()
+    poller = q._runtime.poller
+    take = poller._take
+
+    def cancelled_on_the_way(jobs, isolated=False):
+        for job in jobs:  # cancelled between the claim's commit and the buffer: the worker hears it first
+            producer.cancel_job(job.rid)
+            wait_until(lambda: job.rid in q._runtime.dispatcher._cancelled_early, message="the cancel heard")
+        return take(jobs, isolated)
+
+    poller._take = cancelled_on_the_way
+    job = q.add_job(long_running)
+    assert q.wait_for_job_finished(job.rid, 10).status == JobStatus.CANCELLED
+    wait_until(lambda: q._runtime.counters().claimed >= 1 and not q._runtime.dispatcher.held(), message="the claim dropped")
+    assert not ran.is_set() and q._runtime.dispatcher.started_total == 0
+
+
 def test_stop_worker_from_another_process_stops_it(make_queuer):
     worker = make_queuer()
     worker.add_task(len)

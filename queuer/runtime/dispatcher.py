@@ -30,6 +30,10 @@ from queuer.runtime.retries import failure, policy_of
 
 log = logging.getLogger("queuer.worker")
 
+# A cancel naming this worker for a job not held here: its claim may still be on its way from the
+# database to the buffer. Remembered this long, so that the claim is dropped when it arrives.
+EARLY_CANCEL_SECONDS = 60.0
+
 
 class Dispatcher:
     def __init__(
@@ -65,6 +69,7 @@ class Dispatcher:
         # An attempt ended while buffered stays in it, marked, and is skipped.
         self._buffer: queue.SimpleQueue[Attempt | None] = queue.SimpleQueue()
         self._attempts: dict[int, Attempt] = {}  # job id -> attempt, buffered or running
+        self._cancelled_early: dict[UUID, float] = {}  # rid -> until when (see EARLY_CANCEL_SECONDS)
         self._busy_threads = 0
         self.run_times = RunTimes()
         self.started_total = 0  # attempts begun on a job thread (claims that were released are not)
@@ -136,9 +141,14 @@ class Dispatcher:
             attempts.append(Attempt(job, ctx, on_error, isolated=isolated))
         with self._lock:
             for attempt in attempts:
+                if self._cancelled_early and self._cancelled_early.pop(attempt.job.rid, None) is not None:
+                    attempt.state = ENDED  # cancelled while its claim was on its way here
+                    log.info("job %s was cancelled before its claim reached this worker; not run", attempt.job.rid)
+                    continue
                 self._attempts[attempt.job.id] = attempt
         for attempt in attempts:
-            self._buffer.put(attempt)
+            if attempt.state is BUFFERED:
+                self._buffer.put(attempt)
 
     def take_back_unstarted(self, task_names: Collection[str] | None = None) -> list[tuple[int, int]]:
         """Remove every attempt that has not started (of these tasks only, when given); return their fencing
@@ -294,12 +304,18 @@ class Dispatcher:
         self._on_capacity()
         return True
 
-    def attempt_for_rid(self, rid: UUID) -> Attempt | None:
+    def cancel(self, rid: UUID, reason: str) -> None:
+        """The job ``rid`` was cancelled in the database: end its attempt here, or, if none is held, drop its
+        claim when it arrives."""
         with self._lock:
-            for attempt in self._attempts.values():
-                if attempt.job.rid == rid:
-                    return attempt
-        return None
+            attempt = next((a for a in self._attempts.values() if a.job.rid == rid), None)
+            if attempt is None:
+                now = time.monotonic()
+                for stale in [r for r, until in self._cancelled_early.items() if until < now]:
+                    del self._cancelled_early[stale]
+                self._cancelled_early[rid] = now + EARLY_CANCEL_SECONDS
+                return
+        self.end_attempt(attempt.job.id, reason, None)
 
     def expire_timeouts(self) -> float | None:
         """End attempts past their deadline; return seconds until the next deadline."""

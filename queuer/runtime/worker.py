@@ -254,9 +254,7 @@ class WorkerRuntime:
                 wake = True  # a serial key's next job may be claimed now
                 self.poller.rewind()  # it may stand behind where claims go on from
             elif event.kind is EventKind.CANCEL and event.detail == str(self._worker_rid) and event.rid is not None:
-                attempt = self.dispatcher.attempt_for_rid(UUID(event.rid))
-                if attempt is not None:
-                    self.dispatcher.end_attempt(attempt.job.id, "cancelled", None)
+                self.dispatcher.cancel(UUID(event.rid), "cancelled")
             elif event.kind is EventKind.CONTROL:
                 self.controls.mark_stale()
                 wake = True  # paused jobs are given back, resumed ones claimed, by the next claim round
