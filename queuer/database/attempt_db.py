@@ -172,10 +172,15 @@ class AttemptDB:
         row = self.db.execute_one(self.q.has_due_jobs, {"task_names": list(task_names)})
         return bool(row and row["due"])
 
-    def seconds_until_next_due(self, task_names: Sequence[str], suspects: bool = False) -> float | None:
-        """Seconds until the next scheduled job (or suspect, due or not) of these tasks is due; None: none."""
-        statement = self.q.next_suspect_due_in if suspects else self.q.next_due_in
-        row = self.db.execute_one(statement, {"task_names": list(task_names)})
+    def suspects_due(self, task_names: Sequence[str]) -> tuple[set[str], float | None]:
+        """The tasks of these with suspects due now, and seconds until the next suspect not due yet (None: none)."""
+        row = self.db.execute_one(self.q.suspects_due, {"task_names": list(task_names)})
+        if row is None:
+            return set(), None
+        return set(row["due"]), None if row["next_in"] is None else max(0.0, float(row["next_in"]))
+
+    def seconds_until_next_due(self, task_names: Sequence[str]) -> float | None:
+        row = self.db.execute_one(self.q.next_due_in, {"task_names": list(task_names)})
         value = row["wait_seconds"] if row else None
         return None if value is None else max(0.0, float(value))
 

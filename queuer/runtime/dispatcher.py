@@ -241,8 +241,12 @@ class Dispatcher:
         try:
             outcome = self.executor.run(attempt)
             if outcome is not None and outcome.status is CRASHED and self._on_crash is not None:
-                # Charged before the thread counts as free: a drain or a stop waits for the charge.
-                self._on_crash(outcome)
+                # Charged before the thread counts as free (a drain or a stop waits for the charge), and only
+                # while the attempt counts: a timeout or cancel that ended it first has the last word.
+                with self._lock:
+                    counts = attempt.state is RUNNING
+                if counts:
+                    self._on_crash(outcome)
                 outcome = None
         finally:
             self._free_thread(attempt, time.perf_counter() - started, outcome)

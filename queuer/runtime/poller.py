@@ -157,13 +157,18 @@ class Poller(BackgroundLoop):
 
     def _claim_suspects(self, free: list[str], limited: list[Task], grouped: list[Task], room: int) -> int | None:
         """Claim suspects up to ``room``, within their tasks' limits; None when stopping."""
+        names = [*free, *(task.name for task in limited), *(task.name for task in grouped)]
+        due, next_in = self.attempt_db.suspects_due(names)
+        self.suspects_may_wait = False
         defaults = (self.default_max_attempts, self.default_timeout, self.default_crash_budget)
         taken = 0
-        for task in [None, *limited, *grouped]:
+        for task in [None, *(t for t in limited + grouped if t.name in due)]:
             if room - taken <= 0:
                 break
             if task is None:
-                jobs = self.attempt_db.claim(self.worker_rid(), free, room, *defaults, suspects=True) if free else []
+                due_free = [name for name in free if name in due]
+                jobs = self.attempt_db.claim(self.worker_rid(), due_free, room, *defaults, suspects=True) \
+                    if due_free else []
             elif task.limited:
                 jobs, _ = self.attempt_db.claim_limited(
                     self.worker_rid(), task.name, room - taken, task.effective_concurrency_limit,
@@ -173,15 +178,16 @@ class Poller(BackgroundLoop):
             if self._take(jobs, isolated=True) is None:
                 return None
             taken += len(jobs)
-        if taken < room:
-            self.suspects_may_wait = False
-            due_in = self.attempt_db.seconds_until_next_due([*free, *(t.name for t in limited + grouped)],
-                                                            suspects=True)
-            # Looked for again when the next is due; one due now was not claimable (held, its serial key busy,
-            # its task at its limit): at the poll interval. With none at all, now and then all the same: a
-            # rescue's notification may be missed (no session, a reconnect).
-            wait = SUSPECT_LOOK_SECONDS if due_in is None else due_in or self.interval
-            self._suspect_due_at = time.monotonic() + max(wait, MIN_SUSPECT_LOOK_SECONDS)
+        if taken == room and due:
+            self.suspects_may_wait = True  # there may be more: look again at the next round
+            return taken
+        # Looked for again when the next is due; one due now was not claimable (held, its serial key busy, its
+        # task at its limit): at the poll interval. With none, now and then all the same: a rescue's
+        # notification may be missed (no session, a reconnect).
+        wait = SUSPECT_LOOK_SECONDS if next_in is None else next_in
+        if due:
+            wait = min(wait, self.interval)
+        self._suspect_due_at = time.monotonic() + max(wait, MIN_SUSPECT_LOOK_SECONDS)
         return taken
 
     def _suspects_due(self) -> bool:

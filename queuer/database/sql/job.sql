@@ -275,9 +275,11 @@ SELECT extract(epoch FROM min(scheduled_at) - now()) AS wait_seconds
 FROM {schema}.job
 WHERE status = 'SCHEDULED' AND task_name = ANY(%(task_names)s::text[]);
 
--- name: next_suspect_due_in
--- Seconds until the next suspect of these tasks is due (at most 0: one is due now).
-SELECT extract(epoch FROM min(scheduled_at) - now()) AS wait_seconds
+-- name: suspects_due
+-- Which of these tasks have suspects due now, and seconds until the next one that is not due yet: read
+-- from job_suspect_idx (suspects are few), so that no claim is tried for tasks without one.
+SELECT coalesce(array_agg(DISTINCT task_name) FILTER (WHERE scheduled_at <= now()), '{}') AS due,
+       extract(epoch FROM min(scheduled_at) FILTER (WHERE scheduled_at > now()) - now()) AS next_in
 FROM {schema}.job
 WHERE suspect AND status IN ('QUEUED', 'SCHEDULED') AND task_name = ANY(%(task_names)s::text[]);
 
