@@ -115,6 +115,13 @@ def test_add_jobs_tx_is_all_or_none_with_the_callers_transaction(db_config):
                 await conn.close()
             assert len(lost) == 50 and len(kept) == 3
             assert [(await aq.get_job(rid)).parameters for rid in kept] == [[0], [1], [2]]
+            # The first statement of psycopg's implicit transaction: rolled back with it.
+            conn = await psycopg.AsyncConnection.connect(**db_config.connect_kwargs())
+            try:
+                await aq.add_jobs_tx(conn, [BatchJob(task="tx-batch", parameters=[7])])
+                await conn.rollback()
+            finally:
+                await conn.close()
 
     asyncio.run(main())
     assert count(db_config, "SELECT count(*) FROM {schema}.job") == 3

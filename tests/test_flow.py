@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from queuer import BatchJob, DuplicateJobError, JobStatus, Options
-from tests.support import count
+from tests.support import count, sql
 
 
 def echo(value):
@@ -30,6 +30,19 @@ def test_unique_key_rejects_or_skips_while_queued_or_running(make_queuer, db_con
     again = q.add_job_with_options(Options(unique_key="report-42"), echo, 6)  # free once archived
     assert again.rid != first.rid
     assert q.wait_for_job_finished(again.rid, 10).result == 6
+
+
+def test_a_batch_as_the_first_statement_of_an_implicit_transaction_is_rolled_back_with_it(make_queuer, db_config):
+    q = make_queuer()
+    with psycopg.connect(**db_config.connect_kwargs()) as conn:  # not autocommit: psycopg's implicit transaction
+        q.add_jobs_tx(conn, [BatchJob(task="tx-batch", parameters=[i]) for i in range(5)])
+        wf = q.workflow("in-the-callers-transaction")
+        wf.add_job("tx-batch", 0)
+        wf.commit_tx(conn)
+        conn.rollback()
+        q.add_jobs_tx(conn, [BatchJob(task="tx-batch", parameters=[9])])
+        conn.commit()
+    assert [row[0] for row in sql(db_config, "SELECT parameters FROM {schema}.job")] == [[9]]
 
 
 def test_add_job_tx_exists_only_if_the_transaction_commits(make_queuer, db_config):

@@ -37,7 +37,11 @@ from queuer.config.database import DatabaseConfiguration
 from queuer.config.settings import WorkerSettings
 from queuer.database.async_pool import AsyncDatabase
 from queuer.database.backoff import Backoff
-from queuer.database.callers import check_callers_async_connection, on_callers_connection
+from queuer.database.callers import (
+    check_callers_async_connection,
+    join_callers_transaction_async,
+    on_callers_connection,
+)
 from queuer.database.connect import close_quietly_async
 from queuer.database.connection import Database
 from queuer.database.copy_format import copy_chunks
@@ -212,6 +216,7 @@ class AsyncQueuer:
         check_batch(items)
         rids: list[UUID] = []
         with tracing.sending() as spans, duplicates_as_errors(), on_callers_connection(conn):
+            await join_callers_transaction_async(conn)
             async with conn.transaction():  # a savepoint in the caller's: a failed batch leaves the rest of it
                 await self._insert_batch_on(_our_cursor(conn), items, spans, rids)
             spans.sent(rids)

@@ -34,7 +34,7 @@ from queuer.client.workflows import Workflow, validate_workflow_id
 from queuer.config.database import DatabaseConfiguration
 from queuer.config.settings import WorkerSettings
 from queuer.database.attempt_db import AttemptDB
-from queuer.database.callers import check_callers_connection, on_callers_connection
+from queuer.database.callers import check_callers_connection, join_callers_transaction, on_callers_connection
 from queuer.database.connection import Database
 from queuer.database.control_db import ControlDB
 from queuer.database.cron_db import CronDB
@@ -382,6 +382,7 @@ class Queuer:
         """
         conn = check_callers_connection(conn)
         with on_callers_connection(conn):
+            join_callers_transaction(conn)
             return self._insert_batch(batch_jobs, conn)
 
     def _insert_batch(self, batch_jobs: Iterable[BatchJob], conn: psycopg.Connection[Any] | None) -> list[UUID]:

@@ -17,7 +17,7 @@ from uuid import UUID
 import psycopg
 
 from queuer.client.enqueue import JobBuilder, check_batch
-from queuer.database.callers import check_callers_connection, on_callers_connection
+from queuer.database.callers import check_callers_connection, join_callers_transaction, on_callers_connection
 from queuer.database.job_db import JobDB
 from queuer.database.workflow_db import Link, WorkflowDB
 from queuer.model.batch_job import BatchJob
@@ -175,6 +175,7 @@ class Workflow:
         """``commit`` inside the caller's transaction: the jobs exist only if it commits."""
         conn = check_callers_connection(conn)
         with on_callers_connection(conn):
+            join_callers_transaction(conn)
             return self._commit(conn)
 
     def _commit(self, conn: psycopg.Connection[Any] | None) -> list[UUID]:

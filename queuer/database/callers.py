@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from queuer.database.connect import first_line
 from queuer.errors import ConnectionLostError, QueuerError
@@ -38,6 +39,21 @@ def check_callers_async_connection(conn: Any) -> psycopg.AsyncConnection[Any]:
     if conn.closed or conn.broken:
         raise ValueError("add_job_tx was given a closed connection: enqueue inside an open transaction")
     return conn
+
+
+def join_callers_transaction(conn: psycopg.Connection[Any]) -> None:
+    """Before a batch on the caller's connection: a transaction() block on a connection that is not in
+    autocommit and has no transaction open yet would be the outer one, and commit the batch at its end.
+    One statement first opens the caller's transaction (as any first statement would), so the batch is a
+    savepoint inside it and stands or falls with it."""
+    if not conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+        conn.execute("SELECT 1")
+
+
+async def join_callers_transaction_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    """``join_callers_transaction`` for an AsyncConnection."""
+    if not conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+        await conn.execute("SELECT 1")
 
 
 @contextmanager
