@@ -10,8 +10,9 @@ whatever it started (it leads a process group of its own).
 The child is a fork of a process with threads: it runs only the task, on the
 forking thread, and exits without running the interpreter's shutdown. What it
 may use starts over after a fork (queuer's connections, notifier and event
-waiters, logging's locks); the user's own resources are shared with it as
-with any fork (see the Reliability guide).
+waiters, logging's locks) or is made anew in it (stdout, stderr and logging's
+streams); the user's own resources are shared with it as with any fork (see
+the Reliability guide).
 """
 
 from __future__ import annotations
