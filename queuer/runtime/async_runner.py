@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from queuer.database.forks import start_over_after_fork
 from queuer.model.context import JobContext
 
 
@@ -20,6 +21,12 @@ class ThreadLoops:
         # other threads' locals, and a loop collected there would take its descriptors out of
         # the epoll instance it shares with this process's loop.
         self._loops: set[asyncio.AbstractEventLoop] = set()
+        start_over_after_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child (a suspect's process): loops of its own, made on first use. The parent's stay
+        referenced, never run or closed here: their epoll instances are the parent's too."""
+        self._local = threading.local()
 
     def run(self, context: JobContext, coroutine: Any) -> Any:
         """Run a task's coroutine on this thread's loop; a cancel or timeout interrupts it at its next await."""

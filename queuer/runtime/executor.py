@@ -52,7 +52,6 @@ class Executor:
         self._passthrough = passthrough
         self._tracing = tracing.Switch()
         self.loops = ThreadLoops()
-        self._parents_loops: ThreadLoops | None = None
         self.isolation = ProcessIsolation()
 
     def run(self, attempt: Attempt) -> Outcome | None:
@@ -69,13 +68,7 @@ class Executor:
 
     def _attempt(self, attempt: Attempt) -> Outcome | None:
         if attempt.isolated and self.isolation.available:
-            return self.isolation.run(attempt, self._in_child)
-        return self._outcome_of(attempt)
-
-    def _in_child(self, attempt: Attempt) -> Outcome:
-        # The thread's event loop (and its epoll instance) stays the worker's: a new one here. The
-        # worker's are kept referenced (and so never closed here) by the ThreadLoops they came from.
-        self._parents_loops, self.loops = self.loops, ThreadLoops()
+            return self.isolation.run(attempt, self._outcome_of)
         return self._outcome_of(attempt)
 
     def _outcome_of(self, attempt: Attempt) -> Outcome:

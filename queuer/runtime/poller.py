@@ -52,10 +52,9 @@ class Poller(BackgroundLoop):
         self.claimed_total = 0
         # A limited task had no room: another worker's job ending may make some.
         self.waiting_for_limits = False
-        # A rescue may have left suspects (jobs to run in a process of their own): look.
-        self.suspects_may_wait = True
-        # When the next suspect not claimed at the last look is due (a retry's delay, a snooze).
-        self._suspect_due_at: float | None = None
+        # When to look for suspects (jobs to run in a process of their own) next, in time.monotonic();
+        # 0: at the next round (at start, and after a rescue may have made some).
+        self._suspects_look_at = 0.0
         # Where the last full batch ended in claim order; None: the next claim starts at the start.
         self._cursor: ClaimKey | None = None
         self._rewinds = 0  # bumped by rewind(), from any thread
@@ -81,7 +80,7 @@ class Poller(BackgroundLoop):
         limited = [task for task in tasks.values() if task.limited]
         grouped = [task for task in tasks.values() if task.grouped]
         room = self.dispatcher.capacity()
-        if room > 0 and tasks and self._suspects_due():
+        if room > 0 and tasks and time.monotonic() >= self._suspects_look_at:
             # A suspect takes one free slot, not a claim's worth: it waits for nothing else.
             taken = self._claim_suspects(free, limited, grouped, room)
             if taken is None:
@@ -90,8 +89,7 @@ class Poller(BackgroundLoop):
         if room < self.dispatcher.worth_claiming() or not tasks:
             return None  # a finishing job wakes us once a claim is worth its round trip
         waits: list[float] = []
-        if self._suspect_due_at is not None:
-            waits.append(max(0.0, self._suspect_due_at - time.monotonic()))
+        waits.append(max(0.0, self._suspects_look_at - time.monotonic()))
         if free and time.monotonic() < self._free_idle_until:
             waits.append(self._free_idle_until - time.monotonic())
             free = []
@@ -159,7 +157,6 @@ class Poller(BackgroundLoop):
         """Claim suspects up to ``room``, within their tasks' limits; None when stopping."""
         names = [*free, *(task.name for task in limited), *(task.name for task in grouped)]
         due, next_in = self.attempt_db.suspects_due(names)
-        self.suspects_may_wait = False
         defaults = (self.default_max_attempts, self.default_timeout, self.default_crash_budget)
         taken = 0
         for task in [None, *(t for t in limited + grouped if t.name in due)]:
@@ -179,7 +176,7 @@ class Poller(BackgroundLoop):
                 return None
             taken += len(jobs)
         if taken == room and due:
-            self.suspects_may_wait = True  # there may be more: look again at the next round
+            self._suspects_look_at = 0.0  # there may be more: look again at the next round
             return taken
         # Looked for again when the next is due; one due now was not claimable (held, its serial key busy, its
         # task at its limit): at the poll interval. With none, now and then all the same: a rescue's
@@ -187,13 +184,12 @@ class Poller(BackgroundLoop):
         wait = SUSPECT_LOOK_SECONDS if next_in is None else next_in
         if due:
             wait = min(wait, self.interval)
-        self._suspect_due_at = time.monotonic() + max(wait, MIN_SUSPECT_LOOK_SECONDS)
+        self._suspects_look_at = time.monotonic() + max(wait, MIN_SUSPECT_LOOK_SECONDS)
         return taken
 
-    def _suspects_due(self) -> bool:
-        if self._suspect_due_at is not None and time.monotonic() >= self._suspect_due_at:
-            self.suspects_may_wait = True
-        return self.suspects_may_wait
+    def suspects_may_be_due(self) -> None:
+        """A rescue may have made suspects: look for them at the next round."""
+        self._suspects_look_at = 0.0
 
     def rewind(self) -> None:
         """Jobs went back into the queue (a rescue, a retry, a freed serial key): look from the start next."""

@@ -246,7 +246,7 @@ class WorkerRuntime:
                     wake = True
                     self.poller.jobs_added()
                 if event.kind is EventKind.RETRY:
-                    self.poller.suspects_may_wait = True  # a rescue may have made suspects
+                    self.poller.suspects_may_be_due()
                     self.poller.rewind()  # and put jobs back behind where claims go on from
             elif event.kind is EventKind.END:
                 wake = wake or self.poller.waiting_for_limits
